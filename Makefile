@@ -1,0 +1,40 @@
+# Two entry points: `make demo` (pipeline on the bundled photos, then the dashboard) and `make test`.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8501
+
+.PHONY: demo pipeline dashboard test browser venv clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+## Run the whole pipeline on the bundled demo photos, then serve the dashboard on 127.0.0.1.
+demo: pipeline dashboard
+
+## The pipeline alone (for scripts and CI): import, features, outliers, models, evaluation.
+pipeline: venv
+	$(BIN)/python -m jobs demo
+
+dashboard: venv
+	@echo "Dashboard: open http://127.0.0.1:$(PORT) (Ctrl-C to stop)"
+	$(BIN)/streamlit run dashboard/app.py --server.address 127.0.0.1 --server.port $(PORT) \
+		--server.headless true --browser.gatherUsageStats false
+
+## Chromium for the browser test (Debian's build; Playwright's own download does not work offline).
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+		else echo "The browser test needs Debian's chromium: sudo apt-get install -y chromium"; exit 1; fi; }
+
+## The whole test suite.
+test: venv browser
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -1,0 +1,1 @@
+"""Pure domain and ML logic: arrays and bytes in, arrays and values out."""

@@ -1,0 +1,78 @@
+"""The one shape every job has: record the run, count outcomes, show progress, print a summary."""
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+from tqdm import tqdm
+
+from warehouse import runs
+
+
+class JobRun:
+    """A recorded run: counts outcomes and keeps a short log stored with the run."""
+
+    def __init__(self, home: Path, kind: str, config: dict):
+        self.home = Path(home)
+        self.kind = kind
+        self.config = config
+        self.counts: Counter = Counter()
+        self.extra: dict = {}
+        self.started = time.monotonic()
+        self.run_id = runs.start_run(self.home, kind, config)
+        self._log: list[str] = []
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        self.counts[outcome] += n
+
+    def log(self, message: str) -> None:
+        """Note a message for the user now and keep it with the run."""
+        tqdm.write(message, file=sys.stderr)
+        self._log.append(message)
+
+    def checkpoint(self) -> None:
+        """Persist counts so far (so a killed run still shows its progress)."""
+        runs.update_run(self.home, self.run_id, counts=self.all_counts())
+
+    def all_counts(self) -> dict:
+        return {**self.counts, **self.extra}
+
+    def progress(self, iterable=None, total: int | None = None, desc: str | None = None, unit: str = "img"):
+        return tqdm(iterable, total=total, desc=desc or self.kind, unit=unit, file=sys.stderr,
+                    dynamic_ncols=True, disable=None)
+
+    def summary(self) -> str:
+        elapsed = time.monotonic() - self.started
+        done = self.counts.get("done", 0)
+        rate = done / elapsed if elapsed > 0 else 0.0
+        parts = [f"{k} {v}" for k, v in (("done", done), ("skipped", self.counts.get("skipped", 0)),
+                                           ("failed", self.counts.get("failed", 0)))]
+        others = [f"{k} {v}" for k, v in self.counts.items() if k not in ("done", "skipped", "failed")]
+        return (f"{self.kind}: " + ", ".join(parts + others)
+                + f" in {elapsed:.1f} s ({rate:.1f} items/s) [run {self.run_id}]")
+
+
+@contextlib.contextmanager
+def job_run(home: Path, kind: str, config: dict) -> Iterator[JobRun]:
+    """Record a run around a job body; its final status is ok, failed or interrupted."""
+    run = JobRun(home, kind, config)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        runs.finish_run(run.home, run.run_id, "interrupted", run.all_counts(), "stopped by the user (Ctrl-C)")
+        print(run.summary() + " - interrupted", file=sys.stderr)
+        raise
+    except BaseException as exc:
+        runs.finish_run(run.home, run.run_id, "failed", run.all_counts(),
+                        f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        raise
+    log = "\n".join(run._log) + "\n" if run._log else None
+    if log:
+        runs.update_run(run.home, run.run_id, log=log)
+    runs.finish_run(run.home, run.run_id, "ok", run.all_counts())
+    print(run.summary())

@@ -1,0 +1,1 @@
+"""DuckDB warehouse: schema, migrations, all SQL, and the content-addressed image store."""

@@ -1,0 +1,119 @@
+"""Short-lived DuckDB connections with lock retry, and ordered, recorded migrations.
+
+DuckDB lets one process write, or many read, never both at once. So every caller
+opens a connection, does its work in one transaction, and closes it; a caller that
+finds the file locked waits with backoff instead of failing (DESIGN.md §3).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+DB_NAME = "warehouse.duckdb"
+DEFAULT_LOCK_TIMEOUT_S = float(os.environ.get("HASHTAG_LOCK_TIMEOUT", "60"))
+
+_migrated: set[str] = set()
+
+
+class WarehouseLocked(RuntimeError):
+    """The database file stayed locked by another process for longer than allowed."""
+
+
+def db_path(home: Path | str) -> Path:
+    return Path(home) / DB_NAME
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text or "conflicting" in text or "resource temporarily unavailable" in text
+
+
+def _open(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + timeout_s
+    delay = 0.01
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if not _is_lock_error(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise WarehouseLocked(
+                    f"The warehouse {path} is locked by another process (a running job or the "
+                    f"dashboard) and stayed locked for {timeout_s:.0f} s. Try again when it has finished."
+                ) from exc
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.25)
+
+
+@contextlib.contextmanager
+def connect(home: Path | str, *, read_only: bool = False,
+            timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse under `home`, migrated, for one short unit of work.
+
+    Writers get a transaction that commits on success and rolls back on error.
+    Readers on a missing database get an empty, migrated one created first.
+    """
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True)
+    path = db_path(home)
+    timeout_s = DEFAULT_LOCK_TIMEOUT_S if timeout_s is None else timeout_s
+    if str(path) not in _migrated:
+        con = _open(path, False, timeout_s)
+        try:
+            migrate(con)
+        finally:
+            con.close()
+        _migrated.add(str(path))
+    con = _open(path, read_only, timeout_s)
+    try:
+        if read_only:
+            yield con
+        else:
+            con.begin()
+            try:
+                yield con
+            except BaseException:
+                con.rollback()
+                raise
+            con.commit()
+    finally:
+        con.close()
+
+
+def migration_files() -> list[Path]:
+    return sorted(MIGRATIONS_DIR.glob("*.sql"))
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply every migration not yet recorded, each with its record in one transaction."""
+    con.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+                       name VARCHAR PRIMARY KEY,
+                       applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""")
+    done = {r[0] for r in con.execute("SELECT name FROM schema_migrations").fetchall()}
+    applied = []
+    for file in migration_files():
+        if file.name in done:
+            continue
+        con.begin()
+        try:
+            con.execute(file.read_text())
+            con.execute("INSERT INTO schema_migrations (name) VALUES (?)", [file.name])
+            con.commit()
+        except Exception:
+            con.rollback()
+            raise
+        applied.append(file.name)
+    return applied
+
+
+def applied_migrations(home: Path | str) -> list[str]:
+    with connect(home, read_only=True) as con:
+        return [r[0] for r in con.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()]

@@ -1,0 +1,85 @@
+"""Image rows: stored photos with provenance, and failed attempts with their reason."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from warehouse.db import connect
+
+IMAGE_FIELDS = ("sha256", "path", "word", "origin", "source_path", "source_url", "page_url", "title",
+                "query", "source", "width", "height", "status", "error", "run_id")
+
+
+def add_image_rows(home: Path, rows: list[dict]) -> list[int]:
+    """Insert image rows (ok or failed) in one transaction.
+
+    An 'ok' row whose sha256 is already stored as ok is not inserted again: the
+    returned list holds the new image_id, or None for such duplicates.
+    """
+    ids: list[int | None] = []
+    with connect(home) as con:
+        for row in rows:
+            if row.get("status") == "ok":
+                dup = con.execute("SELECT image_id FROM images WHERE sha256 = ? AND status = 'ok'",
+                                  [row["sha256"]]).fetchone()
+                if dup:
+                    ids.append(None)
+                    continue
+            cols = [f for f in IMAGE_FIELDS if f in row]
+            sql = (f"INSERT INTO images ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+                   "RETURNING image_id")
+            ids.append(con.execute(sql, [row[c] for c in cols]).fetchone()[0])
+    return ids
+
+
+def stored_shas(home: Path) -> set[str]:
+    with connect(home, read_only=True) as con:
+        return {r[0] for r in con.execute("SELECT sha256 FROM images WHERE status = 'ok'").fetchall()}
+
+
+def seen_source_paths(home: Path) -> set[str]:
+    """Local files an import already handled, stored or failed."""
+    with connect(home, read_only=True) as con:
+        return {r[0] for r in con.execute(
+            "SELECT DISTINCT source_path FROM images WHERE source_path IS NOT NULL").fetchall()}
+
+
+def word_counts(home: Path) -> list[dict]:
+    """Per word: stored (ok) and failed image rows, over every word known or used."""
+    sql = """
+        WITH w AS (SELECT word, active FROM words
+                   UNION SELECT DISTINCT word, NULL FROM images
+                   WHERE word IS NOT NULL AND word NOT IN (SELECT word FROM words))
+        SELECT w.word, w.active,
+               count(*) FILTER (WHERE i.status = 'ok') AS stored,
+               count(*) FILTER (WHERE i.status = 'failed') AS failed
+        FROM w LEFT JOIN images i ON i.word = w.word
+        GROUP BY w.word, w.active ORDER BY stored DESC, w.word"""
+    with connect(home, read_only=True) as con:
+        return [dict(word=r[0], active=r[1], stored=r[2], failed=r[3]) for r in con.execute(sql).fetchall()]
+
+
+def failed_images(home: Path, limit: int = 100) -> list[dict]:
+    with connect(home, read_only=True) as con:
+        cur = con.execute("""SELECT image_id, word, origin, coalesce(source_path, source_url) AS source, error,
+                                    added_at, run_id FROM images WHERE status = 'failed'
+                             ORDER BY image_id DESC LIMIT ?""", [limit])
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def labelled_images(home: Path, *, words: list[str] | None = None, include_rejected: bool = False) -> list[dict]:
+    """Stored images with their current label and review state (curation applied)."""
+    sql = "SELECT image_id, sha256, path, word, original_word, review, origin FROM image_labels"
+    conds, params = [], []
+    if not include_rejected:
+        conds.append("review <> 'reject'")
+    if words:
+        conds.append("word IN (SELECT unnest(?))")
+        params.append(list(words))
+    if conds:
+        sql += " WHERE " + " AND ".join(conds)
+    sql += " ORDER BY image_id"
+    with connect(home, read_only=True) as con:
+        cur = con.execute(sql, params)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]

@@ -1,0 +1,91 @@
+"""Job runs: each run's kind, config, counts, status and timing."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+from warehouse.db import connect
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_stale_runs(home: Path) -> list[int]:
+    """Runs left 'running' by a process that no longer exists become 'interrupted'."""
+    with connect(home) as con:
+        rows = con.execute("SELECT run_id, pid, host FROM runs WHERE status = 'running'").fetchall()
+        here = socket.gethostname()
+        stale = [r[0] for r in rows if r[2] == here and not _pid_alive(r[1])]
+        for run_id in stale:
+            con.execute("""UPDATE runs SET status = 'interrupted', finished_at = current_timestamp,
+                           error = coalesce(error, 'the process stopped without finishing (killed or crashed)')
+                           WHERE run_id = ?""", [run_id])
+    return stale
+
+
+def start_run(home: Path, kind: str, config: dict) -> int:
+    mark_stale_runs(home)
+    with connect(home) as con:
+        return con.execute(
+            "INSERT INTO runs (kind, config, pid, host) VALUES (?, ?, ?, ?) RETURNING run_id",
+            [kind, json.dumps(config, default=str), os.getpid(), socket.gethostname()],
+        ).fetchone()[0]
+
+
+def update_run(home: Path, run_id: int, *, counts: dict | None = None, log: str | None = None) -> None:
+    with connect(home) as con:
+        if counts is not None:
+            con.execute("UPDATE runs SET counts = ? WHERE run_id = ?", [json.dumps(counts), run_id])
+        if log is not None:
+            con.execute("UPDATE runs SET log = coalesce(log, '') || ? WHERE run_id = ?", [log, run_id])
+
+
+def finish_run(home: Path, run_id: int, status: str, counts: dict, error: str | None = None) -> None:
+    with connect(home) as con:
+        con.execute(
+            """UPDATE runs SET status = ?, counts = ?, error = ?, finished_at = current_timestamp,
+                   duration_s = epoch(current_timestamp - started_at) WHERE run_id = ?""",
+            [status, json.dumps(counts), error, run_id],
+        )
+
+
+def recent_runs(home: Path, limit: int = 20, kind: str | None = None) -> list[dict]:
+    sql = """SELECT run_id, kind, status, config, counts, started_at, finished_at, duration_s, error, log
+             FROM runs {where} ORDER BY run_id DESC LIMIT ?"""
+    params: list = [limit]
+    where = ""
+    if kind:
+        where, params = "WHERE kind = ?", [kind, limit]
+    with connect(home, read_only=True) as con:
+        cur = con.execute(sql.format(where=where), params)
+        cols = [d[0] for d in cur.description]
+        out = []
+        for row in cur.fetchall():
+            rec = dict(zip(cols, row))
+            for key in ("config", "counts"):
+                rec[key] = json.loads(rec[key]) if rec[key] else {}
+            out.append(rec)
+        return out
+
+
+def get_run(home: Path, run_id: int) -> dict | None:
+    with connect(home, read_only=True) as con:
+        cur = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        row = cur.fetchone()
+        if row is None:
+            return None
+        rec = dict(zip([d[0] for d in cur.description], row))
+    for key in ("config", "counts"):
+        rec[key] = json.loads(rec[key]) if rec[key] else {}
+    return rec
