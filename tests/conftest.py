@@ -1,0 +1,55 @@
+"""Shared fixtures: real DuckDB warehouses in temp dirs, seeded with the bundled demo photos."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+DEMO_PHOTOS = ROOT / "datasets" / "demo" / "photos"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """An empty data directory; HASHTAG_HOME points at it."""
+    h = tmp_path / "home"
+    h.mkdir()
+    monkeypatch.setenv("HASHTAG_HOME", str(h))
+    return h
+
+
+def small_demo_tree(dest: Path, words=("bird", "fruit", "flowers", "music"), per_word: int = 8) -> Path:
+    """Copy a few demo photos per word into dest/<word>/ (a folder-per-word tree)."""
+    for word in words:
+        files = sorted((DEMO_PHOTOS / word).glob("*.jpg"))[:per_word]
+        (dest / word).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy(f, dest / word / f.name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def demo_home_template(tmp_path_factory) -> Path:
+    """A warehouse holding 8 photos of each of 4 demo words (built once per session; copy before writing)."""
+    from jobs.import_folder import import_folder
+    base = tmp_path_factory.mktemp("demo")
+    tree = small_demo_tree(base / "tree")
+    h = base / "home"
+    import_folder(h, tree)
+    return h
+
+
+@pytest.fixture
+def demo_home(demo_home_template, tmp_path, monkeypatch) -> Path:
+    """A private, writable copy of the small demo warehouse."""
+    h = tmp_path / "demo_home"
+    shutil.copytree(demo_home_template, h)
+    monkeypatch.setenv("HASHTAG_HOME", str(h))
+    return h
