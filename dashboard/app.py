@@ -11,7 +11,20 @@ import streamlit as st  # noqa: E402
 PAGES = Path(__file__).resolve().parent / "pages"
 
 st.set_page_config(page_title="Hashtag workbench", page_icon="#", layout="wide")
-nav = st.navigation([
-    st.Page(PAGES / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
-])
+nav = st.navigation({
+    "Data": [
+        st.Page(PAGES / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page(PAGES / "words.py", title="Words & hashtags", icon=":material/tag:"),
+        st.Page(PAGES / "review.py", title="Review", icon=":material/fact_check:"),
+        st.Page(PAGES / "embedding.py", title="Embedding map", icon=":material/scatter_plot:"),
+    ],
+    "Models": [
+        st.Page(PAGES / "evaluation.py", title="Evaluation", icon=":material/analytics:"),
+        st.Page(PAGES / "predict.py", title="Predict", icon=":material/photo_camera:"),
+        st.Page(PAGES / "word_space.py", title="Word space", icon=":material/hub:"),
+    ],
+    "Operations": [
+        st.Page(PAGES / "jobs.py", title="Jobs", icon=":material/play_circle:"),
+    ],
+})
 nav.run()

@@ -1,4 +1,8 @@
-"""Shared bits for pages: the data directory, cached reads, empty states."""
+"""Shared bits for pages: the data directory, cached reads, thumbnails, empty states.
+
+Pages never hold a DuckDB connection: every read goes through a warehouse function
+that opens a short read-only connection; results are cached with a short TTL.
+"""
 from __future__ import annotations
 
 import os
@@ -12,7 +16,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from warehouse import dashboard_queries as q  # noqa: E402
+from warehouse import words as wh_words  # noqa: E402
+from warehouse.db import WarehouseLocked  # noqa: E402
 from warehouse.store import resolve_home  # noqa: E402
+from warehouse.thumbs import thumbnail  # noqa: E402
+
+THUMB_SIZE = 192
 
 
 def home() -> Path:
@@ -22,3 +32,33 @@ def home() -> Path:
 
 def empty_state(message: str, command: str) -> None:
     st.info(f"{message}\n\nRun:\n\n```\n{command}\n```")
+
+
+def clear_caches() -> None:
+    """After a write: drop cached query results so every page shows the new state."""
+    st.cache_data.clear()
+
+
+def locked_notice(exc: WarehouseLocked) -> None:
+    st.warning(f"The warehouse is busy: {exc}")
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def words(h: str, active_only: bool = False) -> list[str]:
+    return [w["word"] for w in wh_words.list_words(h, active_only=active_only)]
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def word_status(h: str) -> list[dict]:
+    return q.word_status(h)
+
+
+@st.cache_data(ttl=300, show_spinner=False, max_entries=50_000)
+def thumb(h: str, sha256: str, relpath: str, size: int = THUMB_SIZE) -> str | None:
+    """Path (as text) of the on-disk thumbnail of a stored image; made once, then reused."""
+    p = thumbnail(h, sha256, relpath, size)
+    return str(p) if p else None
+
+
+def fmt_score(score) -> str:
+    return "no score" if score is None else f"{score:.2f}"

@@ -1,0 +1,3 @@
+import streamlit as st
+st.title("evaluation")
+st.info("Coming soon")
