@@ -1,0 +1,139 @@
+"""`features`: penultimate-layer CNN features for every stored image, then PCA-128 projections."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.backbones import DEFAULT_BACKBONE, WeightsError, available_backbones, load_backbone
+from core.features import DEFAULT_PCA_COMPONENTS, extract, fit_pca
+from jobs.common import ensure_ready
+from jobs.runner import job_run
+from warehouse import features as wh
+from warehouse.images import labelled_images
+from warehouse.store import image_file
+
+ORDER = 20
+WRITE_EVERY = 64  # rows per warehouse transaction: few, short write locks
+
+
+def default_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def pca_artifact(run_id: int) -> str:
+    """Where a features run's PCA fit is saved, relative to the data dir."""
+    return f"models/pca/{run_id}.npz"
+
+
+def fit_and_store_pca(home: Path, run, backbone: str, *, n_components: int = DEFAULT_PCA_COMPONENTS) -> dict | None:
+    """Fit PCA on every stored feature vector of `backbone`; save the artifact and all projections."""
+    ids, X = wh.feature_matrix(home, backbone)
+    if len(ids) < 2:
+        run.log(f"PCA skipped: {len(ids)} image(s) with {backbone} features; need at least 2")
+        return None
+    fit = fit_pca(X, n_components=n_components)
+    rel = pca_artifact(run.run_id)
+    fit.save(home / rel)
+    explained = float(fit.explained_variance_ratio.sum())
+    wh.write_pca_fit(home, run.run_id, backbone, n_components=fit.n_components, explained_variance=explained,
+                     artifact=rel, image_ids=ids, projections=fit.transform(X))
+    if fit.n_components < n_components:
+        run.log(f"PCA: {fit.n_components} components (capped by {len(ids)} images x {X.shape[1]} dims)")
+    return {"pca_run_id": run.run_id, "pca_components": fit.n_components,
+            "pca_explained_variance": round(explained, 4), "pca_images": int(len(ids))}
+
+
+def compute_features(home: Path, *, backbone: str = DEFAULT_BACKBONE, weights: Path | str | None = None,
+                     batch_size: int = 16, workers: int = 2, threads: int | None = None,
+                     retry_failed: bool = False, pca_components: int = DEFAULT_PCA_COMPONENTS) -> dict:
+    """Features for every stored image not yet done for `backbone`, then PCA if anything changed.
+
+    Resumable: rows are written every WRITE_EVERY images, and a re-run only does
+    images without a row (and, with `retry_failed`, those that failed before).
+    """
+    if backbone not in available_backbones():
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(available_backbones())}")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    ensure_ready(home)
+    config = {"backbone": backbone, "weights": str(weights) if weights else None, "batch_size": batch_size,
+              "workers": workers, "retry_failed": retry_failed, "pca_components": pca_components}
+    with job_run(home, "features", config) as run:
+        images = labelled_images(home, include_rejected=True)
+        done = wh.feature_ids(home, backbone, include_failed=not retry_failed)
+        todo = [im for im in images if im["image_id"] not in done]
+        run.count("skipped", len(images) - len(todo))
+        if todo:
+            torch.set_num_threads(threads or default_threads())
+            model = load_backbone(backbone, weights)
+            run.log(f"{backbone}: {len(todo)} images to do, {len(images) - len(todo)} done before")
+            paths = [image_file(home, im["path"]) for im in todo]
+            pending: dict = {"ids": [], "vecs": [], "logits": [], "failures": []}
+
+            def flush():
+                if pending["ids"] or pending["failures"]:
+                    vecs = np.concatenate(pending["vecs"]) if pending["vecs"] else np.zeros((0, model.feature_dim))
+                    logits = np.concatenate(pending["logits"]) if pending["logits"] else np.zeros((0, 1000))
+                    wh.write_features(home, run.run_id, backbone, pending["ids"], vecs, logits, pending["failures"])
+                    for v in pending.values():
+                        v.clear()
+                    run.checkpoint()
+
+            bar = run.progress(total=len(todo), desc=f"features {backbone}")
+            for positions, feats, logits, failures in extract(paths, model, batch_size=batch_size,
+                                                              workers=workers, progress=bar.update):
+                pending["ids"].extend(todo[p]["image_id"] for p in positions)
+                pending["vecs"].append(feats)
+                pending["logits"].append(logits)
+                for p, reason in failures:
+                    pending["failures"].append((todo[p]["image_id"], reason))
+                    run.log(f"failed image {todo[p]['image_id']} ({todo[p]['path']}): {reason}")
+                run.count("done", len(positions))
+                run.count("failed", len(failures))
+                if len(pending["ids"]) + len(pending["failures"]) >= WRITE_EVERY:
+                    flush()
+            flush()
+            bar.close()
+        # Refit only when the set of images changed: a re-run with nothing new recomputes nothing.
+        if run.counts.get("done") or not wh.pca_is_current(home, backbone):
+            info = fit_and_store_pca(home, run, backbone, n_components=pca_components)
+            if info:
+                run.extra.update(info)
+        else:
+            fit = wh.latest_pca_fit(home, backbone)
+            run.extra["pca_run_id"] = fit["run_id"]
+            run.log(f"PCA up to date (fitted in run {fit['run_id']}, {fit['n_images']} images)")
+        return {"run_id": run.run_id, **run.all_counts()}
+
+
+def _cmd(args) -> int:
+    try:
+        compute_features(args.home, backbone=args.backbone, weights=args.weights, batch_size=args.batch_size,
+                         workers=args.workers, threads=args.threads, retry_failed=args.retry_failed,
+                         pca_components=args.pca_components)
+    except (WeightsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("features", help="CNN features and PCA-128 projections for every stored image",
+                       description="Compute penultimate-layer features (and ImageNet logits) for every stored "
+                                   "image that has none for the backbone yet, then fit PCA and store the "
+                                   "projections. Safe to interrupt and re-run: finished images are skipped.")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=available_backbones(),
+                   help=f"CNN to use (default {DEFAULT_BACKBONE}; resnet18/alexnet need --weights or "
+                        "torchvision's cache)")
+    p.add_argument("--weights", type=Path, help="weights file for the backbone (a torchvision state dict)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    p.add_argument("--workers", type=int, default=2, help="decoding threads (default 2)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: up to 4)")
+    p.add_argument("--pca-components", type=int, default=DEFAULT_PCA_COMPONENTS,
+                   help="PCA dimensions (default 128; capped by the number of images)")
+    p.add_argument("--retry-failed", action="store_true", help="try again images that failed before")
+    p.set_defaults(func=_cmd)
