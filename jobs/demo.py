@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jobs.features import compute_features
 from jobs.import_folder import import_folder
+from jobs.outliers import find_outliers
 from jobs.stats import format_counts
 from warehouse.images import word_counts
 
@@ -17,6 +19,10 @@ def run_demo(home: Path, *, fast: bool = False) -> int:
     print(f"[demo] 1. import bundled photos from {DEMO_DIR}")
     import_folder(home, DEMO_DIR)
     print(format_counts(word_counts(home)))
+    print("[demo] 2. features (EfficientNet-Lite0) and PCA-128")
+    compute_features(home)
+    print("[demo] 3. outlier flags and duplicate groups")
+    find_outliers(home)
     return 0
 
 
