@@ -76,6 +76,7 @@ def import_folder(home: Path, root: Path, *, add_words: bool = False, min_side: 
             if batch:
                 wh_images.add_image_rows(home, batch)
                 batch.clear()
+                run.crash_point("flushed")
                 run.checkpoint()
 
         for word, path in run.progress(todo, desc="import"):
@@ -102,6 +103,9 @@ def import_folder(home: Path, root: Path, *, add_words: bool = False, min_side: 
                     run.count("skipped")
                     continue
                 rel = put_image(home, info.sha256, info.ext, data)
+                # killed here, the file is in the store without its row: the re-run finds the
+                # same bytes, keeps the file and adds the row (and `check` reports it meanwhile)
+                run.crash_point("stored")
                 stored.add(info.sha256)
                 batch.append({**row, "sha256": info.sha256, "path": rel, "width": info.width,
                               "height": info.height, "status": "ok"})

@@ -12,6 +12,21 @@ from typing import Iterator
 from tqdm import tqdm
 
 from warehouse import runs
+from warehouse.faults import crash_point
+
+
+class _Bar(tqdm):
+    """A tqdm bar whose every item is a crash point, so the crash tests can kill any job
+    that iterates through its progress bar after its n-th item."""
+
+    def __init__(self, *args, crash_label: str, **kwargs):
+        self._crash_label = crash_label
+        super().__init__(*args, **kwargs)
+
+    def __iter__(self):
+        for item in super().__iter__():
+            crash_point(self._crash_label)
+            yield item
 
 
 class JobRun:
@@ -38,13 +53,18 @@ class JobRun:
     def checkpoint(self) -> None:
         """Persist counts so far (so a killed run still shows its progress)."""
         runs.update_run(self.home, self.run_id, counts=self.all_counts())
+        crash_point(f"{self.kind}:checkpoint")
+
+    def crash_point(self, label: str) -> None:
+        """A named place where crash-safety tests may kill this job (see warehouse.faults)."""
+        crash_point(f"{self.kind}:{label}")
 
     def all_counts(self) -> dict:
         return {**self.counts, **self.extra}
 
     def progress(self, iterable=None, total: int | None = None, desc: str | None = None, unit: str = "img"):
-        return tqdm(iterable, total=total, desc=desc or self.kind, unit=unit, file=sys.stderr,
-                    dynamic_ncols=True, disable=None)
+        return _Bar(iterable, total=total, desc=desc or self.kind, unit=unit, file=sys.stderr,
+                    dynamic_ncols=True, disable=None, crash_label=f"{self.kind}:item")
 
     def summary(self) -> str:
         elapsed = time.monotonic() - self.started
@@ -71,6 +91,7 @@ def job_run(home: Path, kind: str, config: dict) -> Iterator[JobRun]:
         runs.finish_run(run.home, run.run_id, "failed", run.all_counts(),
                         f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
         raise
+    crash_point(f"{kind}:before-finish")
     log = "\n".join(run._log) + "\n" if run._log else None
     if log:
         runs.update_run(run.home, run.run_id, log=log)

@@ -5,6 +5,10 @@ from pathlib import Path
 
 from warehouse.db import connect
 
+# `check --repair` marks rows whose stored file was lost with an error starting with this;
+# such sources count as not seen, so the next import tries them again.
+LOST_PREFIX = "stored file lost"
+
 IMAGE_FIELDS = ("sha256", "path", "word", "origin", "source_path", "source_url", "page_url", "title",
                 "query", "source", "width", "height", "status", "error", "run_id")
 
@@ -37,10 +41,11 @@ def stored_shas(home: Path) -> set[str]:
 
 
 def seen_source_paths(home: Path) -> set[str]:
-    """Local files an import already handled, stored or failed."""
+    """Local files an import already handled, stored or failed (rows whose stored file was lost excepted)."""
     with connect(home, read_only=True) as con:
         return {r[0] for r in con.execute(
-            "SELECT DISTINCT source_path FROM images WHERE source_path IS NOT NULL").fetchall()}
+            "SELECT DISTINCT source_path FROM images WHERE source_path IS NOT NULL "
+            "AND (status = 'ok' OR coalesce(error, '') NOT LIKE ? || '%')", [LOST_PREFIX]).fetchall()}
 
 
 def word_counts(home: Path) -> list[dict]:

@@ -1,11 +1,16 @@
 """The data directory and its content-addressed image store (files named by SHA-256)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 
+from warehouse.faults import crash_point
+
 ENV_HOME = "HASHTAG_HOME"
+IMAGES_DIR = "images"
+TMP_PREFIX = ".tmp-"  # half-written files of a killed writer carry this prefix; `check` removes them
 
 
 def resolve_home(home: str | Path | None = None) -> Path:
@@ -15,18 +20,19 @@ def resolve_home(home: str | Path | None = None) -> Path:
 
 
 def image_relpath(sha256: str, ext: str) -> str:
-    return f"images/{sha256[:2]}/{sha256}.{ext}"
+    return f"{IMAGES_DIR}/{sha256[:2]}/{sha256}.{ext}"
 
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write via a temp file and rename, so a killed process never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        crash_point("store:before-rename")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -37,10 +43,37 @@ def put_image(home: Path, sha256: str, ext: str, data: bytes) -> str:
     """Store image bytes once under their hash; returns the path relative to `home`."""
     rel = image_relpath(sha256, ext)
     target = home / rel
-    if not target.exists():
+    # a file of the wrong size under this name is damaged (disk trouble, a hand edit): replace it
+    if not target.is_file() or target.stat().st_size != len(data):
         write_atomic(target, data)
     return rel
 
 
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def image_file(home: Path, relpath: str) -> Path:
     return Path(home) / relpath
+
+
+def sha_from_name(relpath: str) -> str | None:
+    """The SHA-256 a store file's name claims (images/ab/<sha>.<ext>), or None for other names."""
+    name = Path(relpath).name
+    stem = name.split(".", 1)[0]
+    if len(stem) == 64 and all(c in "0123456789abcdef" for c in stem):
+        return stem
+    return None
+
+
+def store_files(home: Path) -> list[str]:
+    """Every file under the image store, as paths relative to `home` (temp files included)."""
+    root = Path(home) / IMAGES_DIR
+    if not root.is_dir():
+        return []
+    return sorted(str(p.relative_to(home)) for p in root.rglob("*") if p.is_file() or p.is_symlink())
