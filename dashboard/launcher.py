@@ -1,0 +1,229 @@
+"""Start `python -m jobs ...` as a separate process (never an import), its output streamed to a log file.
+
+The job records itself in the warehouse's `runs` table like any CLI run; the Jobs
+page follows it by polling that table and the log file. Launch records are kept as
+JSON lines in <data dir>/logs/launched.jsonl so they survive a dashboard restart.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+_COMMAND_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+_procs: dict[int, subprocess.Popen] = {}
+
+
+def _jobs_cmd(home: Path | str, args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "jobs", "--home", str(home), *args]
+
+
+def _env() -> dict:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+_help_cache: dict[tuple, str] = {}
+
+
+def _jobs_fingerprint() -> tuple:
+    return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted((ROOT / "jobs").glob("*.py")))
+
+
+def cli_help(command: str | None = None, *, timeout: float = 120) -> str:
+    """The text of `python -m jobs [COMMAND] --help` (kept in memory until a job module changes)."""
+    args = ([command] if command else []) + ["--help"]
+    if command and not _COMMAND_RE.match(command):
+        raise ValueError(f"not a job command: {command!r}")
+    key = (command, _jobs_fingerprint())
+    if key not in _help_cache:
+        out = subprocess.run([sys.executable, "-m", "jobs", *args], cwd=ROOT, env=_env(), capture_output=True,
+                             text=True, timeout=timeout)
+        _help_cache[key] = out.stdout or out.stderr
+    return _help_cache[key]
+
+
+def parse_commands(help_text: str) -> dict[str, str]:
+    """command -> one-line description, from the top-level `--help` text."""
+    out: dict[str, str] = {}
+    section = False
+    last = None
+    for line in help_text.splitlines():
+        if line.strip().startswith("COMMAND") and not line.startswith("usage"):
+            section = True
+            continue
+        if section:
+            if not line.strip() or not line.startswith("    "):
+                if line.strip() and not line.startswith(" "):
+                    section = False
+                continue
+            m = re.match(r"^ {4}([a-z][a-z0-9-]*)(?:\s{2,}(.*))?$", line)
+            if m and not line.startswith("     "):
+                last = m.group(1)
+                out[last] = (m.group(2) or "").strip()
+            elif last:
+                out[last] = (out[last] + " " + line.strip()).strip()
+    return out
+
+
+def parse_options(help_text: str) -> dict:
+    """Positional arguments and options of one command, from its argparse `--help` text.
+
+    Returns {"positionals": [{"name", "help"}], "options": [{"flag", "metavar", "choices", "help"}]}.
+    An option without a metavar is a switch.
+    """
+    positionals, options = [], []
+    section, cur = None, None
+    for line in help_text.splitlines():
+        if re.match(r"^(positional arguments|options|optional arguments):", line):
+            section = "pos" if line.startswith("positional") else "opt"
+            cur = None
+            continue
+        if section is None or not line.strip():
+            continue
+        if not line.startswith(" "):
+            section = None
+            continue
+        if section == "opt":
+            m = re.match(r"^  (?:-\w, )?(--[\w-]+)(?: (\{[^}]*\}|[A-Z_]+))?(?:\s{2,}(.*))?$", line)
+            if m:
+                if m.group(1) == "--help":
+                    cur = None
+                    continue
+                meta = m.group(2)
+                choices = meta[1:-1].split(",") if meta and meta.startswith("{") else None
+                cur = {"flag": m.group(1), "metavar": meta, "choices": choices, "help": (m.group(3) or "").strip()}
+                options.append(cur)
+                continue
+        else:
+            m = re.match(r"^  ([a-z_][\w-]*)(?:\s{2,}(.*))?$", line)
+            if m:
+                cur = {"name": m.group(1), "help": (m.group(2) or "").strip()}
+                positionals.append(cur)
+                continue
+        if cur is not None and line.startswith("      "):
+            cur["help"] = (cur["help"] + " " + line.strip()).strip()
+    return {"positionals": positionals, "options": options}
+
+
+def build_args(command: str, spec: dict, values: dict) -> list[str]:
+    """argv for one command from form values ({name or flag: value}); empty values are left out."""
+    if not _COMMAND_RE.match(command):
+        raise ValueError(f"not a job command: {command!r}")
+    args = [command]
+    for p in spec.get("positionals", []):
+        v = str(values.get(p["name"], "") or "").strip()
+        if not v:
+            raise ValueError(f"{p['name']} is required ({p['help']})")
+        args.append(v)
+    for o in spec.get("options", []):
+        v = values.get(o["flag"])
+        if o["metavar"] is None:
+            if v:
+                args.append(o["flag"])
+        elif v not in (None, ""):
+            args += [o["flag"], str(v).strip()]
+    return args
+
+
+def _logs_dir(home: Path | str) -> Path:
+    d = Path(home) / "logs"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def start_job(home: Path | str, args: list[str], *, before_run_id: int = 0) -> dict:
+    """Start `python -m jobs --home HOME ARGS...` in the background; returns its launch record."""
+    if not args or not _COMMAND_RE.match(args[0]):
+        raise ValueError("the first argument must be a job command")
+    logs = _logs_dir(home)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log = logs / f"{stamp}-{args[0]}-{os.getpid()}-{len(_procs)}.log"
+    fh = open(log, "ab")
+    try:
+        proc = subprocess.Popen(_jobs_cmd(home, args), cwd=ROOT, env=_env(), stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    finally:
+        fh.close()
+    _procs[proc.pid] = proc
+    rc_file = log.with_suffix(".rc")
+
+    def _reap() -> None:  # wait so the child never lingers as a zombie; keep its exit code
+        rc = proc.wait()
+        rc_file.write_text(str(rc))
+
+    threading.Thread(target=_reap, daemon=True).start()
+    record = {"pid": proc.pid, "args": args, "command": args[0], "log": log.name, "started": time.time(),
+              "before_run_id": int(before_run_id)}
+    with open(logs / "launched.jsonl", "a") as fh2:
+        fh2.write(json.dumps(record) + "\n")
+    return record
+
+
+def launched(home: Path | str, limit: int = 10) -> list[dict]:
+    """Jobs started from the dashboard, newest first, each with `returncode` (None while running)."""
+    path = Path(home) / "logs" / "launched.jsonl"
+    if not path.exists():
+        return []
+    recs = []
+    for line in path.read_text().splitlines()[-limit:]:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        rc_file = (Path(home) / "logs" / rec["log"]).with_suffix(".rc")
+        rec["returncode"] = int(rc_file.read_text()) if rc_file.exists() and rc_file.read_text().strip() else None
+        if rec["returncode"] is None and not _alive(rec["pid"]):
+            rec["returncode"] = "?"  # ended while no dashboard was watching it
+        recs.append(rec)
+    return recs[::-1]
+
+
+def _alive(pid: int) -> bool:
+    proc = _procs.get(pid)
+    if proc is not None:
+        return proc.poll() is None
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:  # a zombie is not running
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def log_tail(home: Path | str, log_name: str, lines: int = 40) -> str:
+    """The last lines of a launched job's log (progress-bar redraws collapsed)."""
+    if "/" in log_name or "\\" in log_name or log_name.startswith("."):
+        raise ValueError("bad log name")
+    path = Path(home) / "logs" / log_name
+    if not path.exists():
+        return ""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 64_000))
+        text = fh.read().decode("utf-8", "replace")
+    out = [seg.split("\r")[-1] for seg in text.split("\n")]
+    return "\n".join(out[-lines:])
+
+
+def stop_job(pid: int) -> bool:
+    """Ask a job the dashboard started to stop (SIGINT, like Ctrl-C: it saves what it has done)."""
+    import signal
+    proc = _procs.get(pid)  # only processes this dashboard process started itself
+    if proc is None or proc.poll() is not None:
+        return False
+    try:
+        os.killpg(pid, signal.SIGINT)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
