@@ -31,3 +31,17 @@ def to_2d(X: np.ndarray, *, method: str = "pca", seed: int = 0, perplexity: floa
         _, _, vt = np.linalg.svd(Xc, full_matrices=False)
         Xr = Xc @ vt[:50].T
     return TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(Xr).astype(np.float32)
+
+
+def nearest(queries: np.ndarray, pool: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """For each query row, the indices and cosine similarities of its k most similar pool rows."""
+    Q = np.asarray(queries, dtype=np.float32)
+    P = np.asarray(pool, dtype=np.float32)
+    if Q.ndim != 2 or P.ndim != 2 or Q.shape[1] != P.shape[1]:
+        raise ValueError(f"queries and pool must be 2-D with the same width, got {Q.shape} and {P.shape}")
+    k = max(1, min(int(k), P.shape[0]))
+    Qn = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
+    Pn = P / np.maximum(np.linalg.norm(P, axis=1, keepdims=True), 1e-12)
+    sims = Qn @ Pn.T
+    idx = np.argsort(-sims, axis=1)[:, :k]
+    return idx, np.take_along_axis(sims, idx, axis=1)
