@@ -44,7 +44,8 @@ class ScrapeSettings:
     max_pages: int = 20            # result pages per word per run (100 results each)
     max_attempts: int = 3          # runs in which a transiently failing URL is tried before it counts as failed
     min_side: int = 64
-    batch: int = 16                # outcomes written per warehouse transaction
+    batch: int = 16                # outcomes written per warehouse transaction ...
+    flush_s: float = 2.0           # ... or sooner, so a kill -9 loses at most this much work
     limits: DownloadLimits = field(default_factory=DownloadLimits)
 
     def check(self) -> None:
@@ -208,7 +209,8 @@ class DownloadPool:
 
 # ----------------------------------------------------------------------------- the job
 
-def _resolve_words(home: Path, words: list[str] | None) -> list[str]:
+def resolve_words(home: Path, words: list[str] | None) -> list[str]:
+    """The given words, normalised and checked against the vocabulary; default every active word."""
     known = {w["word"]: w["active"] for w in wh_words.list_words(home)}
     if not words:
         return sorted(w for w, active in known.items() if active)
@@ -233,11 +235,13 @@ class _WordScraper:
         self.home, self.run, self.s, self.search, self.pool = home, run, settings, search, pool
         self.stored, self.bar = stored, bar
         self.batch: list[dict] = []
+        self.flushed_at = time.monotonic()
 
     def flush(self) -> int:
         """Write pending outcomes; returns how many planned stores turned out to be duplicates."""
         if not self.batch:
             return 0
+        self.flushed_at = time.monotonic()
         final = collect.record_downloads(self.home, self.batch)
         lost = sum(1 for out, st in zip(self.batch, final) if out["status"] == "ok" and st != "ok")
         self.batch.clear()
@@ -310,7 +314,7 @@ class _WordScraper:
                     if self.handle(word, f):
                         got += 1
                         self.bar.update(1)
-                    if len(self.batch) >= self.s.batch:
+                    if len(self.batch) >= self.s.batch or time.monotonic() - self.flushed_at > self.s.flush_s:
                         got -= self.flush()
             finally:
                 # Runs on Ctrl-C too: every finished download is recorded before the job stops.
@@ -328,13 +332,13 @@ def scrape_images(home: Path, *, words: list[str] | None = None, settings: Scrap
     s.check()
     home = Path(home)
     ensure_ready(home)
-    word_list = _resolve_words(home, words)
+    word_list = resolve_words(home, words)
     if dry_run:
         return _dry_run(home, word_list, s, out or sys.stdout)
     config = {"words": words or "active", "n_words": len(word_list), **asdict(s), "base_url": ddg_base_url()}
     with job_run(home, KIND, config) as run:
         stored = wh_images.stored_shas(home)
-        needs = {w: max(0, s.per_class - collect.stored_count(home, w)) for w in word_list}
+        needs = {w: max(0, s.per_class - n) for w, n in collect.stored_counts(home, word_list).items()}
         run.extra["words"] = len(word_list)
         search = DdgSearch(s)
         pool = DownloadPool(s)
@@ -369,8 +373,9 @@ def _dry_run(home: Path, word_list: list[str], s: ScrapeSettings, out) -> dict:
     search = DdgSearch(s)
     known = collect.final_urls(home)
     plan: dict[str, list[str]] = {}
+    have = collect.stored_counts(home, word_list)
     for word in word_list:
-        need = max(0, s.per_class - collect.stored_count(home, word))
+        need = max(0, s.per_class - have[word])
         urls = [c["url"] for c in collect.pending_candidates(home, word, limit=need, settle=False,
                                                               max_attempts=s.max_attempts)] if need else []
         note = ""

@@ -59,7 +59,7 @@ def add_candidates(home: Path, word: str, query: str, results: list[dict], *, ru
 
 def pending_candidates(home: Path, word: str, *, limit: int | None = None, max_attempts: int = 3,
                        run_id: int | None = None, settle: bool = True) -> list[dict]:
-    """The word's URLs still to download, in search order.
+    """The word's URLs still to download, in search order, leaving out those tried in `run_id`.
 
     With `settle`, URLs already stored or permanently failed (under any word) are first
     marked duplicate / failed here, so they are never fetched again; without it
@@ -72,9 +72,11 @@ def pending_candidates(home: Path, word: str, *, limit: int | None = None, max_a
     sql = f"""SELECT c.url, c.query, c.attempts, {', '.join('c.' + f for f in CANDIDATE_FIELDS)}
               FROM scrape_candidates c
               WHERE c.word = ? AND c.status IN ('pending', 'retry') AND c.attempts < ?
+                AND c.tried_run_id IS DISTINCT FROM ?
                 AND c.url NOT IN (SELECT url FROM ({done_elsewhere}))
               ORDER BY c.position"""
-    params: list = [word, max_attempts, word]
+    # A run tries each URL once (with its own bounded retries); the next run tries transient failures again.
+    params: list = [word, max_attempts, run_id, word]
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
@@ -104,6 +106,14 @@ def final_urls(home: Path) -> set[str]:
                                UNION SELECT source_url FROM images
                                WHERE status = 'ok' AND source_url IS NOT NULL""").fetchall()
     return {r[0] for r in rows}
+
+
+def stored_counts(home: Path, words: list[str]) -> dict[str, int]:
+    """word -> stored (ok) images labelled with it at collection time, any origin."""
+    with connect(home, read_only=True) as con:
+        got = dict(con.execute("""SELECT word, count(*) FROM images WHERE status = 'ok'
+                                  AND word IN (SELECT unnest(?)) GROUP BY word""", [list(words)]).fetchall())
+    return {w: got.get(w, 0) for w in words}
 
 
 def stored_count(home: Path, word: str) -> int:
