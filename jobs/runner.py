@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from warehouse import runs
 from warehouse.faults import crash_point
+from warehouse.store import sweep_temp_files
 
 
 class _Bar(tqdm):
@@ -40,7 +41,11 @@ class JobRun:
         self.extra: dict = {}
         self.started = time.monotonic()
         self.run_id = runs.start_run(self.home, kind, config)
+        # half-written files of killed jobs are useless; clear them before adding new ones
+        swept = sweep_temp_files(self.home)
         self._log: list[str] = []
+        if swept:
+            self.log(f"removed {len(swept)} half-written file(s) left by a killed job")
 
     def count(self, outcome: str, n: int = 1) -> None:
         self.counts[outcome] += n

@@ -15,15 +15,18 @@ from pathlib import Path
 from warehouse import runs
 from warehouse.db import connect
 from warehouse.images import LOST_PREFIX
-from warehouse.store import TMP_PREFIX, sha256_file, sha_from_name, store_files
+from warehouse.store import TMP_PREFIX, dead_temp_files, sha256_file, sha_from_name, store_files
 
 LOST_FOUND = "lost+found"
+MODELS_DIR = "models"                        # model and PCA artifacts, named in these tables
+ARTIFACT_TABLES = {"pca_fits", "models"}
 
 
 @dataclass
 class Finding:
     kind: str            # missing_file | orphan_file | temp_file | hash_mismatch | stale_run |
-                         # duplicate_failed | duplicate_ok | live_run | foreign_run
+                         # duplicate_failed | duplicate_ok | orphan_artifact | missing_artifact |
+                         # live_run | foreign_run (the last two are notes)
     detail: str
     problem: bool = True  # False for notes (a live run) that need no repair
     action: str | None = None
@@ -69,7 +72,20 @@ def _read_state(home: Path) -> dict:
             SELECT sha256, list(image_id ORDER BY image_id) AS ids FROM images
             WHERE status = 'ok' AND sha256 IS NOT NULL GROUP BY sha256 HAVING count(*) > 1""").fetchall()
         decided = {r[0] for r in con.execute("SELECT DISTINCT image_id FROM curation_log").fetchall()}
-    return dict(ok_rows=ok_rows, running=running, dup_failed=dup_failed, dup_ok=dup_ok, decided=decided)
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.columns "
+                                            "WHERE column_name = 'artifact'").fetchall()}
+        artifacts = set()
+        for t in sorted(tables & ARTIFACT_TABLES):
+            artifacts |= {r[0] for r in con.execute(f"SELECT artifact FROM {t} WHERE artifact IS NOT NULL").fetchall()}
+    return dict(ok_rows=ok_rows, running=running, dup_failed=dup_failed, dup_ok=dup_ok, decided=decided,
+                artifacts=artifacts)
+
+
+def _artifact_files(home: Path) -> list[str]:
+    root = home / MODELS_DIR
+    if not root.is_dir():
+        return []
+    return sorted(str(p.relative_to(home)) for p in root.rglob("*") if p.is_file())
 
 
 def check_warehouse(home: Path | str, *, repair: bool = False, verify_hashes: bool = True) -> Report:
@@ -112,6 +128,7 @@ def check_warehouse(home: Path | str, *, repair: bool = False, verify_hashes: bo
         referenced.setdefault(row[2], []).append(row)
     missing = [r for r in state["ok_rows"] if r[2] is None or r[2] not in disk_set]
     temps = [p for p in on_disk if Path(p).name.startswith(TMP_PREFIX)]
+    dead_temps = set(dead_temp_files(home))
     orphans = [p for p in on_disk if p not in referenced and not Path(p).name.startswith(TMP_PREFIX)]
     mismatched = []
     if verify_hashes:
@@ -171,9 +188,12 @@ def check_warehouse(home: Path | str, *, repair: bool = False, verify_hashes: bo
 
     # while a job runs, stray files may be its newest ones, rows still to come: notes, not problems
     for rel in temps:
-        f = Finding("temp_file", f"{rel} is a half-written file left by a killed write", problem=not files_frozen)
+        # a temp file whose writer is alive is work in progress, not damage
+        dead = rel in dead_temps or not files_frozen
+        f = Finding("temp_file", f"{rel} is a half-written file left by a killed write" if dead else
+                    f"{rel} is being written by a running process", problem=dead)
         if repair:
-            f.action = frozen_note if files_frozen else "deleted"
+            f.action = "deleted" if dead else frozen_note
         report.findings.append(f)
 
     for rel in orphans:
@@ -212,6 +232,23 @@ def check_warehouse(home: Path | str, *, repair: bool = False, verify_hashes: bo
                 f.action = f"kept image {keeper}; marked {', '.join(map(str, extras))} failed as duplicates"
         report.findings.append(f)
 
+    # model / PCA artifacts: a file (or a file inside an artifact folder) no row names is an orphan
+    named = {a.rstrip("/") for a in state["artifacts"]}
+    art_files = _artifact_files(home)
+    orphan_arts = [rel for rel in art_files
+                   if rel not in named and not any(rel.startswith(a + "/") for a in named)]
+    for a in sorted(named):
+        if not (home / a).exists():
+            report.findings.append(Finding("missing_artifact", f"{a} is recorded but not on disk; run the job "
+                                                                "that made it again"))
+    for rel in orphan_arts:
+        # while a job runs its artifact is saved just before its row is written
+        f = Finding("orphan_artifact", f"{rel} is not named by any stored model or PCA fit "
+                                        "(left by a killed job?)", problem=not files_frozen)
+        if repair:
+            f.action = frozen_note if files_frozen else f"moved to {LOST_FOUND}/"
+        report.findings.append(f)
+
     if not repair:
         return report
 
@@ -224,13 +261,16 @@ def check_warehouse(home: Path | str, *, repair: bool = False, verify_hashes: bo
         with connect(home) as con:
             for sql, params in row_updates:
                 con.execute(sql, params)
-    if not files_frozen:
-        for rel in temps:
+    for rel in temps:
+        if rel in dead_temps or not files_frozen:
             (home / rel).unlink(missing_ok=True)
+    if not files_frozen:
         for rel in orphans:
             if rel not in adopted:
                 _to_lost_found(home, rel)
         for rel in damaged_files:
+            _to_lost_found(home, rel)
+        for rel in orphan_arts:
             _to_lost_found(home, rel)
     return report
 
@@ -239,7 +279,8 @@ def _to_lost_found(home: Path, rel: str) -> None:
     src = home / rel
     if not src.exists():
         return
-    dest = home / LOST_FOUND / Path(rel).relative_to(Path(rel).parts[0])
+    top = Path(rel).parts[0]  # images/ab/x.jpg -> lost+found/ab/x.jpg; models/... keeps "models/"
+    dest = home / LOST_FOUND / (Path(rel).relative_to(top) if top == "images" else Path(rel))
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():  # the same name is there already: keep both
         dest = dest.with_name(f"{dest.stem}-{dt.datetime.now():%Y%m%d%H%M%S%f}{dest.suffix}")

@@ -15,6 +15,8 @@ from typing import Iterator
 
 import duckdb
 
+from warehouse.faults import crash_point
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 DB_NAME = "warehouse.duckdb"
 DEFAULT_LOCK_TIMEOUT_S = float(os.environ.get("HASHTAG_LOCK_TIMEOUT", "60"))
@@ -83,7 +85,9 @@ def connect(home: Path | str, *, read_only: bool = False,
             except BaseException:
                 con.rollback()
                 raise
+            crash_point("db:before-commit")  # tests: a kill inside an open write transaction
             con.commit()
+            crash_point("db:after-commit")
     finally:
         con.close()
 

@@ -26,7 +26,8 @@ def image_relpath(sha256: str, ext: str) -> str:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write via a temp file and rename, so a killed process never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
+    # the writer's pid is in the name, so a later job can tell a dead writer's leftover from live work
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{os.getpid()}-")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -77,3 +78,56 @@ def store_files(home: Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(str(p.relative_to(home)) for p in root.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def temp_writer_pid(relpath: str) -> int | None:
+    """The pid of the process that was writing a `.tmp-<pid>-...` file, if the name says."""
+    name = Path(relpath).name
+    if not name.startswith(TMP_PREFIX):
+        return None
+    head = name[len(TMP_PREFIX):].split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # an unreaped child is a zombie: it will never finish its write
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def dead_temp_files(home: Path, *, older_than_s: float = 3600.0) -> list[str]:
+    """Temp files whose writer is gone (or, with no pid in the name or a pid reused, that are old)."""
+    import time
+    out = []
+    now = time.time()
+    for rel in store_files(home):
+        name = Path(rel).name
+        if not name.startswith(TMP_PREFIX):
+            continue
+        pid = temp_writer_pid(rel)
+        try:
+            age = now - (Path(home) / rel).stat().st_mtime
+        except OSError:
+            continue
+        if (pid is not None and _pid_gone(pid)) or age > older_than_s:
+            out.append(rel)
+    return out
+
+
+def sweep_temp_files(home: Path) -> list[str]:
+    """Delete half-written files left by killed writers; returns what was removed."""
+    removed = []
+    for rel in dead_temp_files(home):
+        try:
+            (Path(home) / rel).unlink()
+            removed.append(rel)
+        except FileNotFoundError:
+            pass
+    return removed

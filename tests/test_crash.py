@@ -1,0 +1,126 @@
+"""Crash safety: each long job is killed with SIGKILL at chosen points, then re-run.
+
+The kill is real (the process sends itself SIGKILL at a crash point named in
+HASHTAG_CRASH_AFTER, see warehouse/faults.py), so nothing gets to clean up. After
+each kill the warehouse must hold nothing twice and no row without its file; after
+the re-run every run has a final status, the work is complete, and `check` finds
+no problem at all.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from jobs.import_folder import import_folder
+from tests.conftest import DEMO_PHOTOS, ROOT
+from tests.imagefiles import truncated_jpeg_bytes, write
+from warehouse import runs
+from warehouse.check import check_warehouse
+from warehouse.db import connect
+
+KILLED = -signal.SIGKILL
+KILL_POINTS_TRIED: dict[str, list[str]] = {}
+
+
+def run_until_killed(code: str, home: Path, crash: str, *, timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter that kills itself at `crash`; assert it really died there."""
+    env = {**os.environ, "HASHTAG_HOME": str(home), "HASHTAG_CRASH_AFTER": crash, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == KILLED, (f"expected a SIGKILL at {crash}, got exit {proc.returncode}:\n"
+                                       + proc.stderr[-3000:])
+    return proc
+
+
+def assert_sound_after_kill(home: Path, kind: str) -> int:
+    """What must hold right after a kill: nothing twice, no row without its file, the run left 'running'."""
+    report = check_warehouse(home)
+    bad = [f.line() for f in report.problems
+           if f.kind in ("missing_file", "hash_mismatch", "duplicate_ok", "duplicate_failed", "missing_artifact")]
+    assert not bad, bad
+    killed = runs.recent_runs(home, 1, kind=kind)[0]
+    assert killed["status"] == "running"
+    assert any(f.kind == "stale_run" for f in report.problems)  # check sees the dead run
+    return killed["run_id"]
+
+
+def assert_consistent(home: Path) -> None:
+    problems = [f.line() for f in check_warehouse(home).problems]
+    assert problems == [], problems
+    with connect(home, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM runs WHERE status NOT IN ('ok', 'interrupted', 'failed')"
+                           ).fetchone()[0] == 0
+
+
+# ----------------------------------------------------------------------------------------- import
+
+IMPORT_CODE = """
+    from pathlib import Path
+    import os
+    from jobs.import_folder import import_folder
+    import_folder(Path(os.environ["HASHTAG_HOME"]), Path({tree!r}))
+"""
+
+# 40 items: 38 photos and 2 bad files; the import writes rows in batches of 32.
+IMPORT_KILL_POINTS = [
+    "import-folder:item:1",          # before anything is stored
+    "import-folder:stored:1",        # first file in the store, its row not written
+    "store:before-rename:5",         # a half-written temp file in the store
+    "import-folder:item:20",         # mid-batch: 19 files stored, none of their rows
+    "db:before-commit:4",            # inside the first batch's write transaction
+    "import-folder:flushed:1",       # batch committed, counts not yet saved
+    "import-folder:before-finish:1",  # all work done, run not closed
+]
+
+
+@pytest.fixture(scope="module")
+def import_tree(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("crash") / "tree"
+    for word in ("animals", "bird", "fruit"):
+        files = sorted((DEMO_PHOTOS / word).glob("*.jpg"))[:13]
+        for f in files[: 13 if word != "fruit" else 12]:
+            write(root / word / f.name, f.read_bytes())
+    write(root / "bird" / "zz-notes.jpg", b"not a photo at all\n")
+    write(root / "fruit" / "zz-half.jpg", truncated_jpeg_bytes())
+    return root
+
+
+@pytest.fixture(scope="module")
+def seeded_template(tmp_path_factory) -> Path:
+    """A migrated warehouse holding the vocabulary (copied per test: seeding takes seconds)."""
+    from jobs.common import ensure_ready
+    h = tmp_path_factory.mktemp("seeded") / "home"
+    ensure_ready(h)
+    return h
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crash", IMPORT_KILL_POINTS)
+def test_import_killed_then_rerun(crash, import_tree, seeded_template, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(seeded_template, home)
+    run_until_killed(IMPORT_CODE.format(tree=str(import_tree)), home, crash)
+    KILL_POINTS_TRIED.setdefault("import-folder", []).append(crash)
+    killed = assert_sound_after_kill(home, "import-folder")
+
+    counts = import_folder(home, import_tree)
+    assert runs.get_run(home, killed)["status"] == "interrupted"
+    assert runs.get_run(home, counts["run_id"])["status"] == "ok"
+    with connect(home, read_only=True) as con:
+        rows = con.execute("SELECT source_path, status, sha256 FROM images").fetchall()
+    good = {str(p.resolve()) for p in import_tree.rglob("*.jpg") if not p.name.startswith("zz-")}
+    ok = [r for r in rows if r[1] == "ok"]
+    failed = [r for r in rows if r[1] == "failed"]
+    assert {r[0] for r in ok} == good and len(ok) == len(good) == 38      # nothing lost, nothing twice
+    assert len({r[2] for r in ok}) == 38
+    assert sorted(Path(r[0]).name for r in failed) == ["zz-half.jpg", "zz-notes.jpg"]
+    files = [p for p in (home / "images").rglob("*") if p.is_file()]
+    assert len(files) == 38                                               # no orphans, no temp files
+    assert_consistent(home)
