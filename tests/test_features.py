@@ -1,0 +1,124 @@
+"""Feature extraction: the batch pipeline, PCA, and the features job on a real small warehouse."""
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pytest
+import torch
+
+from core.backbones import load_backbone
+from core.features import PcaFit, fit_pca, iter_batches
+from jobs.features import compute_features
+from warehouse import features as wh
+from warehouse.db import connect
+from warehouse.images import labelled_images
+from warehouse.store import image_file
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def test_pca_caps_components_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 50))
+    fit = fit_pca(X, n_components=128)
+    assert fit.n_components == 20
+    P = fit.transform(X)
+    assert P.shape == (20, 20) and P.dtype == np.float32
+    fit.save(tmp_path / "p.npz")
+    again = PcaFit.load(tmp_path / "p.npz")
+    np.testing.assert_allclose(again.transform(X), P, atol=1e-4)
+    assert fit_pca(X, n_components=5).transform(X).shape == (20, 5)
+
+
+def test_pca_checks_its_input():
+    with pytest.raises(ValueError, match="2-d"):
+        fit_pca(np.zeros(5))
+    with pytest.raises(ValueError, match="at least 2 images"):
+        fit_pca(np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        fit_pca(np.array([[1.0, np.nan], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="n_components"):
+        fit_pca(np.zeros((3, 3)), n_components=0)
+    with pytest.raises(ValueError, match="columns"):
+        fit_pca(np.random.default_rng(0).normal(size=(4, 3))).transform(np.zeros((2, 5)))
+
+
+def test_batches_keep_order_and_report_unreadable_files(demo_home, tmp_path):
+    paths = [image_file(demo_home, im["path"]) for im in labelled_images(demo_home)[:5]]
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    paths.insert(2, bad)
+    bb = load_backbone()
+    batches = list(iter_batches(paths, bb.preprocess, batch_size=4, workers=2))
+    assert [b.indices for b in batches] == [[0, 1, 3], [4, 5]]
+    assert batches[0].failures and batches[0].failures[0][0] == 2
+    assert "not an image" in batches[0].failures[0][1]
+    assert batches[0].tensor.shape == (3, 3, 224, 224)
+    with pytest.raises(ValueError, match="batch_size"):
+        next(iter_batches(paths, bb.preprocess, batch_size=0))
+
+
+def _feature_rows(home):
+    with connect(home, read_only=True) as con:
+        return con.execute("SELECT image_id, backbone, run_id, len(vec), len(logits) FROM features "
+                           "ORDER BY image_id").fetchall()
+
+
+def test_features_job_stores_rows_pca_and_does_not_recompute(demo_home):
+    images = labelled_images(demo_home)
+    # One stored file goes bad: it must become a failure row, not a crash.
+    broken = images[3]
+    image_file(demo_home, broken["path"]).write_bytes(b"garbage")
+
+    first = compute_features(demo_home, batch_size=8, threads=1)
+    assert first["done"] == len(images) - 1 and first["failed"] == 1
+    rows = _feature_rows(demo_home)
+    assert len(rows) == len(images) - 1
+    assert {r[1:] for r in rows} == {("efficientnet_lite0", first["run_id"], 1280, 1000)}
+    failures = wh.feature_failures(demo_home)
+    assert [f["image_id"] for f in failures] == [broken["image_id"]]
+    assert failures[0]["run_id"] == first["run_id"]
+
+    fit = wh.latest_pca_fit(demo_home, "efficientnet_lite0")
+    assert fit["run_id"] == first["run_id"] and fit["n_images"] == len(images) - 1
+    assert fit["n_components"] == min(128, len(images) - 1)
+    assert (demo_home / fit["artifact"]).is_file()
+    ids, P = wh.projection_matrix(demo_home, fit["run_id"])
+    assert P.shape == (len(images) - 1, fit["n_components"])
+    # The stored projections are the saved artifact applied to the stored features.
+    fids, X = wh.feature_matrix(demo_home, "efficientnet_lite0")
+    np.testing.assert_allclose(PcaFit.load(demo_home / fit["artifact"]).transform(X), P, atol=1e-3)
+
+    second = compute_features(demo_home, threads=1)
+    assert second.get("done", 0) == 0 and second["skipped"] == len(images)
+    assert _feature_rows(demo_home) == rows            # nothing rewritten: same run ids
+    assert wh.latest_pca_fit(demo_home)["run_id"] == first["run_id"]
+    assert second["pca_run_id"] == first["run_id"]
+
+    # Resume: as if a later run had been killed part-way, five images lost their rows.
+    with connect(demo_home) as con:
+        con.execute("DELETE FROM features WHERE image_id IN (SELECT unnest(?))",
+                    [[im["image_id"] for im in images[5:10]]])
+    third = compute_features(demo_home, threads=1)
+    assert third["done"] == 5 and third["skipped"] == len(images) - 5
+    assert {r[2] for r in _feature_rows(demo_home)} == {first["run_id"], third["run_id"]}
+    assert wh.latest_pca_fit(demo_home)["run_id"] == third["run_id"]
+
+
+def test_cli_reports_bad_weights(demo_home, tmp_path, capsys):
+    import argparse
+
+    from jobs import features
+    parser = argparse.ArgumentParser()
+    features.register(parser.add_subparsers())
+    junk = tmp_path / "w.pth"
+    junk.write_text("nope")
+    args = parser.parse_args(["features", "--backbone", "resnet18", "--weights", str(junk)])
+    args.home = demo_home
+    assert args.func(args) == 2
+    assert "not a PyTorch weights file" in capsys.readouterr().err
+    with duckdb.connect(str(demo_home / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT status FROM runs WHERE kind = 'features'").fetchall() == [("failed",)]
