@@ -1,0 +1,227 @@
+"""Benchmark: the Review page with 15,000 images in the warehouse; time to render a page of 60 thumbnails.
+
+    python benchmarks/review.py [--images 15000] [--words 75] [--keep DIR] [--no-browser]
+
+Builds a temporary warehouse (distinct JPEG files in the content-addressed store,
+outlier scores for every image, some near-duplicate groups), then times
+1. the review query alone,
+2. the Review page script through Streamlit's AppTest: cold (thumbnails made) and warm
+   (thumbnails on disk and in the cache), median of several runs,
+3. when Debian's chromium is installed: the real app in headless Chromium, from a
+   page change until all 60 thumbnails are loaded in the browser, once warm.
+The goal is < 2 s once warm.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.images import sha256_bytes  # noqa: E402
+from warehouse import dashboard_queries as q  # noqa: E402
+from warehouse import runs as wh_runs  # noqa: E402
+from warehouse.db import connect  # noqa: E402
+from warehouse.features import write_duplicate_groups, write_outlier_scores  # noqa: E402
+from warehouse.images import add_image_rows  # noqa: E402
+from warehouse.store import put_image  # noqa: E402
+
+PER_PAGE = 60
+
+
+def _jpeg(rng: np.random.Generator, n: int) -> bytes:
+    """A distinct 320x240 picture: a smooth colour field plus a few blocks, JPEG-encoded."""
+    h, w = 240, 320
+    base = rng.integers(0, 255, size=(6, 8, 3), dtype=np.uint8)
+    img = Image.fromarray(base).resize((w, h), Image.Resampling.BILINEAR)
+    px = np.asarray(img).copy()
+    px[(n % 200):(n % 200) + 20, (n % 280):(n % 280) + 20] = rng.integers(0, 255, 3)
+    out = io.BytesIO()
+    Image.fromarray(px).save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def build(home: Path, n_images: int, n_words: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    words = [f"word{i:02d}" for i in range(n_words)]
+    with connect(home) as con:
+        for w in words:
+            con.execute("INSERT INTO words (word) VALUES (?)", [w])
+    run_id = wh_runs.start_run(home, "import-folder", {"benchmark": True})
+    t0 = time.perf_counter()
+    batch: list[dict] = []
+    for n in range(n_images):
+        data = _jpeg(rng, n)
+        sha = sha256_bytes(data)
+        rel = put_image(home, sha, "jpg", data)
+        batch.append({"sha256": sha, "path": rel, "word": words[n % n_words], "origin": "import", "width": 320,
+                      "height": 240, "status": "ok", "run_id": run_id})
+        if len(batch) == 1000:
+            add_image_rows(home, batch)
+            batch.clear()
+    add_image_rows(home, batch)
+    wh_runs.finish_run(home, run_id, "ok", {"done": n_images})
+    print(f"built {n_images} images in {n_words} words in {time.perf_counter() - t0:.1f} s")
+    with connect(home, read_only=True) as con:
+        ids, lab = zip(*con.execute("SELECT image_id, word FROM images ORDER BY image_id").fetchall())
+    out_run = wh_runs.start_run(home, "outliers", {"benchmark": True})
+    scores = rng.gamma(2.0, 1.0, size=len(ids))
+    write_outlier_scores(home, out_run, "kmeans_2sigma", ids, lab, scores, scores > np.quantile(scores, 0.95))
+    dups = [{"group_id": g, "image_id": ids[g * 97 + j], "kind": "near", "distance": 0.01 * j}
+            for g in range(len(ids) // 97) for j in range(2)]
+    write_duplicate_groups(home, out_run, dups)
+    wh_runs.finish_run(home, out_run, "ok", {"done": len(ids)})
+    return words
+
+
+def time_query(home: Path, word: str, reps: int = 5) -> float:
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        q.review_items(home, word, "kmeans_2sigma")
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def time_apptest(home: Path, word: str, reps: int = 5) -> tuple[float, list[float], int]:
+    from streamlit.testing.v1 import AppTest
+    os.environ["HASHTAG_HOME"] = str(home)
+    at = AppTest.from_file(str(ROOT / "dashboard" / "pages" / "review.py"), default_timeout=600)
+    at.session_state["review_word"] = word
+    t = time.perf_counter()
+    at.run()
+    cold = time.perf_counter() - t
+    if at.exception:
+        raise SystemExit(f"the Review page failed: {at.exception[0].message}")
+    warm = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        at.run()
+        warm.append(time.perf_counter() - t)
+    n_img = len(at.get("imgs"))
+    return cold, warm, n_img
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def time_browser(home: Path, reps: int = 3) -> list[float] | None:
+    chromium = shutil.which("chromium")
+    if not chromium:
+        print("browser timing skipped: Debian's chromium is not installed (apt-get install chromium)")
+        return None
+    from playwright.sync_api import sync_playwright
+    port = _free_port()
+    env = {**os.environ, "HASHTAG_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+                             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync"])
+            page = browser.new_page(viewport={"width": 1600, "height": 1200})
+            deadline = time.time() + 90
+            while True:
+                try:
+                    page.goto(f"http://127.0.0.1:{port}/review", timeout=15000)
+                    break
+                except Exception:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(1)
+
+            def loaded_images() -> int:
+                return page.evaluate("""() => [...document.querySelectorAll('[data-testid="stImage"] img')]
+                                         .filter(i => i.complete && i.naturalWidth > 0).length""")
+
+            def wait_page(first_id_before: str | None) -> None:
+                page.wait_for_function(
+                    """([n, before]) => {
+                        const imgs = [...document.querySelectorAll('[data-testid="stImage"] img')];
+                        const done = imgs.filter(i => i.complete && i.naturalWidth > 0).length >= n;
+                        const first = imgs.length ? imgs[0].getAttribute('src') : null;
+                        const stale = document.querySelector('[data-stale="true"]');
+                        return done && first !== before && !stale;
+                    }""", arg=[PER_PAGE, first_id_before], timeout=120000, polling=50)
+
+            page.wait_for_selector('[data-testid="stImage"] img', timeout=120000)
+            wait_page(None)  # page 1, cold: thumbnails made
+            times = []
+            # warm-up: visit pages 2..reps+1 once so their thumbnails exist, then come back and time them
+            for direction in ("Next page ▶",) * reps + ("◀ Previous page",) * reps:
+                before = page.evaluate("() => document.querySelector('[data-testid=\"stImage\"] img').getAttribute('src')")
+                page.get_by_role("button", name=direction).click()
+                wait_page(before)
+            for direction in ("Next page ▶",) * reps:
+                before = page.evaluate("() => document.querySelector('[data-testid=\"stImage\"] img').getAttribute('src')")
+                t = time.perf_counter()
+                page.get_by_role("button", name=direction).click()
+                wait_page(before)
+                times.append(time.perf_counter() - t)
+            assert loaded_images() >= PER_PAGE
+            browser.close()
+            return times
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=15_000)
+    ap.add_argument("--words", type=int, default=75)
+    ap.add_argument("--keep", help="build (or reuse) the warehouse in this folder and keep it")
+    ap.add_argument("--no-browser", action="store_true")
+    args = ap.parse_args()
+    tmp = None
+    if args.keep:
+        home = Path(args.keep).resolve()
+    else:
+        tmp = tempfile.mkdtemp(prefix="review-bench-")
+        home = Path(tmp) / "home"
+    try:
+        if not (home / "warehouse.duckdb").exists():
+            build(home, args.images, args.words)
+        with connect(home, read_only=True) as con:
+            n_total, word, n_word = con.execute(
+                "SELECT (SELECT count(*) FROM images), word, count(*) FROM images GROUP BY word "
+                "ORDER BY count(*) DESC, word LIMIT 1").fetchone()
+        print(f"warehouse: {n_total} images; reviewing {word!r} ({n_word} images, {PER_PAGE} per page)")
+        print(f"review query (median of 5): {time_query(home, word) * 1000:.0f} ms")
+        cold, warm, n_img = time_apptest(home, word)
+        print(f"Review page script, AppTest: cold {cold:.2f} s (thumbnails made); warm median "
+              f"{statistics.median(warm):.2f} s, max {max(warm):.2f} s over {len(warm)} runs; {n_img} thumbnails")
+        if not args.no_browser:
+            times = time_browser(home)
+            if times:
+                print(f"Review page in headless Chromium, page change to {PER_PAGE} thumbnails loaded, warm: "
+                      f"median {statistics.median(times):.2f} s, max {max(times):.2f} s over {len(times)} pages")
+        goal = statistics.median(warm) < 2.0
+        print(f"goal (< 2 s once warm): {'met' if goal else 'NOT met'}")
+        return 0 if goal else 1
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

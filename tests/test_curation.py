@@ -1,0 +1,158 @@
+"""Curation log (decide / undo / recent), review ordering, and the dashboard's safety helpers."""
+from __future__ import annotations
+
+import pytest
+
+from core.review_order import group_duplicates, page_bounds
+from core.urlcheck import UnsafeURL, check_url
+from warehouse import curation
+from warehouse import dashboard_queries as q
+from warehouse.images import labelled_images
+
+
+def _ids(home, word):
+    return [r["image_id"] for r in labelled_images(home, words=[word])]
+
+
+def test_decide_many_at_once_and_undo(demo_home):
+    birds = _ids(demo_home, "bird")
+    ids = curation.decide(demo_home, birds[:3], "reject")
+    assert len(ids) == 3
+    assert set(_ids(demo_home, "bird")) == set(birds[3:])
+    rec = curation.recent_decisions(demo_home, 10)
+    assert [r["decision"] for r in rec] == ["reject"] * 3 and {r["image_id"] for r in rec} == set(birds[:3])
+    assert sorted(curation.undo(demo_home, last=2)) == sorted(ids[1:])
+    assert len(_ids(demo_home, "bird")) == len(birds) - 1
+    assert curation.undo(demo_home, [ids[0]]) == [ids[0]]
+    assert set(_ids(demo_home, "bird")) == set(birds)
+    assert curation.recent_decisions(demo_home, 10) == []
+    assert len(curation.recent_decisions(demo_home, 10, include_undone=True)) == 3  # history is kept
+
+
+def test_relabel_then_keep_keeps_the_new_word(demo_home):
+    img = _ids(demo_home, "bird")[0]
+    curation.decide(demo_home, [img], "relabel", "fruit")
+    curation.decide(demo_home, [img], "keep")
+    assert curation.current_labels(demo_home, [img])[img] == {"word": "fruit", "original_word": "bird",
+                                                               "review": "keep"}
+    curation.undo(demo_home, last=2)
+    assert curation.current_labels(demo_home, [img])[img]["word"] == "bird"
+
+
+def test_decide_checks_its_inputs(demo_home):
+    img = _ids(demo_home, "bird")[0]
+    with pytest.raises(ValueError, match="decision must be"):
+        curation.decide(demo_home, [img], "maybe")
+    with pytest.raises(ValueError, match="needs the word"):
+        curation.decide(demo_home, [img], "relabel")
+    with pytest.raises(ValueError, match="unknown word"):
+        curation.decide(demo_home, [img], "relabel", "no-such-word")
+    with pytest.raises(ValueError, match="no stored image"):
+        curation.decide(demo_home, [img, 999999], "keep")
+    assert curation.recent_decisions(demo_home) == []  # nothing half-written
+    assert curation.decide(demo_home, [], "keep") == []
+
+
+def test_word_status_counts(demo_home):
+    birds = _ids(demo_home, "bird")
+    curation.decide(demo_home, birds[:2], "reject")
+    curation.decide(demo_home, birds[2:3], "relabel", "fruit")
+    st = {r["word"]: r for r in q.word_status(demo_home)}
+    assert (st["bird"]["stored"], st["bird"]["kept"], st["bird"]["rejected"]) == (8, 5, 2)
+    assert st["fruit"]["kept"] == 9 and st["fruit"]["reviewed"] == 1
+    items = q.review_items(demo_home, "bird", None, show="rejected")
+    assert sorted(i["image_id"] for i in items) == sorted(birds[:2])
+
+
+def test_group_duplicates_and_paging():
+    items = [{"id": 1, "group_id": None}, {"id": 2, "group_id": 7}, {"id": 3, "group_id": None},
+             {"id": 4, "group_id": 7}, {"id": 5, "group_id": 8}, {"id": 6, "group_id": 8}]
+    assert [i["id"] for i in group_duplicates(items)] == [1, 2, 4, 3, 5, 6]
+    assert page_bounds(125, 3, 60) == (120, 125, 3)
+    assert page_bounds(125, 9, 60) == (120, 125, 3)
+    assert page_bounds(0, 1, 60) == (0, 0, 1)
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("ftp://example.com/a.jpg", "only http"),
+    ("file:///etc/passwd", "only http"),
+    ("javascript:alert(1)", "only http"),
+    ("http://127.0.0.1/a.jpg", "private"),
+    ("http://[::1]/a.jpg", "private"),
+    ("http://169.254.169.254/latest/meta-data", "private"),
+    ("http://10.1.2.3/x.png", "private"),
+    ("http://[::ffff:192.168.0.1]/x.png", "private"),
+    ("http://localhost:8501/", "this machine"),
+    ("http://user:pw@example.com/a.jpg", "user name"),
+    ("https:///nohost", "no host"),
+])
+def test_check_url_refuses_unsafe_urls(url, reason):
+    with pytest.raises(UnsafeURL, match=reason):
+        check_url(url, resolve=lambda h, p: ["93.184.216.34"])
+
+
+def test_check_url_resolves_and_allows_explicitly():
+    assert check_url("https://example.com/a.jpg", resolve=lambda h, p: ["93.184.216.34"]) == \
+        ("https", "example.com", 443)
+    with pytest.raises(UnsafeURL, match="resolves to a private"):
+        check_url("http://intranet.example/a.jpg", resolve=lambda h, p: ["192.168.1.5"])
+    assert check_url("http://127.0.0.1:9/a.jpg", allow_private=True)[1] == "127.0.0.1"
+
+
+def test_fetch_limits_and_redirect_checks(httpserver):
+    from dashboard.fetch import FetchError, fetch_image_bytes
+    httpserver.expect_request("/ok.jpg").respond_with_data(b"x" * 100, content_type="image/jpeg")
+    httpserver.expect_request("/big.jpg").respond_with_data(b"x" * 5000, content_type="image/jpeg")
+    httpserver.expect_request("/missing.jpg").respond_with_data("nope", status=404)
+    httpserver.expect_request("/hop").respond_with_data("", status=302, headers={"Location": "/ok.jpg"})
+    url = httpserver.url_for
+    with pytest.raises(FetchError, match="not allowed"):
+        fetch_image_bytes(url("/ok.jpg"))  # this machine refused by default
+    with pytest.raises(FetchError, match="not allowed"):
+        fetch_image_bytes(url("/ok.jpg").replace("localhost", "127.0.0.1"))
+    assert fetch_image_bytes(url("/hop"), allow_private=True) == b"x" * 100  # redirects are followed (checked)
+    assert fetch_image_bytes(url("/ok.jpg"), allow_private=True) == b"x" * 100
+    with pytest.raises(FetchError, match="too large"):
+        fetch_image_bytes(url("/big.jpg"), allow_private=True, max_bytes=1000)
+    with pytest.raises(FetchError, match="404"):
+        fetch_image_bytes(url("/missing.jpg"), allow_private=True)
+
+
+def test_launcher_parses_argparse_help():
+    from dashboard.launcher import build_args, parse_commands, parse_options
+    top = """usage: python -m jobs [-h] [--home HOME] COMMAND ...
+
+positional arguments:
+  COMMAND
+    demo           run the whole pipeline
+    import-folder  import photos from a folder with one sub-folder per word
+    scrape-hashtags
+                   fetch each word's popular hashtags
+
+options:
+  -h, --help       show this help message and exit
+"""
+    assert list(parse_commands(top)) == ["demo", "import-folder", "scrape-hashtags"]
+    sub = """usage: python -m jobs features [-h] [--backbone {a,b}] [--weights WEIGHTS] [--retry-failed] path
+
+positional arguments:
+  path                  folder holding one sub-folder
+                        per word
+
+options:
+  -h, --help            show this help message and exit
+  --backbone {a,b}      CNN to use
+  --weights WEIGHTS     weights file for the backbone
+  --retry-failed        try again images that failed before
+"""
+    spec = parse_options(sub)
+    assert spec["positionals"] == [{"name": "path", "help": "folder holding one sub-folder per word"}]
+    assert [(o["flag"], o["choices"]) for o in spec["options"]] == [
+        ("--backbone", ["a", "b"]), ("--weights", None), ("--retry-failed", None)]
+    assert build_args("features", spec, {"path": "/x", "--backbone": "b", "--weights": "",
+                                         "--retry-failed": True}) == ["features", "/x", "--backbone", "b",
+                                                                      "--retry-failed"]
+    with pytest.raises(ValueError, match="required"):
+        build_args("features", spec, {})
+    with pytest.raises(ValueError, match="not a job command"):
+        build_args("x; rm -rf /", spec, {"path": "/x"})
