@@ -13,25 +13,37 @@ IMAGE_FIELDS = ("sha256", "path", "word", "origin", "source_path", "source_url",
                 "query", "source", "width", "height", "status", "error", "run_id")
 
 
-def add_image_rows(home: Path, rows: list[dict]) -> list[int]:
+def add_image_rows(home: Path, rows: list[dict]) -> list[int | None]:
     """Insert image rows (ok or failed) in one transaction.
 
-    An 'ok' row whose sha256 is already stored as ok is not inserted again: the
-    returned list holds the new image_id, or None for such duplicates.
+    An 'ok' row whose sha256 is already stored as ok (or comes earlier in `rows`) is
+    not inserted again: the returned list holds the new image_id, or None for such
+    duplicates. One statement for the whole batch keeps the write lock short.
     """
-    ids: list[int | None] = []
+    if not rows:
+        return []
+    ids: list[int | None] = [None] * len(rows)
     with connect(home) as con:
-        for row in rows:
+        shas = sorted({r["sha256"] for r in rows if r.get("status") == "ok" and r.get("sha256")})
+        stored = {r[0] for r in con.execute("SELECT sha256 FROM images WHERE status = 'ok' "
+                                            "AND sha256 IN (SELECT unnest(?))", [shas]).fetchall()} if shas else set()
+        keep = []
+        for i, row in enumerate(rows):
             if row.get("status") == "ok":
-                dup = con.execute("SELECT image_id FROM images WHERE sha256 = ? AND status = 'ok'",
-                                  [row["sha256"]]).fetchone()
-                if dup:
-                    ids.append(None)
+                if row["sha256"] in stored:
                     continue
-            cols = [f for f in IMAGE_FIELDS if f in row]
-            sql = (f"INSERT INTO images ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-                   "RETURNING image_id")
-            ids.append(con.execute(sql, [row[c] for c in cols]).fetchone()[0])
+                stored.add(row["sha256"])
+            keep.append(i)
+        if not keep:
+            return ids
+        new_ids = [r[0] for r in con.execute("SELECT nextval('image_seq') FROM range(?)", [len(keep)]).fetchall()]
+        cols = ("image_id",) + IMAGE_FIELDS
+        values, params = [], []
+        for i, image_id in zip(keep, new_ids):
+            ids[i] = image_id
+            values.append("(" + ", ".join("?" * len(cols)) + ")")
+            params += [image_id] + [rows[i].get(f) for f in IMAGE_FIELDS]
+        con.execute(f"INSERT INTO images ({', '.join(cols)}) VALUES {', '.join(values)}", params)
     return ids
 
 
