@@ -94,7 +94,8 @@ def scrape_hashtags(home: Path, *, words: list[str] | None = None, delay: float 
 
 def _cmd(args) -> int:
     try:
-        counts = scrape_hashtags(args.home, words=split_list(args.words), delay=args.delay, timeout=args.timeout)
+        counts = scrape_hashtags(args.home, words=split_list(args.words), delay=args.delay, timeout=args.timeout,
+                                 retries=args.retries)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -112,4 +113,6 @@ def register(sub) -> None:
     p.add_argument("--words", help="comma-separated words (default: every active word)")
     p.add_argument("--delay", type=float, default=1.0, help="seconds between requests (default 1)")
     p.add_argument("--timeout", type=float, default=15.0, help="request timeout in s (default 15)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="extra tries after a network error or 5xx/429 answer (default 2; never after 403/404)")
     p.set_defaults(func=_cmd)

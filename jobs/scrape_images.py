@@ -421,7 +421,7 @@ def register(sub) -> None:
                                    "photos per word. Re-running resumes: stored images and URLs that failed "
                                    "for good are never fetched again. Base URL: $HASHTAG_DDG_URL.")
     p.add_argument("--words", help="comma-separated words (default: every active word)")
-    p.add_argument("--per-class", type=int, default=200, help="stored images wanted per word (default 200)")
+    p.add_argument("--per-class", type=int, default=200, help="stored images wanted per word, counting those already stored (default 200)")
     p.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8)")
     p.add_argument("--dry-run", action="store_true", help="list the image URLs that would be fetched; store nothing")
     p.add_argument("--search-delay", type=float, default=1.5,

@@ -17,6 +17,7 @@ from jobs.web import DownloadLimits
 from tests.conftest import DEMO_PHOTOS, ROOT
 from tests.fake_sites import (BLOCK_PAGE, CHANGED_TOKEN_PAGE, LEGACY_TOKEN_PAGE, LEGACY_VQD, FakeDDG, bomb_png,
                               jpeg_bytes, truncated_jpeg)
+from tests.fake_sites import home, seeded_template  # noqa: F401 (fixtures: a pre-seeded warehouse copy)
 from warehouse import collect, runs
 from warehouse.db import connect
 
@@ -193,9 +194,11 @@ def test_download_failures_are_rows_and_permanent_ones_never_refetched(home, ddg
         "bomb": (ddg.add_image("bomb.png", bomb_png(), ctype="image/png"), "decompression bomb"),
         "tiny": (ddg.add_image("tiny.jpg", tiny), "too small"),
         "503": (ddg.add_image("busy.jpg", b"", status=503, ctype="text/html"), "HTTP 503"),
+        "huge": (ddg.add_image("huge.jpg", b"\xff\xd8" + b"\0" * 300_000), "too large"),
     }
     ddg.set_results("bird", [good + [u for u, _ in bad.values()]])
     s = fast(per_class=20, read_timeout=0.3, retries=1, workers=6)
+    s.limits = DownloadLimits(**{**s.limits.__dict__, "max_bytes": 200_000})
     counts = scrape_images(home, words=["bird"], settings=s)
     assert counts["done"] == 2 and counts["failed"] == len(bad)
     failed = {r["source_url"]: r for r in image_rows(home, "status = 'failed'")}
