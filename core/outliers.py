@@ -8,7 +8,7 @@ a `DetectorResult` with one score (higher = more suspicious) and one flag per im
 - `knn_distance`: per word, mean cosine distance to the k nearest same-word images
   on L2-normalised features, flagged at mean + sigma * std (robust to odd cluster shapes).
 - `confident_learning`: out-of-sample class probabilities from cross-validated
-  logistic regression; an image is flagged when another word is confidently
+  logistic regression on L2-normalised features; an image is flagged when another word is confidently
   predicted and its own word is not (the off-diagonal of the confident joint,
   Northcutt et al. 2021). Score = 1 - p(own word).
 """
@@ -186,8 +186,9 @@ def confident_learning(X, labels, *, folds: int = 5, C: float = 1.0, seed: int =
 def run_detectors(*, projections: np.ndarray, features: np.ndarray, labels: Sequence[str],
                   detectors: Sequence[str] = DETECTORS, k: int = 1, sigma: float = 2.0, knn: int = 5,
                   knn_sigma: float = 1.5, folds: int = 5, seed: int = 0) -> list[DetectorResult]:
-    """Run the named detectors: K-means on the PCA projections, kNN on the full features, and
-    confident learning on the projections (128-d keeps the cross-validated fits fast)."""
+    """Run the named detectors: K-means on the PCA projections (the original method), kNN and
+    confident learning on the full, L2-normalised features (on the bundled photos with 10 %
+    swapped labels, confident learning reached F1 0.70 on these against 0.38 on the projections)."""
     unknown = [d for d in detectors if d not in DETECTORS]
     if unknown:
         raise ValueError(f"unknown detector(s) {', '.join(unknown)}; choose from {', '.join(DETECTORS)}")
@@ -200,7 +201,7 @@ def run_detectors(*, projections: np.ndarray, features: np.ndarray, labels: Sequ
         elif name == "knn_cosine":
             r = knn_distance(features, labels, k=knn, sigma=knn_sigma)
         else:
-            r = confident_learning(projections, labels, folds=folds, seed=seed)
+            r = confident_learning(l2_rows(np.asarray(features, dtype=np.float64)), labels, folds=folds, seed=seed)
         out.append(r)
     return out
 
