@@ -20,7 +20,8 @@ def parse_generator(html: str | bytes) -> list[str]:
     soup = BeautifulSoup(html or "", "html.parser")
     box = soup.find(id="copy-hashtags") or soup.find(class_="copy-hashtags")
     if box is None:
-        raise SiteChanged("the all-hashtag.com answer has no div#copy-hashtags (the site's markup changed)")
+        raise SiteChanged("the all-hashtag.com answer has no div#copy-hashtags (the site's markup changed, "
+                           "or it has no tags for this word)")
     tags: list[str] = []
     for tag in _TAG_RE.findall(box.get_text(" ")):
         tag = tag.strip().strip(".;:!?'\"").lower()

@@ -43,8 +43,7 @@ def extract_vqd(html: str) -> str:
     """The search token from the token page, or SiteChanged when there is none."""
     m = _VQD_RE.search(html or "")
     if not m:
-        raise SiteChanged("the DuckDuckGo token page holds no vqd token (the site changed, "
-                          "or answered with a page that is not a search page)")
+        raise SiteChanged("the DuckDuckGo token page holds no vqd token (or the answer was not a search page)")
     return m.group(1)
 
 

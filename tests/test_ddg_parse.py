@@ -23,7 +23,7 @@ def test_token_in_url_only():
 
 @pytest.mark.parametrize("html", [CHANGED_TOKEN_PAGE, "", "vqd='abc'", 'vqd="4-"', "vqd=\"\""])
 def test_missing_token_means_site_changed(html):
-    with pytest.raises(SiteChanged, match="site changed"):
+    with pytest.raises(SiteChanged, match="no vqd token"):
         extract_vqd(html)
 
 
