@@ -1,0 +1,65 @@
+"""Predicted words -> hashtags: sample words from a model's top-k by probability, map each to its tags.
+
+The supervised model samples from its top 2 words, ConSE from its top 5. Each draw
+picks a word with probability proportional to its (renormalised) probability and
+takes that word's next unused hashtag in the map's rank order, so a confident
+prediction gives the word's most popular tags and an unsure one mixes words.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+SUPERVISED_K = 2
+ZERO_SHOT_K = 5
+DEFAULT_N_TAGS = 3
+
+
+def word_tag(word: str) -> str:
+    """A hashtag for a word missing from the map: its letters and digits only ('hot dog' -> 'hotdog')."""
+    return re.sub(r"[^0-9a-z]", "", word.lower()) or word
+
+
+def _check_top(top) -> tuple[list[str], np.ndarray]:
+    words = [str(w) for w, _ in top]
+    probs = np.asarray([float(p) for _, p in top], dtype=np.float64)
+    if not words:
+        raise ValueError("no predicted words to sample from")
+    if np.any(~np.isfinite(probs)) or np.any(probs < 0):
+        raise ValueError(f"probabilities must be finite and non-negative, got {probs.tolist()}")
+    return words, probs
+
+
+def sample_words(top: list[tuple[str, float]], *, k: int, n: int, rng: np.random.Generator) -> list[str]:
+    """`n` words drawn with replacement from the first `k` of `top`, weighted by probability."""
+    if k < 1 or n < 0:
+        raise ValueError(f"k must be >= 1 and n >= 0, got k={k}, n={n}")
+    words, probs = _check_top(top)
+    words, probs = words[:k], probs[:k]
+    total = probs.sum()
+    # All-zero probabilities carry no preference: fall back to uniform rather than fail.
+    p = probs / total if total > 0 else np.full(len(words), 1 / len(words))
+    return [words[i] for i in rng.choice(len(words), size=n, p=p)]
+
+
+def sample_hashtags(top: list[tuple[str, float]], hashtags: dict[str, list[str]], *, k: int,
+                    n_tags: int = DEFAULT_N_TAGS, seed: int | np.random.Generator | None = None) -> list[str]:
+    """`n_tags` distinct hashtags (without '#') for a prediction `top` = [(word, prob), ...] best first."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    words, _ = _check_top(top)
+    pools = {w: list(dict.fromkeys(hashtags.get(w) or [word_tag(w)])) for w in words[:k]}
+    out: list[str] = []
+    available = sum(len(v) for v in pools.values())
+    # Draw one word at a time; a word whose tags are used up is skipped (bounded, never loops forever).
+    for _ in range(50 * max(n_tags, 1)):
+        if len(out) >= n_tags or available == 0:
+            break
+        word = sample_words(top, k=k, n=1, rng=rng)[0]
+        while pools[word]:
+            tag = pools[word].pop(0)
+            available -= 1
+            if tag not in out:
+                out.append(tag)
+                break
+    return out
