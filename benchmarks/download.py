@@ -97,6 +97,20 @@ def run_once(workers: int, n: int) -> tuple[float, int]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+def pool_only(workers: int, n: int, base: str) -> tuple[float, int]:
+    """Just the worker pool: download + Pillow validation of n images, no warehouse."""
+    from jobs.scrape_images import DownloadPool, ScrapeSettings
+
+    pool = DownloadPool(ScrapeSettings(workers=workers))
+    try:
+        cands = [{"url": f"{base}/img/{i}.jpg"} for i in range(n)]
+        t0 = time.perf_counter()
+        ok = sum(1 for f in pool.run(cands) if f.info is not None)
+        return time.perf_counter() - t0, ok
+    finally:
+        pool.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=32, help="images per setting (default 32)")
@@ -106,15 +120,20 @@ def main() -> int:
     os.environ["HASHTAG_DDG_URL"] = f"http://127.0.0.1:{srv.server_address[1]}"
     os.environ.setdefault("TQDM_DISABLE", "1")
     print(f"{args.images} images, {args.latency * 1000:.0f} ms server latency per image, {os.cpu_count()} CPUs")
-    rates = {}
-    for workers in (1, 8):
-        elapsed, done = run_once(workers, args.images)
-        if done != args.images:
-            print(f"warning: {workers} worker(s) stored {done} of {args.images} images", file=sys.stderr)
-        rates[workers] = done / elapsed
-        print(f"{workers} worker{'s' if workers > 1 else ' '}: {done} images in {elapsed:6.2f} s = "
-              f"{rates[workers]:6.2f} images/s")
-    print(f"ratio 8 workers / 1 worker: {rates[8] / rates[1]:.2f}x")
+    for label, measure in (("whole scrape-images job (search, download, validate, store, warehouse)",
+                            lambda w: run_once(w, args.images)),
+                           ("download pool only (download + Pillow validation)",
+                            lambda w: pool_only(w, args.images, os.environ["HASHTAG_DDG_URL"]))):
+        print(label)
+        rates = {}
+        for workers in (1, 8):
+            elapsed, done = measure(workers)
+            if done != args.images:
+                print(f"warning: {workers} worker(s) got {done} of {args.images} images", file=sys.stderr)
+            rates[workers] = done / elapsed
+            print(f"  {workers} worker{'s' if workers > 1 else ' '}: {done} images in {elapsed:6.2f} s = "
+                  f"{rates[workers]:6.2f} images/s")
+        print(f"  ratio 8 workers / 1 worker: {rates[8] / rates[1]:.2f}x")
     srv.shutdown()
     return 0
 
