@@ -147,7 +147,7 @@ def test_time_limit_holds_against_a_trickling_server():
 
 
 @pytest.mark.parametrize("name", [
-    "..\\..\\win.jpg", "a..b.jpg", "a\nb.jpg", "<script>alert(1)</script>.jpg", "x" * 200 + ".jpg",
+    "a\\..\\win.jpg", "a..b.jpg", "a\nb.jpg", "<script>alert(1)</script>.jpg", "x" * 200 + ".jpg",
     "héllo wörld ☃.jpg", "-rf.jpg", ".hidden-but-not.jpg"[1:], "con.jpg",
 ])
 def test_file_names_never_become_store_paths(home, tmp_path, name):
