@@ -243,7 +243,11 @@ class _WordScraper:
             return 0
         self.flushed_at = time.monotonic()
         final = collect.record_downloads(self.home, self.batch)
+        # Another process may have stored the same bytes meanwhile: the warehouse made those duplicates.
         lost = sum(1 for out, st in zip(self.batch, final) if out["status"] == "ok" and st != "ok")
+        if lost:
+            self.run.count("done", -lost)
+            self.run.count("duplicate", lost)
         self.batch.clear()
         self.run.checkpoint()
         return lost
