@@ -337,3 +337,20 @@ def test_killed_run_resumes_without_loss_or_duplicates(home, ddg, sig):
     total = {n: hits_before.get(n, 0) + ddg.image_hits.get(n, 0) for n in set(hits_before) | set(ddg.image_hits)}
     assert max(total.values()) <= 2
     assert len(image_rows(home, "status = 'failed'")) == 3
+
+
+def test_record_downloads_replaces_retry_row_and_refuses_second_copy(home):
+    collect.add_candidates(home, "bird", "bird", [{"url": "http://h/a.jpg"}, {"url": "http://h/b.jpg"}],
+                           run_id=None, next_offset=None)
+    base = {"word": "bird", "origin": "scrape", "query": "bird"}
+    fail = {"word": "bird", "url": "http://h/a.jpg", "status": "retry", "error": "timeout",
+            "row": {**base, "source_url": "http://h/a.jpg", "status": "failed", "error": "timeout"}}
+    ok = lambda url: {"word": "bird", "url": url, "status": "ok", "sha256": "f" * 64,  # noqa: E731
+                      "row": {**base, "source_url": url, "sha256": "f" * 64, "path": "images/ff/x.jpg",
+                              "status": "ok"}}
+    assert collect.record_downloads(home, [fail]) == ["retry"]
+    assert collect.record_downloads(home, [ok("http://h/a.jpg"), ok("http://h/b.jpg")]) == ["ok", "duplicate"]
+    rows = image_rows(home)
+    assert [(r["source_url"], r["status"]) for r in rows] == [("http://h/a.jpg", "ok")]
+    assert candidate_status(home, "bird") == {"http://h/a.jpg": "ok", "http://h/b.jpg": "duplicate"}
+    assert collect.pending_candidates(home, "bird") == []
