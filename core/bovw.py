@@ -87,8 +87,12 @@ class BoVWModel:
         k = min(cfg.codebook_size, len(pool))
         if progress:
             progress(f"k-means codebook: {k} visual words from {len(pool)} descriptors")
-        km = MiniBatchKMeans(n_clusters=k, random_state=cfg.seed, batch_size=2048, n_init=3)
-        km.fit(pool)
+        from threadpoolctl import threadpool_limits
+        km = MiniBatchKMeans(n_clusters=k, random_state=cfg.seed, batch_size=4096, n_init=1, max_iter=50,
+                             max_no_improvement=5)
+        # One thread: this job is small, and OpenMP threads competing for busy cores made it ~10x slower.
+        with threadpool_limits(1):
+            km.fit(pool)
         self.centers = km.cluster_centers_.astype(np.float32)
         hist = self.histograms(descriptors)
         self.svm = SVC(kernel="rbf", C=cfg.svm_c, gamma="scale", class_weight="balanced",

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jobs.evaluate import evaluate
 from jobs.features import compute_features
 from jobs.import_folder import import_folder
 from jobs.outliers import find_outliers
 from jobs.stats import format_counts
+from jobs.train import train
 from warehouse.images import word_counts
 
 ORDER = 1
@@ -23,7 +25,11 @@ def run_demo(home: Path, *, fast: bool = False) -> int:
     compute_features(home)
     print("[demo] 3. outlier flags and duplicate groups")
     find_outliers(home)
-    return 0
+    print(f"[demo] 4. train BoVW SVM, fine-tuned CNN ({2 if fast else 13} epochs), linear probe, ConSE variants")
+    trained = train(home, epochs=2 if fast else 13, skip_existing=True)
+    print("[demo] 5. evaluate and compare with the original study")
+    evaluate(home)
+    return 1 if trained["failed"] else 0
 
 
 def _cmd(args) -> int:

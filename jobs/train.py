@@ -164,8 +164,13 @@ def train_conse(home, classes: list[str], split_run: int, configs: list[ConSECon
 def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DEFAULT_BACKBONE,
           weights: str | None = None, word_vectors: str = "glove", top_t: int = 10, temperature: float = 2.0,
           conse_variants: bool = True, seed: int = 0, val_fraction: float = 0.2, exclude_flagged: bool = False,
-          new_split: bool = False, train_blocks: int | None = None, threads: int = 2) -> dict:
-    """Train the chosen models on the current split; returns {'split_run_id', 'model_ids', 'failed'}."""
+          new_split: bool = False, train_blocks: int | None = None, threads: int = 2,
+          skip_existing: bool = False) -> dict:
+    """Train the chosen models on the current split; returns {'split_run_id', 'model_ids', 'failed'}.
+
+    With `skip_existing`, a model whose kind and settings were already trained on this
+    split is kept instead of trained again (what makes re-running the demo cheap).
+    """
     unknown = sorted(set(models) - set(ALL_MODELS))
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(ALL_MODELS)}")
@@ -189,8 +194,24 @@ def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DE
                                      standard_variants(word_vectors, top_t, backbone, temperature) if conse_variants
                                      else [ConSEConfig(word_vectors=word_vectors, top_t=top_t, backbone=backbone)]),
     }
+    existing = {}
+    if skip_existing:
+        for rec in wh.models(home):
+            if rec["split_run_id"] == split_run:
+                existing.setdefault(rec["kind"], []).append(rec)
+    want = {"bovw": ("bovw_svm", {"seed": seed}),
+            "finetune": ("finetune", {"backbone": backbone, "epochs": epochs, "seed": seed,
+                                      **({"train_blocks": train_blocks} if train_blocks is not None else {})}),
+            "probe": ("linear_probe", {"backbone": backbone, "seed": seed}),
+            "conse": ("conse", {"backbone": backbone, "word_vectors": word_vectors, "top_t": top_t})}
     for name in ALL_MODELS:
         if name not in models:
+            continue
+        kind, keys = want[name]
+        same = [r for r in existing.get(kind, []) if all(r["config"].get(k) == v for k, v in keys.items())]
+        if same and (kind != "conse" or len(same) >= (4 if conse_variants else 1)):
+            print(f"[train] {name}: already trained on split {split_run} (model "
+                  f"{', '.join(str(r['model_id']) for r in same)}); skipped")
             continue
         try:
             ids += steps[name]()
