@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from warehouse import runs
 from warehouse.faults import crash_point
+from warehouse.check import sweep_dead_run_artifacts
 from warehouse.store import sweep_temp_files
 
 
@@ -41,11 +42,11 @@ class JobRun:
         self.extra: dict = {}
         self.started = time.monotonic()
         self.run_id = runs.start_run(self.home, kind, config)
-        # half-written files of killed jobs are useless; clear them before adding new ones
-        swept = sweep_temp_files(self.home)
+        # half-written files and unnamed artifacts of killed jobs are useless; clear them first
+        swept = sweep_temp_files(self.home) + sweep_dead_run_artifacts(self.home)
         self._log: list[str] = []
         if swept:
-            self.log(f"removed {len(swept)} half-written file(s) left by a killed job")
+            self.log(f"removed {len(swept)} half-written or orphaned file(s) left by killed jobs")
 
     def count(self, outcome: str, n: int = 1) -> None:
         self.counts[outcome] += n

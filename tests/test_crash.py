@@ -124,3 +124,102 @@ def test_import_killed_then_rerun(crash, import_tree, seeded_template, tmp_path)
     files = [p for p in (home / "images").rglob("*") if p.is_file()]
     assert len(files) == 38                                               # no orphans, no temp files
     assert_consistent(home)
+
+
+# --------------------------------------------------------------------------------------- features
+
+FEATURES_CODE = """
+    import os
+    from pathlib import Path
+    import warehouse.features as whf
+    from warehouse.faults import crash_point
+    _write_pca_fit = whf.write_pca_fit
+
+    def write_pca_fit(*a, **k):  # a crash point between saving the PCA artifact and recording it
+        crash_point("features:write-pca")
+        return _write_pca_fit(*a, **k)
+    whf.write_pca_fit = write_pca_fit
+    import jobs.features as jf
+    jf.WRITE_EVERY = 8  # more write transactions on few photos: more places to be killed, quicker
+    jf.compute_features(Path(os.environ["HASHTAG_HOME"]), batch_size=8, workers=1, threads=1)
+"""
+
+
+def _kill_when_running(code: str, home: Path, kind: str) -> None:
+    """Start `code`, and SIGKILL it as soon as its run is recorded (while it loads its model)."""
+    env = {**os.environ, "HASHTAG_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    env.pop("HASHTAG_CRASH_AFTER", None)
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        import time
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            recent = runs.recent_runs(home, 1, kind=kind) if (home / "warehouse.duckdb").exists() else []
+            if recent and recent[0]["status"] == "running":
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.05)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == KILLED, proc.stderr.read().decode()[-3000:]
+
+
+def _feature_state(home: Path) -> dict:
+    with connect(home, read_only=True) as con:
+        n, distinct = con.execute("SELECT count(*), count(DISTINCT image_id) FROM features").fetchone()
+        fits = con.execute("SELECT run_id, artifact FROM pca_fits").fetchall()
+        images = con.execute("SELECT count(*) FROM images WHERE status = 'ok'").fetchone()[0]
+    assert n == distinct                                  # never two feature rows for one image
+    return {"features": n, "fits": fits, "images": images}
+
+
+@pytest.fixture(scope="module")
+def features_template(tmp_path_factory, seeded_template) -> Path:
+    """24 imported photos (8 words x 3), no features yet."""
+    base = tmp_path_factory.mktemp("feat")
+    home = base / "home"
+    shutil.copytree(seeded_template, home)
+    tree = base / "tree"
+    for word_dir in sorted(p for p in DEMO_PHOTOS.iterdir() if p.is_dir())[:8]:
+        for f in sorted(word_dir.glob("*.jpg"))[:3]:
+            write(tree / word_dir.name / f.name, f.read_bytes())
+    import_folder(home, tree)
+    return home
+
+
+@pytest.mark.slow
+def test_features_killed_at_six_points_then_completes(features_template, tmp_path):
+    """One warehouse, killed again and again: each re-run resumes, the last one completes."""
+    from jobs.features import compute_features
+    home = tmp_path / "home"
+    shutil.copytree(features_template, home)
+    assert _feature_state(home)["images"] == 24
+    steps = []
+
+    _kill_when_running(FEATURES_CODE, home, "features")          # 1. while loading the model
+    steps.append(("at start (model loading)", _feature_state(home)))
+    for crash, what in [("features:checkpoint:1", "after the first 8 rows"),
+                        ("db:before-commit:4", "inside the next feature write"),
+                        ("features:checkpoint:2", "after the last rows, before PCA"),
+                        ("features:write-pca:1", "PCA artifact saved, not recorded"),
+                        ("features:before-finish:1", "PCA recorded, run not closed")]:
+        run_until_killed(FEATURES_CODE, home, crash)
+        assert_sound_after_kill(home, "features")
+        steps.append((what, _feature_state(home)))
+    KILL_POINTS_TRIED["features"] = [s[0] for s in steps]
+    got = [s[1]["features"] for s in steps]
+    assert got == [0, 8, 8, 24, 24, 24], steps
+    assert steps[4][1]["fits"] == [] and len(steps[5][1]["fits"]) == 1
+
+    counts = compute_features(home, batch_size=8, workers=1, threads=1)
+    assert counts.get("done", 0) == 0                               # nothing computed twice
+    state = _feature_state(home)
+    assert state["features"] == 24 and len(state["fits"]) >= 1
+    assert all((home / a).is_file() for _, a in state["fits"])
+    statuses = [r["status"] for r in runs.recent_runs(home, 20, kind="features")]
+    assert statuses[0] == "ok" and statuses[1:] == ["interrupted"] * 6
+    assert_consistent(home)                                         # includes: no orphan PCA artifact

@@ -81,6 +81,60 @@ def _read_state(home: Path) -> dict:
                 artifacts=artifacts)
 
 
+def _artifact_run_id(rel: str) -> int | None:
+    """The run an artifact path is named after: models/<run>/..., models/pca/<run>.npz."""
+    for part in Path(rel).parts[1:]:
+        head = part.split(".", 1)[0]
+        if head.isdigit():
+            return int(head)
+    return None
+
+
+def dead_run_artifacts(home: Path | str) -> list[str]:
+    """Artifact files of runs that ended interrupted or failed and that no table names.
+
+    A job saves its artifact just before writing the row naming it; killed in
+    between, the file can never be found again, so it is garbage.
+    """
+    home = Path(home)
+    files = _artifact_files(home)
+    if not files:
+        return []
+    with connect(home, read_only=True) as con:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.columns "
+                                            "WHERE column_name = 'artifact'").fetchall()}
+        named = set()
+        for t in sorted(tables & ARTIFACT_TABLES):
+            named |= {r[0].rstrip("/") for r in con.execute(
+                f"SELECT artifact FROM {t} WHERE artifact IS NOT NULL").fetchall()}
+        dead = {r[0] for r in con.execute(
+            "SELECT run_id FROM runs WHERE status IN ('interrupted', 'failed')").fetchall()}
+    out = []
+    for rel in files:
+        if rel in named or any(rel.startswith(a + "/") for a in named):
+            continue
+        if _artifact_run_id(rel) in dead:
+            out.append(rel)
+    return out
+
+
+def sweep_dead_run_artifacts(home: Path | str) -> list[str]:
+    """Delete the artifacts of dead runs that nothing names (see dead_run_artifacts)."""
+    home = Path(home)
+    removed = []
+    for rel in dead_run_artifacts(home):
+        try:
+            (home / rel).unlink()
+            removed.append(rel)
+        except FileNotFoundError:
+            pass
+        parent = (home / rel).parent
+        while parent != home / MODELS_DIR and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+    return removed
+
+
 def _artifact_files(home: Path) -> list[str]:
     root = home / MODELS_DIR
     if not root.is_dir():
