@@ -223,3 +223,67 @@ def test_features_killed_at_six_points_then_completes(features_template, tmp_pat
     statuses = [r["status"] for r in runs.recent_runs(home, 20, kind="features")]
     assert statuses[0] == "ok" and statuses[1:] == ["interrupted"] * 6
     assert_consistent(home)                                         # includes: no orphan PCA artifact
+
+
+# ---------------------------------------------------------------------------------- scrape-images
+
+SCRAPE_CODE = """
+    import os
+    from pathlib import Path
+    from jobs.scrape_images import ScrapeSettings, scrape_images
+    from jobs.web import DownloadLimits
+    s = ScrapeSettings(per_class=24, workers=2, batch=4, flush_s=0.5, search_delay=0.0, block_backoff=0.01,
+                       limits=DownloadLimits(connect_timeout=2.0, read_timeout=2.0, retries=0, backoff=0.01,
+                                             deadline=10.0))
+    scrape_images(Path(os.environ["HASHTAG_HOME"]), words=["bird"], settings=s)
+"""
+
+
+@pytest.mark.slow
+def test_scrape_images_killed_at_six_points_then_completes(seeded_template, tmp_path, monkeypatch):
+    from pytest_httpserver import HTTPServer
+
+    from tests.fake_sites import FakeDDG
+    srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    srv.start()
+    try:
+        fake = FakeDDG(srv)
+        good = fake.add_photos("b", 24, delay=0.02)
+        missing = [fake.url(f"missing{i}.jpg") for i in range(2)]
+        fake.set_results("bird", [good[:12] + missing, good[12:]])
+        monkeypatch.setenv("HASHTAG_DDG_URL", fake.base)
+        home = tmp_path / "home"
+        shutil.copytree(seeded_template, home)
+
+        steps = ["at start (searching)"]
+        _kill_when_running(SCRAPE_CODE, home, "scrape-images")
+        assert_sound_after_kill(home, "scrape-images")
+        for crash, what in [("scrape-images:checkpoint:1", "after the first batch of 4"),
+                            ("store:before-rename:2", "half-way through storing a photo"),
+                            ("db:before-commit:5", "inside a write transaction"),
+                            ("scrape-images:checkpoint:2", "after two more batches"),
+                            ("scrape-images:before-finish:1", "all stored, run not closed")]:
+            run_until_killed(SCRAPE_CODE, home, crash)
+            assert_sound_after_kill(home, "scrape-images")
+            steps.append(what)
+        KILL_POINTS_TRIED["scrape-images"] = steps
+
+        from jobs.scrape_images import ScrapeSettings, scrape_images
+        from jobs.web import DownloadLimits
+        counts = scrape_images(home, words=["bird"], settings=ScrapeSettings(
+            per_class=24, workers=2, search_delay=0.0, block_backoff=0.01,
+            limits=DownloadLimits(connect_timeout=2.0, read_timeout=2.0, retries=0, backoff=0.01, deadline=10.0)))
+        assert runs.get_run(home, counts["run_id"])["status"] == "ok"
+    finally:
+        srv.clear()
+        srv.stop()
+    with connect(home, read_only=True) as con:
+        ok = con.execute("SELECT sha256, source_url FROM images WHERE status = 'ok'").fetchall()
+        failed = con.execute("SELECT source_url FROM images WHERE status = 'failed'").fetchall()
+    assert len(ok) == 24 and len({r[0] for r in ok}) == 24 and {r[1] for r in ok} == set(good)
+    assert sorted(r[0] for r in failed) == sorted(missing)           # each permanent failure recorded once
+    files = [p for p in (home / "images").rglob("*") if p.is_file()]
+    assert len(files) == 24
+    statuses = [r["status"] for r in runs.recent_runs(home, 20, kind="scrape-images")]
+    assert statuses[0] == "ok" and set(statuses[1:]) == {"interrupted"} and len(statuses) == 7
+    assert_consistent(home)
