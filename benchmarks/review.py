@@ -99,7 +99,7 @@ def time_query(home: Path, word: str, reps: int = 5) -> float:
 def time_apptest(home: Path, word: str, reps: int = 5) -> tuple[float, list[float], int]:
     from streamlit.testing.v1 import AppTest
     os.environ["HASHTAG_HOME"] = str(home)
-    at = AppTest.from_file(str(ROOT / "dashboard" / "pages" / "review.py"), default_timeout=600)
+    at = AppTest.from_file(str(ROOT / "dashboard" / "views" / "review.py"), default_timeout=600)
     at.session_state["review_word"] = word
     t = time.perf_counter()
     at.run()
@@ -111,7 +111,7 @@ def time_apptest(home: Path, word: str, reps: int = 5) -> tuple[float, list[floa
         t = time.perf_counter()
         at.run()
         warm.append(time.perf_counter() - t)
-    n_img = len(at.get("imgs"))
+    n_img = len(at.get("image"))
     return cold, warm, n_img
 
 
@@ -121,7 +121,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def time_browser(home: Path, reps: int = 3) -> list[float] | None:
+def time_browser(home: Path, reps: int = 2) -> list[float] | None:
     chromium = shutil.which("chromium")
     if not chromium:
         print("browser timing skipped: Debian's chromium is not installed (apt-get install chromium)")
@@ -166,12 +166,13 @@ def time_browser(home: Path, reps: int = 3) -> list[float] | None:
             page.wait_for_selector('[data-testid="stImage"] img', timeout=120000)
             wait_page(None)  # page 1, cold: thumbnails made
             times = []
-            # warm-up: visit pages 2..reps+1 once so their thumbnails exist, then come back and time them
+            # warm-up: visit pages 2..reps+1 once so their thumbnails exist; then time going there and back
+            # (the word has 200 images: pages 1-3 hold 60 each)
             for direction in ("Next page ▶",) * reps + ("◀ Previous page",) * reps:
                 before = page.evaluate("() => document.querySelector('[data-testid=\"stImage\"] img').getAttribute('src')")
                 page.get_by_role("button", name=direction).click()
                 wait_page(before)
-            for direction in ("Next page ▶",) * reps:
+            for direction in ("Next page ▶",) * reps + ("◀ Previous page",) * reps:
                 before = page.evaluate("() => document.querySelector('[data-testid=\"stImage\"] img').getAttribute('src')")
                 t = time.perf_counter()
                 page.get_by_role("button", name=direction).click()

@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import streamlit as st  # noqa: E402
 
-PAGES = Path(__file__).resolve().parent / "pages"
+PAGES = Path(__file__).resolve().parent / "views"  # not "pages/": that name turns on the old auto-discovered navigation
 
 st.set_page_config(page_title="Hashtag workbench", page_icon="#", layout="wide")
 nav = st.navigation({

@@ -53,12 +53,19 @@ def word_status(h: str) -> list[dict]:
     return q.word_status(h)
 
 
-@st.cache_data(ttl=300, show_spinner=False, max_entries=50_000)
 def thumb(h: str, sha256: str, relpath: str, size: int = THUMB_SIZE) -> str | None:
-    """Path (as text) of the on-disk thumbnail of a stored image; made once, then reused."""
+    """Path (as text) of the on-disk thumbnail of a stored image; made once, then reused (a stat when warm)."""
     p = thumbnail(h, sha256, relpath, size)
     return str(p) if p else None
 
 
 def fmt_score(score) -> str:
     return "no score" if score is None else f"{score:.2f}"
+
+
+_MD_SPECIAL = "\\`*_{}[]()<>#+-.!|~:$"
+
+
+def md_escape(text: str) -> str:
+    """Text from users or scraped pages, made inert for a markdown context (no links, images or HTML)."""
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in str(text)).replace("\n", " ")

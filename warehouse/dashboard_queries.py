@@ -85,17 +85,23 @@ def review_items(home: Path | str, word: str, detector: str | None = None, *, sh
     cond = {"all": "l.review <> 'reject'", "unreviewed": "l.review = 'unreviewed'",
             "flagged": "l.review = 'unreviewed' AND coalesce(s.flagged, FALSE)",
             "rejected": "l.review = 'reject'"}[show]
+    # Narrow to the word's images first, so scores and groups are only aggregated for them.
     sql = f"""
-        WITH s AS (SELECT * FROM ({_LATEST_SCORES}) WHERE detector = ?), d AS ({_LATEST_DUPS})
+        WITH l AS (SELECT * FROM image_labels WHERE word = ?),
+        s AS (SELECT image_id, arg_max(score, run_id) AS score, arg_max(flagged, run_id) AS flagged
+              FROM outlier_scores WHERE detector = ? AND image_id IN (SELECT image_id FROM l) GROUP BY image_id),
+        d AS (SELECT image_id, min(group_id) AS group_id, min(kind) AS dup_kind FROM duplicate_groups
+              WHERE run_id = (SELECT max(run_id) FROM duplicate_groups) AND image_id IN (SELECT image_id FROM l)
+              GROUP BY image_id)
         SELECT l.image_id, l.sha256, l.path, l.word, l.original_word, l.review,
                s.score, coalesce(s.flagged, FALSE) AS flagged, d.group_id, d.dup_kind,
                i.title, i.source_url, i.width, i.height
-        FROM image_labels l JOIN images i ON i.image_id = l.image_id
+        FROM l JOIN images i ON i.image_id = l.image_id
              LEFT JOIN s ON s.image_id = l.image_id LEFT JOIN d ON d.image_id = l.image_id
-        WHERE l.word = ? AND {cond}
+        WHERE {cond}
         ORDER BY flagged DESC, s.score DESC NULLS LAST, l.image_id"""
     with connect(home, read_only=True) as con:
-        return _rows(con, sql, [detector or "", word])
+        return _rows(con, sql, [word, detector or ""])
 
 
 def images_by_id(home: Path | str, image_ids: list[int]) -> list[dict]:

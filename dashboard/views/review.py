@@ -165,6 +165,8 @@ if not items:
     st.info(f"No images match '{show}' for {word!r}.")
 else:
     # ------------------------------------------------------------ grid
+    if current is not None:  # our own style rule (an integer id, no user text): outline the current image
+        st.html(f"<style>.st-key-cell_{int(current)} {{outline: 3px solid #ff4b4b; outline-offset: -1px;}}</style>")
     selected = [i for i in page_ids if ss.get(f"sel_{i}")]
     for r0 in range(0, len(page_items), COLS):
         cols = st.columns(COLS)

@@ -49,9 +49,9 @@ table = _table(str(HOME))
 
 with st.expander("Add a word", expanded=table.empty):
     with st.form("add_word", clear_on_submit=True):
-        new = st.text_input("Word", placeholder="e.g. sunset")
-        tags = st.text_input("Hashtags (optional, space or comma separated)", placeholder="#sunset #sky")
-        if st.form_submit_button("Add word"):
+        new = st.text_input("Word", placeholder="e.g. sunset", key="add_name")
+        tags = st.text_input("Hashtags (optional, space or comma separated)", placeholder="#sunset #sky", key="add_tags")
+        if st.form_submit_button("Add word", key="add_submit"):
             try:
                 word = check_word(new)
             except ValueError as exc:
@@ -75,8 +75,8 @@ with left:
     word = st.selectbox("Word", all_words, key="edit_word")
     row = table[table["word"] == word].iloc[0]
     with st.form("rename"):
-        new_name = st.text_input("New name", value="")
-        if st.form_submit_button("Rename"):
+        new_name = st.text_input("New name", value="", key="rename_to")
+        if st.form_submit_button("Rename", key="rename_submit"):
             try:
                 target = check_word(new_name)
             except ValueError as exc:
@@ -101,7 +101,7 @@ with right:
         with st.form("hashtags"):
             text = st.text_area("Hand-made hashtags", value=" ".join(f"#{t}" for t in hand), height=150,
                                 label_visibility="collapsed", key=f"tags_{word}")
-            if st.form_submit_button("Save hashtags"):
+            if st.form_submit_button("Save hashtags", key="tags_submit"):
                 new_tags = [t for t in text.replace(",", " ").split() if t.strip("#")]
                 _do(lambda: wh_words.set_hashtags(HOME, word, new_tags, source="hand"),
                     f"Saved {len(new_tags)} hashtags for {word!r}.")

@@ -1,0 +1,184 @@
+"""End to end in real headless Chromium (Debian's build) against `streamlit run dashboard/app.py` on 127.0.0.1.
+
+Review: reject an image with the X shortcut, see it in the warehouse, undo it (U).
+Predict: upload a photo, see hashtags. Every page: a screenshot in test-artifacts/screenshots/.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.dashboard_seed import build_seeded, copy_home
+from warehouse import curation
+from warehouse import dashboard_queries as q
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+PAGES = {"overview": "", "words": "words", "review": "review", "embedding": "embedding",
+         "evaluation": "evaluation", "predict": "predict", "word_space": "word_space", "jobs": "jobs"}
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(demo_home_template, tmp_path_factory):
+    """The seeded warehouse served by a real Streamlit server; yields (base_url, home)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: apt-get install -y chromium (make browser does it)")
+    seeded = build_seeded(demo_home_template, tmp_path_factory.getbasetemp())
+    home = copy_home(seeded, tmp_path_factory.mktemp("browser") / "home")
+    port = _free_port()
+    log = open(home.parent / "streamlit.log", "wb")
+    env = {**os.environ, "HASHTAG_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+                             "--server.headless", "true", "--server.address", "127.0.0.1",
+                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            raise RuntimeError("streamlit did not start: " + (home.parent / "streamlit.log").read_text()[-2000:])
+        time.sleep(0.5)
+    try:
+        yield base, home
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
+    pg = ctx.new_page()
+    yield pg
+    ctx.close()
+
+
+def settle(pg, timeout: float = 120) -> None:
+    """Wait until the app has finished its script run (no running indicator, no stale elements)."""
+    pg.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
+    pg.wait_for_function(
+        """() => {
+            const app = document.querySelector('[data-testid="stApp"]');
+            if (!app) return false;
+            const running = document.querySelector('[data-testid="stStatusWidget"]');
+            const skeleton = document.querySelector('[data-testid="stAppSkeleton"], [data-testid="stSkeleton"]');
+            const spinner = document.querySelector('[data-testid="stSpinner"]');
+            return !running && !skeleton && !spinner && app.getAttribute('data-test-script-state') !== 'running';
+        }""", timeout=timeout * 1000, polling=200)
+    pg.wait_for_timeout(300)
+
+
+def goto(pg, base: str, path: str) -> None:
+    pg.goto(f"{base}/{path}", timeout=120_000)
+    settle(pg)
+
+
+def wait_until(cond, timeout: float = 60, what: str = "condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_review_reject_with_keyboard_then_undo(served, page):
+    base, home = served
+    goto(page, base, "review")
+    page.wait_for_selector('[data-testid="stImage"] img', timeout=60_000)
+    word = page.locator('[data-testid="stSelectbox"]').first.inner_text()
+    assert "bird" in word  # the first word shown (most images, then alphabetical)
+    dets = q.detectors(home, "bird")
+    first = q.review_items(home, "bird", dets[0] if dets else None)[0]["image_id"]
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("x")                        # reject the current image
+    rec = wait_until(lambda: curation.recent_decisions(home), what="a decision in the warehouse")
+    assert (rec[0]["image_id"], rec[0]["decision"]) == (first, "reject")
+    settle(page)
+    page.get_by_text("Rejected 1 image").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Undo last").click()
+    wait_until(lambda: curation.recent_decisions(home) == [], what="the undo in the warehouse")
+    assert curation.recent_decisions(home, include_undone=True)[0]["undone"]
+    settle(page)
+    page.get_by_text("Undid 1 decision").wait_for(timeout=30_000)
+    # a per-image button works too: reject the second image from its own cell
+    second = q.review_items(home, "bird", dets[0] if dets else None)[1]["image_id"]
+    page.locator(f'.st-key-rej_{second} button').click()
+    rec = wait_until(lambda: curation.recent_decisions(home), what="the per-image reject")
+    assert (rec[0]["image_id"], rec[0]["decision"]) == (second, "reject")
+    settle(page)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "review-after-reject.png"), full_page=True)
+
+
+def test_predict_upload_shows_hashtags(served, page):
+    base, home = served
+    goto(page, base, "predict")
+    if not q.list_models(home):
+        assert page.get_by_text("python -m jobs train").count() > 0
+        pytest.skip("no trained models in this build yet")
+    photo = next((ROOT / "datasets" / "demo" / "photos" / "bird").glob("*.jpg"))
+    page.set_input_files("input[type=file]", str(photo))
+    page.wait_for_selector('[data-testid="stCode"]', timeout=180_000)
+    settle(page)
+    tags = page.locator('[data-testid="stCode"]').all_inner_texts()
+    assert tags and all(t.strip().startswith("#") for t in tags), tags
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "predict-upload.png"), full_page=True)
+    # a file that is not an image gets a clear message
+    page.set_input_files("input[type=file]", files=[{"name": "notes.jpg", "mimeType": "image/jpeg",
+                                                     "buffer": b"this is not a picture"}])
+    page.get_by_text("not usable").wait_for(timeout=60_000)
+
+
+def test_screenshot_every_page(served, page):
+    base, home = served
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for name, path in PAGES.items():
+        goto(page, base, path)
+        if name in ("embedding", "evaluation", "word_space"):
+            page.wait_for_timeout(1500)  # let plotly draw
+        errors = page.locator('[data-testid="stException"]')
+        assert errors.count() == 0, f"{name}: {errors.first.inner_text()[:500]}"
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        assert (SHOTS / f"{name}.png").stat().st_size > 10_000
