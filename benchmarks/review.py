@@ -111,8 +111,19 @@ def time_apptest(home: Path, word: str, reps: int = 5) -> tuple[float, list[floa
         t = time.perf_counter()
         at.run()
         warm.append(time.perf_counter() - t)
-    n_img = len(at.get("image"))
+    n_img = sum(len(c.get("src") and [1] or []) for c in _grid_cells(at))
     return cold, warm, n_img
+
+
+def _grid_cells(at) -> list[dict]:
+    """The cells the Review page passed to its grid component in the last AppTest run."""
+    import json
+    for el in at.get("bidi_component"):
+        proto = el.proto
+        raw = getattr(proto, "json", None) or ""
+        if raw:
+            return json.loads(raw).get("cells", [])
+    return []
 
 
 def _free_port() -> int:
@@ -149,31 +160,38 @@ def time_browser(home: Path, reps: int = 2) -> list[float] | None:
                         raise
                     time.sleep(1)
 
+            # the grid is one component whose images live in its shadow root
+            imgs_js = """(() => { const host = [...document.querySelectorAll('.st-key-review_grid *')]
+                                              .find(e => e.shadowRoot);
+                                   return host ? [...host.shadowRoot.querySelectorAll('img')] : []; })()"""
+
             def loaded_images() -> int:
-                return page.evaluate("""() => [...document.querySelectorAll('[data-testid="stImage"] img')]
-                                         .filter(i => i.complete && i.naturalWidth > 0).length""")
+                return page.evaluate(f"() => {imgs_js}.filter(i => i.complete && i.naturalWidth > 0).length")
+
+            def first_src() -> str:
+                return page.evaluate(f"() => {{ const i = {imgs_js}; return i.length ? i[0].alt : null; }}")
 
             def wait_page(first_id_before: str | None) -> None:
                 page.wait_for_function(
                     """([n, before]) => {
-                        const imgs = [...document.querySelectorAll('[data-testid="stImage"] img')];
+                        const imgs = """ + imgs_js + """;
                         const done = imgs.filter(i => i.complete && i.naturalWidth > 0).length >= n;
-                        const first = imgs.length ? imgs[0].getAttribute('src') : null;
+                        const first = imgs.length ? imgs[0].alt : null;
                         const stale = document.querySelector('[data-stale="true"]');
                         return done && first !== before && !stale;
                     }""", arg=[PER_PAGE, first_id_before], timeout=120000, polling=50)
 
-            page.wait_for_selector('[data-testid="stImage"] img', timeout=120000)
+            page.wait_for_function(f"() => {imgs_js}.length > 0", timeout=120000)
             wait_page(None)  # page 1, cold: thumbnails made
             times = []
             # warm-up: visit pages 2..reps+1 once so their thumbnails exist; then time going there and back
             # (the word has 200 images: pages 1-3 hold 60 each)
             for direction in ("Next page ▶",) * reps + ("◀ Previous page",) * reps:
-                before = page.evaluate("() => document.querySelector('[data-testid=\"stImage\"] img').getAttribute('src')")
+                before = first_src()
                 page.get_by_role("button", name=direction).click()
                 wait_page(before)
             for direction in ("Next page ▶",) * reps + ("◀ Previous page",) * reps:
-                before = page.evaluate("() => document.querySelector('[data-testid=\"stImage\"] img').getAttribute('src')")
+                before = first_src()
                 t = time.perf_counter()
                 page.get_by_role("button", name=direction).click()
                 wait_page(before)
@@ -211,13 +229,17 @@ def main() -> int:
         cold, warm, n_img = time_apptest(home, word)
         print(f"Review page script, AppTest: cold {cold:.2f} s (thumbnails made); warm median "
               f"{statistics.median(warm):.2f} s, max {max(warm):.2f} s over {len(warm)} runs; {n_img} thumbnails")
+        times = None
         if not args.no_browser:
             times = time_browser(home)
             if times:
                 print(f"Review page in headless Chromium, page change to {PER_PAGE} thumbnails loaded, warm: "
                       f"median {statistics.median(times):.2f} s, max {max(times):.2f} s over {len(times)} pages")
-        goal = statistics.median(warm) < 2.0
-        print(f"goal (< 2 s once warm): {'met' if goal else 'NOT met'}")
+        times = None if args.no_browser else times
+        figure = statistics.median(times) if times else statistics.median(warm)
+        goal = figure < 2.0
+        print(f"goal (< 2 s once warm, {'in the browser' if times else 'page script'}): "
+              f"{'met' if goal else 'NOT met'} ({figure:.2f} s)")
         return 0 if goal else 1
     finally:
         if tmp:

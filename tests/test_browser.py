@@ -125,7 +125,7 @@ def wait_until(cond, timeout: float = 60, what: str = "condition"):
 def test_review_reject_with_keyboard_then_undo(served, page):
     base, home = served
     goto(page, base, "review")
-    page.wait_for_selector('[data-testid="stImage"] img', timeout=60_000)
+    page.wait_for_selector(".cell img", timeout=60_000)  # the grid component (CSS selectors pierce its shadow root)
     word = page.locator('[data-testid="stSelectbox"]').first.inner_text()
     assert "bird" in word  # the first word shown (most images, then alphabetical)
     dets = q.detectors(home, "bird")
@@ -143,7 +143,7 @@ def test_review_reject_with_keyboard_then_undo(served, page):
     page.get_by_text("Undid 1 decision").wait_for(timeout=30_000)
     # a per-image button works too: reject the second image from its own cell
     second = q.review_items(home, "bird", dets[0] if dets else None)[1]["image_id"]
-    page.locator(f'.st-key-rej_{second} button').click()
+    page.locator(f'.cell[data-id="{second}"] button[data-act="reject"]').click()
     rec = wait_until(lambda: curation.recent_decisions(home), what="the per-image reject")
     assert (rec[0]["image_id"], rec[0]["decision"]) == (second, "reject")
     settle(page)

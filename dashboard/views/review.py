@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.review_order import group_duplicates, page_bounds
 from dashboard.common import empty_state, fmt_score, home, thumb, word_status, words
+from dashboard.review_grid import data_uri, review_grid
 from warehouse import curation
 from warehouse import dashboard_queries as q
 from warehouse.db import WarehouseLocked
@@ -55,8 +56,7 @@ def _decide(ids: list[int], decision: str, new_word: str | None = None, next_id:
                               f"(#{', #'.join(map(str, ids[:8]))}{' ...' if len(ids) > 8 else ''}).")
     if next_id is not None:
         ss["review_current"] = next_id
-    for i in ids:
-        ss.pop(f"sel_{i}", None)
+    ss["review_selected"] = [i for i in ss.get("review_selected", []) if i not in ids]
     _after_write()
 
 
@@ -96,8 +96,21 @@ def _set_page(p: int) -> None:
 
 
 def _select_all(ids: list[int], value: bool) -> None:
-    for i in ids:
-        ss[f"sel_{i}"] = value
+    chosen = [i for i in ss.get("review_selected", []) if i not in ids]
+    ss["review_selected"] = chosen + list(ids) if value else chosen
+
+
+def _cell_action(iid: int, act: str, relabel_to: str | None) -> None:
+    """One image's grid button: keep / reject / relabel it now, or toggle it in the selection."""
+    ss["review_current"] = iid
+    if act == "select":
+        chosen = list(ss.get("review_selected", []))
+        ss["review_selected"] = [i for i in chosen if i != iid] if iid in chosen else chosen + [iid]
+    elif act == "relabel":
+        if relabel_to:
+            _decide([iid], "relabel", relabel_to)
+    elif act in ("keep", "reject"):
+        _decide([iid], act)
 
 
 # ---------------------------------------------------------------- choices
@@ -164,40 +177,26 @@ st.caption(f"{len(items)} images · page {page} of {n_pages} · flagged first, t
 if not items:
     st.info(f"No images match '{show}' for {word!r}.")
 else:
-    # ------------------------------------------------------------ grid
-    if current is not None:  # our own style rule (an integer id, no user text): outline the current image
-        st.html(f"<style>.st-key-cell_{int(current)} {{outline: 3px solid #ff4b4b; outline-offset: -1px;}}</style>")
-    selected = [i for i in page_ids if ss.get(f"sel_{i}")]
-    for r0 in range(0, len(page_items), COLS):
-        cols = st.columns(COLS)
-        for col, it in zip(cols, page_items[r0:r0 + COLS]):
-            iid = it["image_id"]
-            is_cur = iid == current
-            with col.container(border=True, key=f"cell_{iid}"):
-                path = thumb(H, it["sha256"], it["path"])
-                if path:
-                    st.image(path, width="stretch")
-                else:
-                    st.text("(image file missing)")
-                bits = [f"#{iid}", fmt_score(it["score"])]
-                if it["flagged"]:
-                    bits.append("FLAGGED")
-                if it["review"] != "unreviewed":
-                    bits.append(it["review"])
-                if it["group_id"] is not None:
-                    bits.append(f"dup group {it['group_id']}")
-                if it["word"] != it["original_word"]:
-                    bits.append(f"was {it['original_word']}")
-                st.text(("▶ " if is_cur else "") + " · ".join(bits))
-                st.checkbox("select", key=f"sel_{iid}")
-                b = st.container(horizontal=True, gap="small")
-                b.button("", key=f"keep_{iid}", icon=":material/check:", help="keep",
-                         on_click=_decide, args=([iid], "keep"))
-                b.button("", key=f"rej_{iid}", icon=":material/close:", help="reject",
-                         on_click=_decide, args=([iid], "reject"))
-                b.button("", key=f"rel_{iid}", icon=":material/swap_horiz:",
-                         help=f"relabel to {relabel_to}", disabled=relabel_to is None,
-                         on_click=_decide, args=([iid], "relabel", relabel_to))
+    # ------------------------------------------------------------ grid (one component: see dashboard/review_grid.py)
+    selected = [i for i in ss.get("review_selected", []) if i in page_ids]
+    cells = []
+    for it in page_items:
+        iid = it["image_id"]
+        bits = [f"#{iid}", fmt_score(it["score"])]
+        if it["flagged"]:
+            bits.append("FLAGGED")
+        if it["review"] != "unreviewed":
+            bits.append(it["review"])
+        if it["group_id"] is not None:
+            bits.append(f"dup group {it['group_id']}")
+        if it["word"] != it["original_word"]:
+            bits.append(f"was {it['original_word']}")
+        cells.append({"id": iid, "src": data_uri(thumb(H, it["sha256"], it["path"])), "caption": " · ".join(bits),
+                      "flagged": bool(it["flagged"]), "current": iid == current, "selected": iid in selected})
+    action = review_grid(cells, relabel=relabel_to, cols=COLS)
+    if action and int(action["id"]) in page_ids:
+        _cell_action(int(action["id"]), action["act"], relabel_to)
+        st.rerun()
 
     # ------------------------------------------------------------ paging and bulk actions
     pc = st.container(horizontal=True)
