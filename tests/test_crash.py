@@ -8,6 +8,7 @@ no problem at all.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -29,14 +30,89 @@ KILLED = -signal.SIGKILL
 KILL_POINTS_TRIED: dict[str, list[str]] = {}
 
 
-def run_until_killed(code: str, home: Path, crash: str, *, timeout: float = 180) -> subprocess.CompletedProcess:
-    """Run `code` in a fresh interpreter that kills itself at `crash`; assert it really died there."""
-    env = {**os.environ, "HASHTAG_HOME": str(home), "HASHTAG_CRASH_AFTER": crash, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == KILLED, (f"expected a SIGKILL at {crash}, got exit {proc.returncode}:\n"
-                                       + proc.stderr[-3000:])
-    return proc
+ZYGOTE_SRC = r"""
+import json, os, sys, traceback
+sys.path.insert(0, sys.argv[1])
+for mod in sys.argv[2:]:
+    __import__(mod)
+for line in sys.stdin:
+    req = json.loads(line)
+    log = open(req["log"], "w")
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        os.environ.update(req["env"])
+        try:
+            exec(compile(req["code"], "<job>", "exec"), {"__name__": "__main__"})
+            rc = 0
+        except SystemExit as exc:
+            rc = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            rc = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    log.close()
+    print(json.dumps({"pid": pid}), flush=True)
+    _, status = os.waitpid(pid, 0)
+    rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    print(json.dumps({"rc": rc}), flush=True)
+"""
+
+
+class Zygote:
+    """A process that imports heavy job modules (torch...) once, then forks one fresh child per run.
+
+    Each child is a real, separate process that gets the real SIGKILL; only the seconds
+    spent importing are shared. It forks before any model is built, so no threads exist yet.
+    """
+
+    def __init__(self, *modules: str, log_dir: Path):
+        self.log_dir = log_dir
+        self.n = 0
+        self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE_SRC, str(ROOT), *modules], cwd=ROOT,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def start(self, code: str, env: dict) -> tuple[int, Path]:
+        self.n += 1
+        log = self.log_dir / f"child-{self.n}.log"
+        self.proc.stdin.write(json.dumps({"code": textwrap.dedent(code), "env": env, "log": str(log)}) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())["pid"], log
+
+    def wait(self) -> int:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError("the zygote process died")
+        return json.loads(line)["rc"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def _hashtag_env() -> dict:
+    """The test's HASHTAG_* settings (e.g. the fake site's URL), passed on to the job."""
+    return {k: v for k, v in os.environ.items() if k.startswith("HASHTAG_")}
+
+
+def run_until_killed(code: str, home: Path, crash: str, *, timeout: float = 180,
+                     zygote: Zygote | None = None) -> str:
+    """Run `code` in a separate process that kills itself at `crash`; assert it really died there."""
+    env = {**_hashtag_env(), "HASHTAG_HOME": str(home), "HASHTAG_CRASH_AFTER": crash}
+    if zygote is not None:
+        _, log = zygote.start(code, env)
+        rc, err = zygote.wait(), ""
+        err = log.read_text()
+    else:
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                              capture_output=True, text=True, timeout=timeout)
+        rc, err = proc.returncode, proc.stderr
+    assert rc == KILLED, f"expected a SIGKILL at {crash}, got exit {rc}:\n" + err[-3000:]
+    return err
 
 
 def assert_sound_after_kill(home: Path, kind: str) -> int:
@@ -145,27 +221,50 @@ FEATURES_CODE = """
 """
 
 
-def _kill_when_running(code: str, home: Path, kind: str) -> None:
-    """Start `code`, and SIGKILL it as soon as its run is recorded (while it loads its model)."""
-    env = {**os.environ, "HASHTAG_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    env.pop("HASHTAG_CRASH_AFTER", None)
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def run_to_end(code: str, home: Path, zygote: Zygote) -> None:
+    """The re-run: the same code in a fresh child, with no crash point armed; it must succeed."""
+    _, log = zygote.start(code, {**_hashtag_env(), "HASHTAG_HOME": str(home), "HASHTAG_CRASH_AFTER": ""})
+    rc = zygote.wait()
+    assert rc == 0, log.read_text()[-3000:]
+
+
+def _kill_when_running(code: str, home: Path, kind: str, zygote: Zygote) -> None:
+    """Start `code`, and SIGKILL it as soon as its run is recorded (while it loads its data or model)."""
+    import time
+    pid, log = zygote.start(code, {**_hashtag_env(), "HASHTAG_HOME": str(home), "HASHTAG_CRASH_AFTER": ""})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        recent = runs.recent_runs(home, 1, kind=kind) if (home / "warehouse.duckdb").exists() else []
+        if recent and recent[0]["status"] == "running":
+            break
+        time.sleep(0.05)
     try:
-        import time
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            recent = runs.recent_runs(home, 1, kind=kind) if (home / "warehouse.duckdb").exists() else []
-            if recent and recent[0]["status"] == "running":
-                proc.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.05)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == KILLED, proc.stderr.read().decode()[-3000:]
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    rc = zygote.wait()
+    assert rc == KILLED, log.read_text()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def feature_zygote(tmp_path_factory):
+    z = Zygote("jobs.features", "warehouse.features", log_dir=tmp_path_factory.mktemp("zf"))
+    yield z
+    z.close()
+
+
+@pytest.fixture(scope="module")
+def train_zygote(tmp_path_factory):
+    z = Zygote("jobs.train", "warehouse.models", log_dir=tmp_path_factory.mktemp("zt"))
+    yield z
+    z.close()
+
+
+@pytest.fixture(scope="module")
+def scrape_zygote(tmp_path_factory):
+    z = Zygote("jobs.scrape_images", log_dir=tmp_path_factory.mktemp("zs"))
+    yield z
+    z.close()
 
 
 def _feature_state(home: Path) -> dict:
@@ -192,22 +291,21 @@ def features_template(tmp_path_factory, seeded_template) -> Path:
 
 
 @pytest.mark.slow
-def test_features_killed_at_six_points_then_completes(features_template, tmp_path):
+def test_features_killed_at_six_points_then_completes(features_template, tmp_path, feature_zygote):
     """One warehouse, killed again and again: each re-run resumes, the last one completes."""
-    from jobs.features import compute_features
     home = tmp_path / "home"
     shutil.copytree(features_template, home)
     assert _feature_state(home)["images"] == 24
     steps = []
 
-    _kill_when_running(FEATURES_CODE, home, "features")          # 1. while loading the model
+    _kill_when_running(FEATURES_CODE, home, "features", feature_zygote)          # 1. while loading the model
     steps.append(("at start (model loading)", _feature_state(home)))
     for crash, what in [("features:checkpoint:1", "after the first 8 rows"),
                         ("db:before-commit:4", "inside the next feature write"),
                         ("features:checkpoint:2", "after the last rows, before PCA"),
                         ("features:write-pca:1", "PCA artifact saved, not recorded"),
                         ("features:before-finish:1", "PCA recorded, run not closed")]:
-        run_until_killed(FEATURES_CODE, home, crash)
+        run_until_killed(FEATURES_CODE, home, crash, zygote=feature_zygote)
         assert_sound_after_kill(home, "features")
         steps.append((what, _feature_state(home)))
     KILL_POINTS_TRIED["features"] = [s[0] for s in steps]
@@ -215,8 +313,9 @@ def test_features_killed_at_six_points_then_completes(features_template, tmp_pat
     assert got == [0, 8, 8, 24, 24, 24], steps
     assert steps[4][1]["fits"] == [] and len(steps[5][1]["fits"]) == 1
 
-    counts = compute_features(home, batch_size=8, workers=1, threads=1)
-    assert counts.get("done", 0) == 0                               # nothing computed twice
+    run_to_end(FEATURES_CODE, home, feature_zygote)
+    last = runs.recent_runs(home, 1, kind="features")[0]
+    assert last["status"] == "ok" and last["counts"].get("done", 0) == 0   # nothing computed twice
     state = _feature_state(home)
     assert state["features"] == 24 and len(state["fits"]) >= 1
     assert all((home / a).is_file() for _, a in state["fits"])
@@ -240,7 +339,7 @@ SCRAPE_CODE = """
 
 
 @pytest.mark.slow
-def test_scrape_images_killed_at_six_points_then_completes(seeded_template, tmp_path, monkeypatch):
+def test_scrape_images_killed_at_six_points_then_completes(seeded_template, tmp_path, monkeypatch, scrape_zygote):
     from pytest_httpserver import HTTPServer
 
     from tests.fake_sites import FakeDDG
@@ -256,14 +355,14 @@ def test_scrape_images_killed_at_six_points_then_completes(seeded_template, tmp_
         shutil.copytree(seeded_template, home)
 
         steps = ["at start (searching)"]
-        _kill_when_running(SCRAPE_CODE, home, "scrape-images")
+        _kill_when_running(SCRAPE_CODE, home, "scrape-images", scrape_zygote)
         assert_sound_after_kill(home, "scrape-images")
         for crash, what in [("scrape-images:checkpoint:1", "after the first batch of 4"),
                             ("store:before-rename:2", "half-way through storing a photo"),
                             ("db:before-commit:5", "inside a write transaction"),
                             ("scrape-images:checkpoint:2", "after two more batches"),
                             ("scrape-images:before-finish:1", "all stored, run not closed")]:
-            run_until_killed(SCRAPE_CODE, home, crash)
+            run_until_killed(SCRAPE_CODE, home, crash, zygote=scrape_zygote)
             assert_sound_after_kill(home, "scrape-images")
             steps.append(what)
         KILL_POINTS_TRIED["scrape-images"] = steps
@@ -287,3 +386,67 @@ def test_scrape_images_killed_at_six_points_then_completes(seeded_template, tmp_
     statuses = [r["status"] for r in runs.recent_runs(home, 20, kind="scrape-images")]
     assert statuses[0] == "ok" and set(statuses[1:]) == {"interrupted"} and len(statuses) == 7
     assert_consistent(home)
+
+
+# ------------------------------------------------------------------------------------------ train
+
+TRAIN_CODE = """
+    import os
+    from pathlib import Path
+    import warehouse.models as whm
+    from warehouse.faults import crash_point
+    _add_model = whm.add_model
+
+    def add_model(*a, **k):  # a crash point between saving a model's files and recording it
+        crash_point("train:add-model")
+        return _add_model(*a, **k)
+    whm.add_model = add_model
+    import jobs.train as jt
+    jt.train_bovw.__kwdefaults__["codebook"] = 32  # a small codebook: the same code path, quicker
+    out = jt.train(Path(os.environ["HASHTAG_HOME"]), models=("bovw",), threads=1)
+    assert not out["failed"], out
+"""
+
+
+def _models(home: Path) -> list[tuple]:
+    with connect(home, read_only=True) as con:
+        return con.execute("SELECT model_id, kind, artifact FROM models ORDER BY model_id").fetchall()
+
+
+@pytest.mark.slow
+def test_train_killed_at_five_points_then_completes(features_template, tmp_path, train_zygote):
+    home = tmp_path / "home"
+    shutil.copytree(features_template, home)
+    steps = ["at start (split made, loading photos)"]
+    _kill_when_running(TRAIN_CODE, home, "train-bovw", train_zygote)
+    for crash, kind, what in [
+            ("train-bovw:item:5", "train-bovw", "computing descriptors of the 5th photo"),
+            ("train:add-model:1", "train-bovw", "model files saved, not recorded"),
+            ("db:before-commit:6", None, "inside a write transaction"),
+            ("train-bovw:before-finish:1", "train-bovw", "model recorded, run not closed")]:
+        err = run_until_killed(TRAIN_CODE, home, crash, zygote=train_zygote)
+        report = check_warehouse(home)
+        bad = [f.line() for f in report.problems if f.kind in ("missing_file", "hash_mismatch", "duplicate_ok",
+                                                                "missing_artifact")]
+        assert not bad, bad
+        if kind:
+            assert runs.recent_runs(home, 1, kind=kind)[0]["status"] == "running", err[-2000:]
+        steps.append(what)
+    KILL_POINTS_TRIED["train"] = steps
+
+    run_to_end(TRAIN_CODE, home, train_zygote)
+    last = runs.recent_runs(home, 1, kind="train-bovw")[0]
+    models = _models(home)
+    assert last["status"] == "ok" and [m[1] for m in models if m[0] == last["run_id"]] == ["bovw_svm"]
+    assert all((home / m[2]).exists() for m in models)                  # every recorded model has its files
+    assert_consistent(home)                                             # no orphan model folders left
+    with connect(home, read_only=True) as con:
+        left = con.execute("SELECT run_id, kind, status FROM runs WHERE status = 'running'").fetchall()
+    assert left == []
+
+
+def test_zz_report_kill_points():
+    """Prints jobs x kill points tried in this module (runs last in it)."""
+    lines = [f"  {job}: {len(points)} kill points: {', '.join(points)}" for job, points in KILL_POINTS_TRIED.items()]
+    print("\nkill points tried:\n" + "\n".join(lines))
+    assert all(len(points) >= 5 for points in KILL_POINTS_TRIED.values())
