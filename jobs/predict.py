@@ -40,8 +40,9 @@ def _pick(home: Path, model_id: int | None, role: str) -> dict | None:
 
 
 def predict_files(home: Path, paths: list[Path], *, as_json: bool = False, seed: int | None = None,
-                  supervised_id: int | None = None, zero_shot_id: int | None = None, out=sys.stdout) -> int:
+                  supervised_id: int | None = None, zero_shot_id: int | None = None, out=None) -> int:
     """Print predictions per file; returns 0, or 1 when a file failed (the others are still predicted)."""
+    out = out or sys.stdout
     ensure_ready(home)
     records = {"supervised": _pick(home, supervised_id, "supervised"),
                "zero_shot": _pick(home, zero_shot_id, "zero_shot")}

@@ -1,0 +1,142 @@
+"""Every model trains, is stored with its config, evaluates and can be rebuilt from the warehouse alone."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from core.split import stratified_split
+from warehouse import models as wh
+from warehouse.db import connect
+
+torch.set_num_threads(1)  # the test machine is shared; one thread avoids oversubscription
+
+
+@pytest.fixture(scope="module")
+def trained_home(demo_home_template, tmp_path_factory):
+    """The 8-photos x 4-words warehouse with every model trained (1 epoch) and evaluated once."""
+    from jobs.evaluate import evaluate
+    from jobs.train import train
+    home = tmp_path_factory.mktemp("trained") / "home"
+    shutil.copytree(demo_home_template, home)
+    out = train(home, epochs=1, threads=1)
+    assert out["failed"] == []
+    evaluate(home, threads=1)
+    return home
+
+
+def test_split_is_stratified_seeded_and_recorded(trained_home):
+    run = wh.latest_split_run(trained_home)
+    rows = wh.split_rows(trained_home, run)
+    assert len(rows) == 32
+    for word in ("bird", "fruit", "flowers", "music"):
+        parts = [r["part"] for r in rows if r["word"] == word]
+        assert parts.count("val") == 2 and parts.count("train") == 6   # round(0.2 * 8) per word
+    ids, words = [r["image_id"] for r in rows], [r["word"] for r in rows]
+    assert stratified_split(ids, words, seed=0) == stratified_split(ids, words, seed=0)
+    assert stratified_split(ids, words, seed=0) != stratified_split(ids, words, seed=1)
+    with pytest.raises(ValueError, match="val_fraction"):
+        stratified_split(ids, words, val_fraction=1.5)
+
+
+def test_every_model_is_stored_with_config_curve_and_evaluation(trained_home):
+    recs = wh.models(trained_home)
+    kinds = sorted({r["kind"] for r in recs})
+    assert kinds == ["bovw_svm", "conse", "finetune", "linear_probe"]
+    assert sum(r["kind"] == "conse" for r in recs) == 4            # plain + 3 variants
+    for r in recs:
+        assert r["classes"] == ["bird", "flowers", "fruit", "music"]
+        assert (trained_home / r["artifact"] / "config.json").is_file()
+    ft = next(r for r in recs if r["kind"] == "finetune")
+    curve = wh.learning_curve(trained_home, ft["model_id"])
+    assert [c["epoch"] for c in curve] == [1] and curve[0]["val_acc"] is not None
+    evals = wh.evaluations(trained_home)
+    assert {(e["model_id"], e["scope"]) for e in evals} >= {(r["model_id"], "val") for r in recs}
+    assert sum(e["scope"] == "all" for e in evals) == 4              # ConSE on every stored image
+    for e in evals:
+        assert e["n_images"] == (8 if e["scope"] == "val" else 32)
+        assert 0 <= e["top1"] <= e["top5"] <= 1
+    with connect(trained_home, read_only=True) as con:
+        run_id = evals[0]["run_id"]
+        kind = con.execute("SELECT kind, status FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        assert kind == ("evaluate", "ok")
+        n_pred = con.execute("SELECT count(*) FROM eval_predictions WHERE run_id = ? AND scope = 'val'",
+                             [run_id]).fetchone()[0]
+        n_pw = con.execute("SELECT count(*) FROM per_word_metrics WHERE run_id = ?", [run_id]).fetchone()[0]
+        n_conf = con.execute("SELECT sum(n) FROM confusion WHERE run_id = ? AND scope = 'val'", [run_id]).fetchone()[0]
+    assert n_pred == 8 * len(recs) and n_conf == 8 * len(recs) and n_pw >= 4 * len(recs)
+    # the supervised models learn something even from 6 photos per word in 1 epoch
+    probe = next(e for e in evals if e["kind"] == "linear_probe")
+    assert probe["top1"] >= 0.5
+
+
+def test_model_rebuilt_from_the_warehouse_alone_predicts_like_the_evaluation(trained_home):
+    import json
+
+    from core.predictor import ImageBatch, load_model
+    from jobs._modeldata import read_photo
+    evals = wh.evaluations(trained_home)
+    run_id = evals[0]["run_id"]
+    for rec in wh.models(trained_home):
+        model = load_model(wh.get_model(trained_home, rec["model_id"]))   # record + artifact, nothing else
+        rows = [r for r in wh.split_rows(trained_home, rec["split_run_id"]) if r["part"] == "val"]
+        probs = model.predict(ImageBatch.of([read_photo(trained_home, r["path"]) for r in rows]))
+        with connect(trained_home, read_only=True) as con:
+            stored = dict(con.execute("SELECT image_id, top5 FROM eval_predictions WHERE run_id = ? AND "
+                                      "model_id = ? AND scope = 'val'", [run_id, rec["model_id"]]).fetchall())
+        for r, p in zip(rows, probs):
+            top = json.loads(stored[r["image_id"]])
+            assert top[0][0] == model.classes[int(np.argmax(p))], rec["name"]
+            assert abs(top[0][1] - float(p.max())) < 2e-3, rec["name"]
+
+
+def test_curation_shapes_the_split(demo_home):
+    from jobs.split import make_split
+    from warehouse.curation import decide
+    imgs = wh.training_images(demo_home)
+    bird = [r["image_id"] for r in imgs if r["word"] == "bird"]
+    decide(demo_home, bird[:2], "reject")
+    decide(demo_home, bird[2:3], "relabel", new_word="fruit")
+    with connect(demo_home) as con:   # an outliers run flagging one unreviewed image
+        con.execute("INSERT INTO outlier_scores (image_id, run_id, detector, word, score, flagged) "
+                    "VALUES (?, 999, 'kmeans_2sigma', 'bird', 3.0, TRUE)", [bird[3]])
+    run = make_split(demo_home)
+    rows = {r["image_id"]: r for r in wh.split_rows(demo_home, run)}
+    assert bird[0] not in rows and bird[1] not in rows
+    assert rows[bird[2]]["word"] == "fruit"
+    assert bird[3] in rows                                           # flagged kept by default
+    run2 = make_split(demo_home, exclude_flagged=True)
+    assert bird[3] not in {r["image_id"] for r in wh.split_rows(demo_home, run2)}
+
+
+def test_bovw_and_probe_refuse_bad_training_data():
+    from core.bovw import BoVWConfig, BoVWModel
+    from core.probe import ProbeConfig, ProbeModel
+    with pytest.raises(ValueError, match="no training images for"):
+        ProbeModel(ProbeConfig(), ["a", "b"]).fit(np.zeros((2, 3)), ["a", "a"])
+    with pytest.raises(ValueError, match="descriptor sets"):
+        BoVWModel(BoVWConfig(), ["a", "b"]).fit([np.zeros((4, 104))], ["a", "b"])
+
+
+def test_finetune_resnet18_with_a_given_weights_file(tmp_path):
+    """ResNet-18 fine-tuning runs when its weights are given (a real state dict, randomly initialised here)."""
+    from PIL import Image
+    from torchvision.models import resnet18
+
+    from core.backbones import load_backbone
+    from core.finetune import FinetuneConfig, FinetuneError, FinetuneModel, finetune
+    torch.save(resnet18(weights=None).state_dict(), tmp_path / "r18.pth")
+    bb = load_backbone("resnet18", tmp_path / "r18.pth")
+    rng = np.random.default_rng(0)
+    imgs = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(4)]
+    cfg = FinetuneConfig(backbone="resnet18", weights=str(tmp_path / "r18.pth"), epochs=2, train_blocks=1,
+                         batch_size=2)
+    model, curve = finetune(bb, cfg, ["a", "b"], imgs[:2], ["a", "b"], imgs[2:], ["a", "b"])
+    assert len(curve) == 2 and all(np.isfinite(c.train_loss) for c in curve)
+    model.save(tmp_path / "m.pt")
+    back = FinetuneModel.load(tmp_path / "m.pt", cfg.to_dict(), ["a", "b"])
+    np.testing.assert_allclose(back.predict_images(imgs), model.predict_images(imgs), atol=1e-5)
+    with pytest.raises(FinetuneError, match="supports"):
+        FinetuneConfig(backbone="alexnet")

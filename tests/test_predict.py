@@ -1,0 +1,84 @@
+"""`python -m jobs predict`: text and JSON output, per-file errors, and the reusable predictor."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from jobs.cli import main
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def predict_home(demo_home_template, tmp_path_factory):
+    """The small demo warehouse with a probe and plain ConSE (the quick models) trained and evaluated."""
+    from jobs.evaluate import evaluate
+    from jobs.train import train
+    home = tmp_path_factory.mktemp("pred") / "home"
+    shutil.copytree(demo_home_template, home)
+    train(home, models=("probe", "conse"), conse_variants=False, threads=1)
+    evaluate(home, threads=1)
+    return home
+
+
+def _photo(home):
+    from warehouse.images import labelled_images
+    return home / labelled_images(home)[0]["path"]
+
+
+def test_predict_json_has_the_documented_shape_and_bad_files_get_errors(predict_home, tmp_path, capsys):
+    good = _photo(predict_home)
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(good.read_bytes()[:300])
+    rc = main(["--home", str(predict_home), "predict", "--json", "--seed", "3", str(good), str(text),
+               str(tmp_path / "missing.png"), str(broken), str(good)])
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.strip().splitlines()]
+    assert rc == 1 and len(lines) == 5
+    ok = lines[0]
+    assert set(ok) == {"image", "supervised", "zero_shot"}
+    for role in ("supervised", "zero_shot"):
+        assert set(ok[role]) == {"top", "hashtags"}
+        assert len(ok[role]["top"]) == 4 and all(isinstance(w, str) and 0 <= p <= 1 for w, p in ok[role]["top"])
+        assert ok[role]["hashtags"] and all(isinstance(t, str) and not t.startswith("#") for t in ok[role]["hashtags"])
+    assert lines[1]["error"].startswith("not an image")
+    assert lines[2]["error"] == "file not found"
+    assert "corrupt or truncated" in lines[3]["error"]
+    assert lines[4]["supervised"]["top"] == ok["supervised"]["top"]
+    assert "error:" in err and "notes.txt" in err
+
+
+def test_predict_text_output_and_recorded_predictions(predict_home, capsys):
+    from warehouse.db import connect
+    rc = main(["--home", str(predict_home), "predict", "--seed", "1", str(_photo(predict_home))])
+    out = capsys.readouterr().out
+    assert rc == 0 and "supervised [Linear probe" in out and "zero-shot (ConSE) [ConSE plain" in out
+    assert "#" in out and "%" in out
+    with connect(predict_home, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] >= 2
+
+
+def test_predict_without_models_says_what_to_run(home, tmp_path, capsys):
+    rc = main(["--home", str(home), "predict", str(tmp_path / "x.jpg")])
+    assert rc == 2 and "python -m jobs train" in capsys.readouterr().err
+
+
+def test_dashboard_entry_point_predicts_one_pil_image(predict_home):
+    from PIL import Image
+
+    from core.predictor import load_model, predict_image
+    from warehouse.models import best_models
+    from warehouse.words import hashtags_for
+    best = best_models(predict_home)
+    assert best["supervised"]["kind"] == "linear_probe" and best["zero_shot"]["kind"] == "conse"
+    img = Image.open(_photo(predict_home))
+    res = predict_image(img, supervised=load_model(best["supervised"]), zero_shot=load_model(best["zero_shot"]),
+                        hashtags=hashtags_for(predict_home), seed=0)
+    assert res == predict_image(img, supervised=load_model(best["supervised"]),
+                                zero_shot=load_model(best["zero_shot"]), hashtags=hashtags_for(predict_home), seed=0)
+    assert len(res["supervised"]["hashtags"]) == 3
