@@ -147,3 +147,30 @@ def test_cli_exit_codes_and_json(demo_home):
     assert p2.returncode == 0, p2.stdout + p2.stderr
     assert "missing file: image" in p2.stdout and "-> marked failed" in p2.stdout
     assert store_files(demo_home)
+
+
+def test_dead_writers_temp_files_go_even_while_a_job_runs(demo_home):
+    live = runs.start_run(demo_home, "import-folder", {})
+    dead_tmp = demo_home / "images" / "ab" / ".tmp-999999999-x1"      # its writer's pid does not exist
+    dead_tmp.parent.mkdir(parents=True, exist_ok=True)
+    dead_tmp.write_bytes(b"half")
+    report = check_warehouse(demo_home, repair=True)
+    assert not dead_tmp.exists()
+    assert [f.action for f in report.findings if f.kind == "temp_file"] == ["deleted"]
+    runs.finish_run(demo_home, live, "ok", {})
+
+
+def test_orphan_artifacts_of_dead_runs_are_swept_by_the_next_job(demo_home, tmp_path):
+    from jobs.runner import job_run
+    from warehouse.check import dead_run_artifacts
+    dead = runs.start_run(demo_home, "train-bovw", {})
+    with connect(demo_home) as con:
+        con.execute("UPDATE runs SET pid = 999999999 WHERE run_id = ?", [dead])
+    art = demo_home / "models" / str(dead) / "model.joblib"          # saved, never recorded: killed in between
+    art.parent.mkdir(parents=True)
+    art.write_bytes(b"weights")
+    assert [f.kind for f in check_warehouse(demo_home).problems] == ["stale_run", "orphan_artifact"]
+    with job_run(demo_home, "stats", {}):                          # any job: marks the run, sweeps its files
+        pass
+    assert not art.exists() and not art.parent.exists()
+    assert dead_run_artifacts(demo_home) == [] and check_warehouse(demo_home).problems == []

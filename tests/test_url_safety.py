@@ -164,3 +164,38 @@ def test_file_names_never_become_store_paths(home, tmp_path, name):
     assert source == str(target.resolve())                # the name is kept as data
     stored = [p for p in home.rglob("*") if p.is_file() and p.suffix == ".jpg"]
     assert [p.name for p in stored] == [f"{sha}.jpg"]
+
+
+def test_dashboard_never_renders_raw_html():
+    """Scraped titles, URLs and hashtags reach pages as text: no page turns HTML rendering on."""
+    from tests.conftest import ROOT
+    offenders = []
+    for path in sorted((ROOT / "dashboard").rglob("*.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if "unsafe_allow_html=True" in line or "st.html(" in line or "components.html(" in line:
+                offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert offenders == []
+
+
+def test_markdown_escape_leaves_no_active_markup():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from dashboard.common import md_escape
+    specials = set("\\`*_{}[]()<>#+-.!|~:$")
+
+    @settings(max_examples=200, deadline=None, derandomize=True)
+    @given(st.lists(st.sampled_from(list("ab <>[]()!*_`#\\\n:/") + ["<script>", "](http://x)", "&lt;"]),
+                    max_size=30).map("".join))
+    def check(text):
+        out = md_escape(text)
+        assert "\n" not in out
+        i = 0
+        while i < len(out):  # every special character is escaped by a backslash
+            if out[i] == "\\":
+                assert i + 1 < len(out) and out[i + 1] in specials
+                i += 2
+                continue
+            assert out[i] not in specials, (text, out)
+            i += 1
+    check()

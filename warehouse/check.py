@@ -3,7 +3,8 @@
 Finds: stored rows whose file is missing, files in the store no row points at
 (including `.tmp-` leftovers of killed writes), files whose bytes no longer match
 their SHA-256, runs left 'running' by dead processes, failed rows recorded twice
-for the same source, and stored rows sharing one SHA-256.
+for the same source, stored rows sharing one SHA-256, and model / PCA artifacts
+that no row names (or rows whose artifact is gone).
 """
 from __future__ import annotations
 
