@@ -66,15 +66,17 @@ class FinetuneConfig:
 # --------------------------------------------------------------------------- backbone surgery
 
 class _EffNetFront(nn.Module):
+    """Stem + blocks[:stop]; registers only those modules, so freezing it never freezes the tail."""
+
     def __init__(self, m, stop: int):
         super().__init__()
-        self.m, self.stop = m, stop
+        self.stem, self.bn0, self.act = m._conv_stem, m._bn0, m._swish
+        self.blocks = nn.ModuleList(list(m._blocks)[:stop])
 
     def forward(self, x):
-        m = self.m
-        x = m._swish(m._bn0(m._conv_stem(x)))
-        for idx in range(self.stop):
-            x = m._blocks[idx](x)  # inference only: no drop-connect
+        x = self.act(self.bn0(self.stem(x)))
+        for block in self.blocks:
+            x = block(x)  # inference only: no drop-connect
         return x
 
 
@@ -104,12 +106,12 @@ def _resnet_blocks(m) -> list[nn.Module]:
 class _ResNetFront(nn.Module):
     def __init__(self, m, stop: int):
         super().__init__()
-        self.m, self.stop = m, stop
+        self.stem = nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool)
+        self.blocks = nn.ModuleList(_resnet_blocks(m)[:stop])
 
     def forward(self, x):
-        m = self.m
-        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
-        for b in _resnet_blocks(m)[:self.stop]:
+        x = self.stem(x)
+        for b in self.blocks:
             x = b(x)
         return x
 
@@ -277,6 +279,8 @@ def finetune(backbone, config: FinetuneConfig, classes: list[str],
     full = config.mode == "full"
     for p in net.front.parameters():
         p.requires_grad_(full)
+    if not any(p.requires_grad for p in net.tail.parameters()) and config.train_blocks:
+        raise FinetuneError("internal error: the blocks to train are frozen")
     ytr = torch.tensor([classes.index(w) for w in train_labels])
     yva = torch.tensor([classes.index(w) for w in val_labels])
 
