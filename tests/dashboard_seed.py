@@ -11,7 +11,11 @@ import io
 import shutil
 from pathlib import Path
 
-PIPELINE = (["features"], ["outliers"], ["train"], ["evaluate"])
+# Small but real: every model kind the Predict and Evaluation pages show, with a short fine-tune
+# (2 epochs, so learning curves exist) and plain ConSE only.
+PIPELINE = (["features"], ["outliers"],
+            ["train", "--models", "probe,conse,finetune", "--epochs", "2", "--plain-conse-only"],
+            ["evaluate"])
 
 
 def _commands() -> set[str]:

@@ -27,6 +27,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 PAGES = {"overview": "", "words": "words", "review": "review", "embedding": "embedding",
          "evaluation": "evaluation", "predict": "predict", "word_space": "word_space", "jobs": "jobs"}
+# what each page shows once drawn (CSS selectors pierce the review grid's shadow root)
+READY = {"review": ".cell img", "embedding": ".js-plotly-plot", "evaluation": ".js-plotly-plot",
+         "word_space": ".js-plotly-plot", "overview": '[data-testid="stDataFrame"]'}
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync"]
 
@@ -93,18 +96,20 @@ def page(browser):
 
 
 def settle(pg, timeout: float = 120) -> None:
-    """Wait until the app has finished its script run (no running indicator, no stale elements)."""
+    """Wait until the app has finished its script run and stayed idle for a second."""
     pg.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
-    pg.wait_for_function(
-        """() => {
-            const app = document.querySelector('[data-testid="stApp"]');
-            if (!app) return false;
-            const running = document.querySelector('[data-testid="stStatusWidget"]');
-            const skeleton = document.querySelector('[data-testid="stAppSkeleton"], [data-testid="stSkeleton"]');
-            const spinner = document.querySelector('[data-testid="stSpinner"]');
-            return !running && !skeleton && !spinner && app.getAttribute('data-test-script-state') !== 'running';
-        }""", timeout=timeout * 1000, polling=200)
-    pg.wait_for_timeout(300)
+    pg.wait_for_selector("h1", timeout=timeout * 1000)
+    idle_js = """() => !document.querySelector('[data-testid="stStatusWidget"]')
+                      && !document.querySelector('[data-stale="true"]')
+                      && !document.querySelector('[data-testid="stSkeleton"]')
+                      && !document.querySelector('[data-testid="stSpinner"]')"""
+    deadline = time.time() + timeout
+    calm = 0
+    while calm < 5:
+        if time.time() > deadline:
+            raise AssertionError("the app did not settle")
+        calm = calm + 1 if pg.evaluate(idle_js) else 0
+        pg.wait_for_timeout(250)
 
 
 def goto(pg, base: str, path: str) -> None:
@@ -126,8 +131,7 @@ def test_review_reject_with_keyboard_then_undo(served, page):
     base, home = served
     goto(page, base, "review")
     page.wait_for_selector(".cell img", timeout=60_000)  # the grid component (CSS selectors pierce its shadow root)
-    word = page.locator('[data-testid="stSelectbox"]').first.inner_text()
-    assert "bird" in word  # the first word shown (most images, then alphabetical)
+    page.get_by_text("bird (", exact=False).first.wait_for(timeout=30_000)  # first word: most images, then a-z
     dets = q.detectors(home, "bird")
     first = q.review_items(home, "bird", dets[0] if dets else None)[0]["image_id"]
     page.locator("body").click(position={"x": 5, "y": 5})
@@ -171,14 +175,19 @@ def test_predict_upload_shows_hashtags(served, page):
     page.get_by_text("not usable").wait_for(timeout=60_000)
 
 
-def test_screenshot_every_page(served, page):
+def test_screenshot_every_page(served, browser):
     base, home = served
     SHOTS.mkdir(parents=True, exist_ok=True)
+    ctx = browser.new_context(viewport={"width": 1440, "height": 2400})  # tall: the app scrolls inside itself
+    page = ctx.new_page()
     for name, path in PAGES.items():
         goto(page, base, path)
-        if name in ("embedding", "evaluation", "word_space"):
-            page.wait_for_timeout(1500)  # let plotly draw
+        if name in READY:
+            page.wait_for_selector(READY[name], timeout=120_000)
+            settle(page)
+            page.wait_for_timeout(800)  # let plotly finish drawing
         errors = page.locator('[data-testid="stException"]')
         assert errors.count() == 0, f"{name}: {errors.first.inner_text()[:500]}"
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
         assert (SHOTS / f"{name}.png").stat().st_size > 10_000
+    ctx.close()

@@ -77,7 +77,7 @@ def test_overview_counts_and_warnings(seeded):
     frame = next(d.value for d in at.dataframe if "rejected" in d.value.columns)
     row = frame.set_index("word").loc["bird"]
     assert (row["stored"], row["kept"], row["rejected"]) == (8, 6, 2)
-    assert "fewer than 20 kept images" in texts(at)
+    assert "words have fewer than 20 kept images: bird (6)" in texts(at)
     runs = next(d.value for d in at.dataframe if "kind" in d.value.columns)
     assert "import-folder" in set(runs["kind"])
 
@@ -96,7 +96,7 @@ def test_words_page_adds_renames_and_edits_hashtags(seeded):
     assert not at.exception
     assert "dusk" in [w["word"] for w in wh_words.list_words(seeded)]
     at.selectbox(key="edit_word").select("dusk").run()
-    at.text_area(key="tags_dusk").input("#dusk #golden_hour, #sky").run()
+    at.text_area(key="tags_dusk").input("#dusk #golden_hour, #sky")
     at.button(key="tags_submit").click().run()
     assert wh_words.hashtags_for(seeded, "hand")["dusk"] == ["dusk", "golden_hour", "sky"]
     actions = [e["action"] for e in q.word_edits(seeded)]
@@ -215,23 +215,30 @@ def test_word_space(seeded):
     assert at.dataframe[0].value.columns.tolist() == ["word", "imagenet class", "cosine"]
 
 
-def test_jobs_page_starts_a_job_and_shows_history(seeded):
+def test_jobs_page_starts_a_job_and_shows_history(seeded, tmp_path):
+    import shutil
+    tree = tmp_path / "more" / "bird"
+    tree.mkdir(parents=True)
+    shutil.copy(sorted((ROOT / "datasets" / "demo" / "photos" / "bird").glob("*.jpg"))[-1], tree)
+    before = len(recent_runs(seeded))
     at = page("jobs").run()
     assert not at.exception
-    at.selectbox(key="job_command").select("stats").run()
+    assert at.selectbox(key="job_command").value == "import-folder"
+    at.text_input(key="jp_import-folder_path").input(str(tree.parent))
     at.button[0].click().run()                      # Start
-    assert "Started `python -m jobs stats`" in texts(at)
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(r["kind"] == "stats" for r in recent_runs(seeded)):
-        time.sleep(1)
+    assert "Started `python -m jobs import-folder" in texts(at)
     log_dir = seeded / "logs"
-    deadline = time.time() + 120
+    deadline = time.time() + 180
     while time.time() < deadline and not list(log_dir.glob("*.rc")):
         time.sleep(1)
+    assert (next(log_dir.glob("*.rc")).read_text()) == "0"
+    runs = recent_runs(seeded)
+    assert len(runs) == before + 1 and runs[0]["kind"] == "import-folder" and runs[0]["counts"]["done"] == 1
     at.run()
-    assert "bird" in texts(at)                      # the job's output (per-word counts), streamed to its log
-    at.selectbox(key="run_detail").select(recent_runs(seeded)[-1]["run_id"]).run()
+    assert "import-folder: done 1" in texts(at)     # the job's summary, streamed to its log
+    at.selectbox(key="run_detail").select(runs[0]["run_id"]).run()
     assert not at.exception
+    assert any(str(tree.parent) in str(j.value) for j in at.json)  # the run's config
 
 
 def test_pages_work_while_another_process_writes(seeded):

@@ -41,12 +41,17 @@ else:
 
     min_images = st.number_input("Warn when a word has fewer kept images than", min_value=1, value=20, step=5)
     active = counts[counts["active"].fillna(True).astype(bool)]
-    few = active[active["kept"] < min_images]
+    few = active[(active["kept"] > 0) & (active["kept"] < min_images)]
+    none = active[active["kept"] == 0]
     if not few.empty:
         names = ", ".join(f"{w} ({k})" for w, k in zip(few["word"].head(30), few["kept"].head(30)))
         more = f" and {len(few) - 30} more" if len(few) > 30 else ""
-        st.warning(f"{len(few)} active words have fewer than {min_images} kept images: {names}{more}. "
+        st.warning(f"{len(few)} words have fewer than {min_images} kept images: {names}{more}. "
                    "Collect more with `python -m jobs scrape-images` or import a folder.")
+    if not none.empty:
+        st.warning(f"{len(none)} active words have no kept images yet (e.g. {', '.join(none['word'].head(8))}). "
+                   "Collect them with `python -m jobs scrape-images --words WORD,...`, or deactivate them on "
+                   "the Words page.")
 
     st.subheader("Images per word")
     st.caption("kept = current label and not rejected; flagged = flagged by an outlier detector and not "
