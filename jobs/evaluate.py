@@ -5,7 +5,6 @@ with; ConSE, which needs no training data, is also scored on every stored image.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
