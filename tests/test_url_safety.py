@@ -208,3 +208,31 @@ def test_markdown_escape_leaves_no_active_markup():
             assert out[i] not in specials, (text, out)
             i += 1
     check()
+
+
+@pytest.mark.xfail(strict=True, reason="jobs/web.py fetch_bytes (used by scrape-images) downloads any http(s) URL a "
+                                       "search result names, private and link-local addresses included (SSRF "
+                                       "through search results); it should refuse them like dashboard/fetch.py, "
+                                       "with a setting that allows the local test server")
+def test_scraped_image_urls_on_private_addresses_are_refused(home, monkeypatch):
+    from pytest_httpserver import HTTPServer
+
+    from jobs.scrape_images import ScrapeSettings, scrape_images
+    from jobs.web import DownloadLimits
+    from tests.fake_sites import FakeDDG
+    srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    srv.start()
+    try:
+        fake = FakeDDG(srv)
+        inside = ["http://169.254.169.254/latest/meta-data/iam.jpg", "http://10.255.255.1/router.jpg"]
+        fake.set_results("bird", [inside])
+        monkeypatch.setenv("HASHTAG_DDG_URL", fake.base)
+        scrape_images(home, words=["bird"], settings=ScrapeSettings(
+            per_class=2, workers=2, search_delay=0.0, block_backoff=0.01,
+            limits=DownloadLimits(connect_timeout=0.5, read_timeout=0.5, retries=0, backoff=0.01, deadline=2.0)))
+    finally:
+        srv.clear()
+        srv.stop()
+    with connect(home, read_only=True) as con:
+        errors = [r[0] for r in con.execute("SELECT error FROM images WHERE status = 'failed'").fetchall()]
+    assert len(errors) == 2 and all("not allowed" in e or "private" in e for e in errors), errors
