@@ -99,7 +99,8 @@ def comparison_table(rows: list[dict]) -> str:
         return "no evaluations yet: run `python -m jobs train` then `python -m jobs evaluate`"
     lines = []
     for scope, title in (("val", "the val split"), ("all", "every stored image (ConSE needs no training data)")):
-        part = [r for r in rows if r["scope"] == scope]
+        rank = {"bovw_svm": 0, "finetune": 1, "linear_probe": 2, "conse": 3}
+        part = sorted((r for r in rows if r["scope"] == scope), key=lambda r: (rank.get(r["kind"], 9), r["model_id"]))
         if not part:
             continue
         width = max(len(r["name"]) for r in part) + 2
