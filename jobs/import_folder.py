@@ -79,41 +79,49 @@ def import_folder(home: Path, root: Path, *, add_words: bool = False, min_side: 
                 run.crash_point("flushed")
                 run.checkpoint()
 
-        for word, path in run.progress(todo, desc="import"):
-            src = str(path.resolve())
-            if src in seen:
+        try:
+            _import_files(home, run, todo, seen, stored, batch, flush, origin=origin, min_side=min_side)
+        finally:
+            flush()  # on Ctrl-C / SIGTERM too: stored files get their rows, nothing is left orphaned
+        return {"run_id": run.run_id, **run.all_counts()}
+
+
+def _import_files(home: Path, run, todo, seen: set, stored: set, batch: list, flush, *, origin: str,
+                  min_side: int) -> None:
+    """Check and store each file, adding its row to `batch` (written by `flush`)."""
+    for word, path in run.progress(todo, desc="import"):
+        src = str(path.resolve())
+        if src in seen:
+            run.count("skipped")
+            continue
+        row = {"word": word, "origin": origin, "source_path": src, "run_id": run.run_id}
+        try:
+            size = path.stat().st_size
+            if size > MAX_BYTES:
+                raise ImageRejected(f"file too large ({size / 1e6:.1f} MB > {MAX_BYTES / 1e6:.0f} MB)")
+            data = path.read_bytes()
+            info = check_image(data, min_side=min_side)
+        except (ImageRejected, OSError) as exc:
+            reason = str(exc) if isinstance(exc, ImageRejected) else f"cannot read file ({exc.strerror or exc})"
+            batch.append({**row, "status": "failed", "error": reason})
+            run.count("failed")
+            run.log(f"failed {path}: {reason}")
+        else:
+            seen.add(src)
+            if info.sha256 in stored:
+                run.count("duplicate")
                 run.count("skipped")
                 continue
-            row = {"word": word, "origin": origin, "source_path": src, "run_id": run.run_id}
-            try:
-                size = path.stat().st_size
-                if size > MAX_BYTES:
-                    raise ImageRejected(f"file too large ({size / 1e6:.1f} MB > {MAX_BYTES / 1e6:.0f} MB)")
-                data = path.read_bytes()
-                info = check_image(data, min_side=min_side)
-            except (ImageRejected, OSError) as exc:
-                reason = str(exc) if isinstance(exc, ImageRejected) else f"cannot read file ({exc.strerror or exc})"
-                batch.append({**row, "status": "failed", "error": reason})
-                run.count("failed")
-                run.log(f"failed {path}: {reason}")
-            else:
-                seen.add(src)
-                if info.sha256 in stored:
-                    run.count("duplicate")
-                    run.count("skipped")
-                    continue
-                rel = put_image(home, info.sha256, info.ext, data)
-                # killed here, the file is in the store without its row: the re-run finds the
-                # same bytes, keeps the file and adds the row (and `check` reports it meanwhile)
-                run.crash_point("stored")
-                stored.add(info.sha256)
-                batch.append({**row, "sha256": info.sha256, "path": rel, "width": info.width,
-                              "height": info.height, "status": "ok"})
-                run.count("done")
-            if len(batch) >= BATCH:
-                flush()
-        flush()
-        return {"run_id": run.run_id, **run.all_counts()}
+            rel = put_image(home, info.sha256, info.ext, data)
+            # killed here, the file is in the store without its row: the re-run finds the
+            # same bytes, keeps the file and adds the row (and `check` reports it meanwhile)
+            run.crash_point("stored")
+            stored.add(info.sha256)
+            batch.append({**row, "sha256": info.sha256, "path": rel, "width": info.width,
+                          "height": info.height, "status": "ok"})
+            run.count("done")
+        if len(batch) >= BATCH:
+            flush()
 
 
 def _cmd(args) -> int:

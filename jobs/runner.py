@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections import Counter
@@ -83,23 +85,49 @@ class JobRun:
                 + f" in {elapsed:.1f} s ({rate:.1f} items/s) [run {self.run_id}]")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM asked the job to stop; handled like Ctrl-C, so the work done so far is kept."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 @contextlib.contextmanager
 def job_run(home: Path, kind: str, config: dict) -> Iterator[JobRun]:
-    """Record a run around a job body; its final status is ok, failed or interrupted."""
+    """Record a run around a job body; its final status is ok, failed or interrupted.
+
+    SIGTERM (a plain `kill`, a container stop) is turned into the Ctrl-C path while
+    the job runs, so it ends 'interrupted' with its last batch saved, not 'running'.
+    """
     run = JobRun(home, kind, config)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        yield run
-    except KeyboardInterrupt:
-        runs.finish_run(run.home, run.run_id, "interrupted", run.all_counts(), "stopped by the user (Ctrl-C)")
-        print(run.summary() + " - interrupted", file=sys.stderr)
-        raise
-    except BaseException as exc:
-        runs.finish_run(run.home, run.run_id, "failed", run.all_counts(),
-                        f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
-        raise
-    crash_point(f"{kind}:before-finish")
-    log = "\n".join(run._log) + "\n" if run._log else None
-    if log:
-        runs.update_run(run.home, run.run_id, log=log)
-    runs.finish_run(run.home, run.run_id, "ok", run.all_counts())
-    print(run.summary())
+        try:
+            yield run
+        except KeyboardInterrupt as exc:
+            why = ("stopped by a termination signal (SIGTERM)" if isinstance(exc, Terminated)
+                   else "stopped by the user (Ctrl-C)")
+            _save_log(run)
+            runs.finish_run(run.home, run.run_id, "interrupted", run.all_counts(), why)
+            print(run.summary() + " - interrupted", file=sys.stderr)
+            raise
+        except BaseException as exc:
+            _save_log(run)
+            runs.finish_run(run.home, run.run_id, "failed", run.all_counts(),
+                            f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+            raise
+        crash_point(f"{kind}:before-finish")
+        _save_log(run)
+        runs.finish_run(run.home, run.run_id, "ok", run.all_counts())
+        print(run.summary())
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _save_log(run: JobRun) -> None:
+    if run._log:
+        runs.update_run(run.home, run.run_id, log="\n".join(run._log) + "\n")

@@ -450,3 +450,39 @@ def test_zz_report_kill_points():
     lines = [f"  {job}: {len(points)} kill points: {', '.join(points)}" for job, points in KILL_POINTS_TRIED.items()]
     print("\nkill points tried:\n" + "\n".join(lines))
     assert all(len(points) >= 5 for points in KILL_POINTS_TRIED.values())
+
+
+@pytest.mark.slow
+def test_sigterm_mid_import_ends_interrupted_with_its_work_saved(seeded_template, tmp_path):
+    """A plain `kill` (SIGTERM) is handled like Ctrl-C: the run ends 'interrupted', nothing orphaned."""
+    import time
+    home = tmp_path / "home"
+    shutil.copytree(seeded_template, home)
+    code = textwrap.dedent(f"""
+        import os, sys
+        from pathlib import Path
+        from jobs.import_folder import import_folder
+        try:
+            import_folder(Path(os.environ["HASHTAG_HOME"]), Path({str(DEMO_PHOTOS)!r}))
+        except KeyboardInterrupt:
+            sys.exit(130)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HASHTAG_HOME": str(home), "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        recent = runs.recent_runs(home, 1, kind="import-folder")
+        if recent and recent[0]["counts"].get("done", 0) >= 32:   # one batch written, more under way
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    run = runs.recent_runs(home, 1, kind="import-folder")[0]
+    assert run["status"] == "interrupted" and "SIGTERM" in run["error"]
+    problems = [f.line() for f in check_warehouse(home).problems]
+    assert problems == [], problems                               # every stored file has its row
+    counts = import_folder(home, DEMO_PHOTOS)                      # and the re-run completes the rest
+    with connect(home, read_only=True) as con:
+        n = con.execute("SELECT count(*), count(DISTINCT sha256) FROM images WHERE status = 'ok'").fetchone()
+    assert n[0] == n[1] == len(list(DEMO_PHOTOS.rglob("*.jpg"))) and counts["done"] < n[0]
