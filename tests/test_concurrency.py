@@ -108,3 +108,36 @@ def test_import_and_curation_at_once_lose_nothing(demo_home, tmp_path):
     assert runs.recent_runs(demo_home, 1, kind="import-folder")[0]["status"] == "ok"
     assert check_warehouse(demo_home).problems == []
     assert longest < GOAL_S, f"the dashboard waited {longest:.2f} s for the warehouse (goal < {GOAL_S} s)"
+
+
+def test_threads_of_one_process_read_and_write_at_once(demo_home):
+    """Streamlit serves each session from its own thread: reads and decisions overlap in one process."""
+    import threading
+
+    from warehouse import curation
+    from warehouse import dashboard_queries as q
+    with connect(demo_home, read_only=True) as con:
+        ids = [r[0] for r in con.execute("SELECT image_id FROM images WHERE status = 'ok'").fetchall()]
+    errors, made = [], []
+
+    def writer():
+        try:
+            for i in range(15):
+                made.extend(curation.decide(demo_home, [ids[i % len(ids)]], "keep"))
+        except Exception as exc:  # noqa: BLE001 - the test reports whatever escapes
+            errors.append(repr(exc))
+
+    def reader():
+        try:
+            for _ in range(15):
+                q.word_status(demo_home)
+                q.review_items(demo_home, "bird")
+        except Exception as exc:  # noqa: BLE001
+            errors.append(repr(exc))
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert len(made) == 15 and len(curation.recent_decisions(demo_home, 100)) == 15

@@ -39,6 +39,16 @@ POLL_MAX_S = 0.05          # longest sleep between two tries of a locked file
 _migrated: set[str] = set()
 _held = 0                  # connections this process has open now (it never yields while holding one)
 _held_lock = threading.Lock()
+# DuckDB refuses a read-only and a read-write connection to one file in the same process at
+# once ("different configuration"), which threads (Streamlit sessions) would hit; so threads
+# take turns per file. Re-entrant, so a thread may nest connections of the same kind.
+_file_locks: dict[str, threading.RLock] = {}
+_file_locks_guard = threading.Lock()
+
+
+def _file_lock(path: Path) -> threading.RLock:
+    with _file_locks_guard:
+        return _file_locks.setdefault(str(path), threading.RLock())
 
 
 class WarehouseLocked(RuntimeError):
@@ -132,35 +142,41 @@ def connect(home: Path | str, *, read_only: bool = False,
     home.mkdir(parents=True, exist_ok=True)
     path = db_path(home)
     timeout_s = DEFAULT_LOCK_TIMEOUT_S if timeout_s is None else timeout_s
-    if str(path) not in _migrated:
-        con = _open(path, False, timeout_s)
-        try:
-            migrate(con)
-        finally:
-            con.close()
-        _migrated.add(str(path))
-    con = _open(path, read_only, timeout_s)
-    with _held_lock:
-        _held += 1
+    turn = _file_lock(path)
+    if not turn.acquire(timeout=timeout_s):
+        raise WarehouseLocked(f"The warehouse {path} stayed busy in this process for {timeout_s:.0f} s.")
     try:
-        if read_only:
-            yield con
-        else:
-            con.begin()
+        if str(path) not in _migrated:
+            con = _open(path, False, timeout_s)
             try:
-                yield con
-            except BaseException:
-                con.rollback()
-                raise
-            crash_point("db:before-commit")  # tests: a kill inside an open write transaction
-            con.commit()
-            crash_point("db:after-commit")
-    finally:
+                migrate(con)
+            finally:
+                con.close()
+            _migrated.add(str(path))
+        con = _open(path, read_only, timeout_s)
+        with _held_lock:
+            _held += 1
         try:
-            con.close()
+            if read_only:
+                yield con
+            else:
+                con.begin()
+                try:
+                    yield con
+                except BaseException:
+                    con.rollback()
+                    raise
+                crash_point("db:before-commit")  # tests: a kill inside an open write transaction
+                con.commit()
+                crash_point("db:after-commit")
         finally:
-            with _held_lock:
-                _held -= 1
+            try:
+                con.close()
+            finally:
+                with _held_lock:
+                    _held -= 1
+    finally:
+        turn.release()
 
 
 def migration_files() -> list[Path]:
