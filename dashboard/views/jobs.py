@@ -83,6 +83,12 @@ else:
 # ---------------------------------------------------------------- progress of jobs started here
 @st.fragment(run_every=2)
 def _progress() -> None:
+    running = q.running_runs(H)  # any job writing now, started here or from the command line
+    if running:
+        st.subheader("Running now")
+        for r in running:
+            st.text(f"run {r['run_id']} {r['kind']} (process {r['pid']}) since {r['started_at']:%H:%M:%S} · "
+                    f"counts so far {r['counts'] or '{}'}")
     started = launcher.launched(HOME, limit=5)
     if not started:
         return

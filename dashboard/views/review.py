@@ -128,8 +128,9 @@ label = {r.word: f"{r.word} ({r.flagged} flagged / {r.kept} kept)" for r in with
 c1, c2, c3, c4 = st.columns([3, 3, 2, 1])
 word = c1.selectbox("Word", list(label), format_func=label.get, key="review_word", on_change=_set_page, args=(1,))
 dets = _detectors(H, word)
+PREFERRED = "kmeans_2sigma"  # the original study's detector first, when scored
 detector = c2.selectbox("Outlier detector", dets or [NO_DETECTOR], key="review_detector",
-                        on_change=_set_page, args=(1,))
+                        index=dets.index(PREFERRED) if PREFERRED in dets else 0, on_change=_set_page, args=(1,))
 show = c3.selectbox("Show", q.REVIEW_FILTERS, key="review_show", on_change=_set_page, args=(1,),
                     format_func={"all": "all but rejected", "unreviewed": "unreviewed",
                                  "flagged": "flagged, unreviewed", "rejected": "rejected"}.get)
