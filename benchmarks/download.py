@@ -119,6 +119,7 @@ def main() -> int:
     srv = serve(make_images(args.images), args.latency)
     os.environ["HASHTAG_DDG_URL"] = f"http://127.0.0.1:{srv.server_address[1]}"
     os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ["HASHTAG_ALLOW_PRIVATE_URLS"] = "1"   # the benchmark's image server is on 127.0.0.1
     print(f"{args.images} images, {args.latency * 1000:.0f} ms server latency per image, {os.cpu_count()} CPUs")
     for label, measure in (("whole scrape-images job (search, download, validate, store, warehouse)",
                             lambda w: run_once(w, args.images)),

@@ -6,10 +6,17 @@ The resolver is passed in, so this stays pure and testable: the fetching code gi
 from __future__ import annotations
 
 import ipaddress
+import os
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
 ALLOWED_SCHEMES = ("http", "https")
+ENV_ALLOW_PRIVATE = "HASHTAG_ALLOW_PRIVATE_URLS"
+
+
+def allow_private_default() -> bool:
+    """The explicit opt-in ($HASHTAG_ALLOW_PRIVATE_URLS=1) to fetch from private or loopback hosts."""
+    return os.environ.get(ENV_ALLOW_PRIVATE, "").strip().lower() in ("1", "true", "yes")
 
 
 class UnsafeURL(ValueError):

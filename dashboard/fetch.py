@@ -6,7 +6,6 @@ unless HASHTAG_ALLOW_PRIVATE_URLS=1 is set (for a local image server you trust).
 """
 from __future__ import annotations
 
-import os
 import socket
 import time
 from urllib.parse import urljoin
@@ -17,21 +16,16 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from core.urlcheck import UnsafeURL, check_url
+from core.urlcheck import UnsafeURL, allow_private_default, check_url
 
 MAX_BYTES = 10 * 1024 * 1024
 TIMEOUT_S = 15.0
 MAX_REDIRECTS = 3
 USER_AGENT = "hashtag-workbench/1.0 (+image prediction)"
-ENV_ALLOW_PRIVATE = "HASHTAG_ALLOW_PRIVATE_URLS"
 
 
 class FetchError(ValueError):
     """The URL could not be fetched as an image; the message says why."""
-
-
-def allow_private_default() -> bool:
-    return os.environ.get(ENV_ALLOW_PRIVATE, "").strip().lower() in ("1", "true", "yes")
 
 
 def _resolve(host: str, port: int) -> list[str]:

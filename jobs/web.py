@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urljoin
 
 import requests
+
+from core.urlcheck import UnsafeURL, allow_private_default, check_url
 
 ENV_DDG_URL = "HASHTAG_DDG_URL"
 ENV_ALLHASHTAG_URL = "HASHTAG_ALLHASHTAG_URL"
@@ -84,11 +88,35 @@ class DownloadLimits:
     max_bytes: int = 20 * 1024 * 1024
     retries: int = 2              # extra tries after the first, for transient failures only
     backoff: float = 1.0
+    max_redirects: int = 3
+    # Search results name arbitrary hosts: private, loopback and link-local ones are refused
+    # unless $HASHTAG_ALLOW_PRIVATE_URLS=1 (a local image server you trust, or the tests' fake site).
+    allow_private: bool = field(default_factory=allow_private_default)
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    return sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+
+
+def _get_checked(session: requests.Session, url: str, lim: DownloadLimits) -> requests.Response:
+    """GET with every hop's address checked first, so a result or a redirect cannot reach inside."""
+    for _ in range(lim.max_redirects + 1):
+        try:
+            check_url(url, resolve=None if lim.allow_private else _resolve, allow_private=lim.allow_private)
+        except UnsafeURL as exc:
+            raise DownloadError(f"refused: {exc}", permanent=True) from None
+        r = session.get(url, timeout=(lim.connect_timeout, lim.read_timeout), stream=True, allow_redirects=False)
+        if r.is_redirect and r.headers.get("Location"):
+            r.close()
+            url = urljoin(url, r.headers["Location"])
+            continue
+        return r
+    raise DownloadError(f"more than {lim.max_redirects} redirects", permanent=True)
 
 
 def _fetch_once(session: requests.Session, url: str, lim: DownloadLimits) -> bytes:
     try:
-        with session.get(url, timeout=(lim.connect_timeout, lim.read_timeout), stream=True) as r:
+        with _get_checked(session, url, lim) as r:
             if r.status_code != 200:
                 transient = r.status_code in TRANSIENT_STATUSES
                 raise DownloadError(describe_status(r.status_code), permanent=not transient)

@@ -351,6 +351,7 @@ def test_scrape_images_killed_at_six_points_then_completes(seeded_template, tmp_
         missing = [fake.url(f"missing{i}.jpg") for i in range(2)]
         fake.set_results("bird", [good[:12] + missing, good[12:]])
         monkeypatch.setenv("HASHTAG_DDG_URL", fake.base)
+        monkeypatch.setenv("HASHTAG_ALLOW_PRIVATE_URLS", "1")
         home = tmp_path / "home"
         shutil.copytree(seeded_template, home)
 

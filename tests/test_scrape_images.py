@@ -28,6 +28,8 @@ def ddg(monkeypatch):
     srv.start()
     fake = FakeDDG(srv)
     monkeypatch.setenv("HASHTAG_DDG_URL", fake.base)
+    # The fake site serves image URLs on 127.0.0.1, which downloads refuse unless allowed explicitly.
+    monkeypatch.setenv("HASHTAG_ALLOW_PRIVATE_URLS", "1")
     yield fake
     srv.clear()
     srv.stop()

@@ -210,10 +210,6 @@ def test_markdown_escape_leaves_no_active_markup():
     check()
 
 
-@pytest.mark.xfail(strict=True, reason="jobs/web.py fetch_bytes (used by scrape-images) downloads any http(s) URL a "
-                                       "search result names, private and link-local addresses included (SSRF "
-                                       "through search results); it should refuse them like dashboard/fetch.py, "
-                                       "with a setting that allows the local test server")
 def test_scraped_image_urls_on_private_addresses_are_refused(home, monkeypatch):
     from pytest_httpserver import HTTPServer
 
