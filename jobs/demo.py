@@ -29,6 +29,8 @@ def run_demo(home: Path, *, fast: bool = False) -> int:
     trained = train(home, epochs=2 if fast else 13, skip_existing=True)
     print("[demo] 5. evaluate and compare with the original study")
     evaluate(home)
+    print(f"[demo] done. Open the dashboard: `make dashboard` (or HASHTAG_HOME={home} "
+          "streamlit run dashboard/app.py), then http://127.0.0.1:8501")
     return 1 if trained["failed"] else 0
 
 

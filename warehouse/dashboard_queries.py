@@ -12,15 +12,18 @@ import numpy as np
 
 from warehouse.db import connect
 
-# The latest score and flag per (image, detector), over all outlier runs.
+# The latest score and flag per (image, detector), over all finished outlier runs.
 _LATEST_SCORES = """
     SELECT image_id, detector, arg_max(score, run_id) AS score, arg_max(flagged, run_id) AS flagged,
            max(run_id) AS run_id
-    FROM outlier_scores GROUP BY image_id, detector"""
+    FROM outlier_scores
+    WHERE run_id IN (SELECT run_id FROM runs WHERE status = 'ok')   -- a killed run's partial scores are not shown
+    GROUP BY image_id, detector"""
 # One duplicate group per image, from the latest duplicate run.
 _LATEST_DUPS = """
     SELECT image_id, min(group_id) AS group_id, min(kind) AS dup_kind
-    FROM duplicate_groups WHERE run_id = (SELECT max(run_id) FROM duplicate_groups)
+    FROM duplicate_groups WHERE run_id = (SELECT max(run_id) FROM duplicate_groups
+                                          WHERE run_id IN (SELECT run_id FROM runs WHERE status = 'ok'))
     GROUP BY image_id"""
 
 
