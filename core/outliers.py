@@ -55,6 +55,16 @@ def _zscores(d: np.ndarray) -> np.ndarray:
     return (d - d.mean()) / sd if sd > 0 else np.zeros_like(d)
 
 
+def _word_groups(labels: np.ndarray, notes: list[str], min_size: int = 3):
+    """Yield each word's row indices; words too small to have a spread are noted and skipped."""
+    for word in np.unique(labels):
+        idx = np.flatnonzero(labels == word)
+        if len(idx) < min_size:
+            notes.append(f"{word}: only {len(idx)} images, not scored")
+            continue
+        yield idx
+
+
 def kmeans_sigma(X, labels, *, k: int = 1, sigma: float = 2.0, seed: int = 0) -> DetectorResult:
     """Per word: K-means with `k` clusters; flag distance to own centroid > mean + sigma * std.
 
@@ -69,11 +79,7 @@ def kmeans_sigma(X, labels, *, k: int = 1, sigma: float = 2.0, seed: int = 0) ->
     _check_positive(sigma=sigma)
     scores = np.zeros(len(X))
     notes = []
-    for word in np.unique(labels):
-        idx = np.flatnonzero(labels == word)
-        if len(idx) < 3:
-            notes.append(f"{word}: only {len(idx)} images, not scored")
-            continue
+    for idx in _word_groups(labels, notes):
         kk = min(int(k), len(idx) - 1)
         km = KMeans(n_clusters=kk, n_init=10, random_state=seed).fit(X[idx])
         dist = np.linalg.norm(X[idx] - km.cluster_centers_[km.labels_], axis=1)
@@ -100,11 +106,7 @@ def knn_distance(X, labels, *, k: int = 5, sigma: float = 1.5) -> DetectorResult
     Z = l2_rows(X)
     scores = np.zeros(len(X))
     notes = []
-    for word in np.unique(labels):
-        idx = np.flatnonzero(labels == word)
-        if len(idx) < 3:
-            notes.append(f"{word}: only {len(idx)} images, not scored")
-            continue
+    for idx in _word_groups(labels, notes):
         sims = Z[idx] @ Z[idx].T
         np.fill_diagonal(sims, -np.inf)     # an image is not its own neighbour
         kk = min(int(k), len(idx) - 1)
