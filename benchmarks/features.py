@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -61,7 +62,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--limit", type=int, default=96, help="photos to use (default 96)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="alternating rounds of both paths; medians are reported (default 3)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile on the bare forward pass")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -70,12 +73,16 @@ def main(argv=None) -> int:
     rss0 = peak_rss_mb()
     tensors = [bb.preprocess(load_photo(p)) for p in paths]
     bare_forward(bb, tensors[:args.batch_size], args.batch_size)            # warm-up
-    t_bare = bare_forward(bb, tensors, args.batch_size)
-    with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp)
-        with connect(home):
-            pass                                                           # migrate outside the timing
-        t_e2e = end_to_end(bb, paths, home, args.batch_size, args.workers)
+    # Rounds alternate the two paths so drift in machine load hits both alike.
+    bare_times, e2e_times = [], []
+    for _ in range(args.repeats):
+        bare_times.append(bare_forward(bb, tensors, args.batch_size))
+        with tempfile.TemporaryDirectory() as tmp:
+            home = Path(tmp)
+            with connect(home):
+                pass                                                       # migrate outside the timing
+            e2e_times.append(end_to_end(bb, paths, home, args.batch_size, args.workers))
+    t_bare, t_e2e = statistics.median(bare_times), statistics.median(e2e_times)
     n = len(paths)
     rows = [("bare forward (preloaded tensors)", n / t_bare), ("end to end (read, decode, resize, forward, write)",
                                                               n / t_e2e)]
@@ -93,7 +100,7 @@ def main(argv=None) -> int:
         except Exception as exc:
             rows.append((f"torch.compile failed: {type(exc).__name__}: {str(exc)[:60]}", float("nan")))
     print(f"\n{args.backbone}, {n} photos, batch {args.batch_size}, {args.threads} torch threads, "
-          f"{args.workers} decode threads\n")
+          f"{args.workers} decode threads, median of {args.repeats} alternating rounds\n")
     print(f"| {'path':<52} | images/s |")
     print(f"|{'-' * 54}|----------|")
     for name, rate in rows:

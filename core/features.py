@@ -111,7 +111,7 @@ def iter_batches(paths: Sequence[Path | str], preprocess: Callable[[Image.Image]
         thread.join()
 
 
-def extract(paths: Sequence[Path | str], backbone, *, batch_size: int = 16, workers: int = 2,
+def extract(paths: Sequence[Path | str], backbone, *, batch_size: int = 16, workers: int = 1,
             progress: Callable[[int], None] | None = None) -> Iterator[tuple[list[int], np.ndarray, np.ndarray,
                                                                              list[tuple[int, str]]]]:
     """Run `backbone` over the photos at `paths`, batch by batch.

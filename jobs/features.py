@@ -48,7 +48,7 @@ def fit_and_store_pca(home: Path, run, backbone: str, *, n_components: int = DEF
 
 
 def compute_features(home: Path, *, backbone: str = DEFAULT_BACKBONE, weights: Path | str | None = None,
-                     batch_size: int = 16, workers: int = 2, threads: int | None = None,
+                     batch_size: int = 16, workers: int = 1, threads: int | None = None,
                      retry_failed: bool = False, pca_components: int = DEFAULT_PCA_COMPONENTS) -> dict:
     """Features for every stored image not yet done for `backbone`, then PCA if anything changed.
 
@@ -131,7 +131,8 @@ def register(sub) -> None:
                         "torchvision's cache)")
     p.add_argument("--weights", type=Path, help="weights file for the backbone (a torchvision state dict)")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
-    p.add_argument("--workers", type=int, default=2, help="decoding threads (default 2)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="decoding threads beside the forward pass (default 1: on 2 cores a second one slows it)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: up to 4)")
     p.add_argument("--pca-components", type=int, default=DEFAULT_PCA_COMPONENTS,
                    help="PCA dimensions (default 128; capped by the number of images)")
