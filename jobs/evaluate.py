@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from core.metrics import evaluate_scores
+from core.metrics import STUDY_TOP1, evaluate_scores
 from core.predictor import ModelLoadError, load_model
 from jobs._modeldata import stored_batch
 from jobs.common import ensure_ready, split_list
@@ -17,9 +17,6 @@ from jobs.runner import job_run
 from warehouse import models as wh
 
 ORDER = 42
-# The original study (76 words x 200 images, 80:20 split), top-1 accuracy.
-STUDY = {"bovw_svm": ("bag-of-words SVM", 0.19), "finetune": ("fine-tuned ResNet-18", 0.77),
-         "conse": ("ConSE", 0.32)}
 
 
 def _drop_unreadable(batch, rows, run) -> tuple[object, list[dict]]:
@@ -108,7 +105,7 @@ def comparison_table(rows: list[dict]) -> str:
         lines.append(f"{'model':<{width}}| top-1  | top-5  | original study (top-1)")
         lines.append("-" * width + "+--------+--------+" + "-" * 28)
         for r in part:
-            ref = STUDY.get(r["kind"])
+            ref = STUDY_TOP1.get(r["kind"])
             ref_s = f"{ref[1]:.0%} ({ref[0]})" if ref else "-"
             lines.append(f"{r['name']:<{width}}| {r['top1']:6.1%} | {r['top5']:6.1%} | {ref_s}")
     lines.append("\nOriginal study: 76 words x 200 web images, 80:20 split; its top-5 was not reported.")

@@ -6,15 +6,13 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.metrics import STUDY_TOP1
 from dashboard.common import empty_state, home, thumb
 from warehouse import dashboard_queries as q
 
 # Top-1 accuracy in the original study (76 classes, 200 images each, 80:20 split).
-STUDY = pd.DataFrame([
-    {"model": "Bag-of-visual-words SVM", "kind": "bovw_svm", "study top-1": 0.19},
-    {"model": "Fine-tuned ResNet-18", "kind": "finetune", "study top-1": 0.77},
-    {"model": "ConSE (zero-shot)", "kind": "conse", "study top-1": 0.32},
-])
+STUDY = pd.DataFrame([{"model": name, "kind": kind, "study top-1": top1}
+                      for kind, (name, top1) in STUDY_TOP1.items()])
 GRID = 6
 
 st.title("Evaluation")
