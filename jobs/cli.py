@@ -1,7 +1,9 @@
 """`python -m jobs`: one sub-command per job module.
 
-Each module in this package that defines `register(subparsers)` adds its commands;
-the handler it sets as `func` receives the parsed args and returns an exit code.
+Each module in this package that defines `register(subparsers)` adds its command, named
+like the module (`import-folder` lives in jobs/import_folder.py); the handler it sets as
+`func` receives the parsed args and returns an exit code. Some modules import torch, which
+takes seconds, so a named command loads only its own module; `--help` loads them all.
 """
 from __future__ import annotations
 
@@ -15,7 +17,25 @@ from warehouse.db import WarehouseLocked
 from warehouse.store import resolve_home
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _job_modules() -> list[str]:
+    return [info.name for info in pkgutil.iter_modules(jobs.__path__)
+            if not info.name.startswith("_") and info.name != "cli"]
+
+
+def _requested_module(argv: list[str]) -> str | None:
+    """The module of the command named in `argv`, if it names one that exists."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--home")
+    _, rest = pre.parse_known_args(argv)
+    if rest and not rest[0].startswith("-"):
+        name = rest[0].replace("-", "_")
+        if name in _job_modules():
+            return name
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser with every job's command, or just the one in module `only`."""
     parser = argparse.ArgumentParser(
         prog="python -m jobs",
         description="Hashtag workbench jobs: collect, clean, train, evaluate and predict.",
@@ -23,10 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", help="data directory (default: $HASHTAG_HOME or ./data)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = []
-    for info in pkgutil.iter_modules(jobs.__path__):
-        if info.name.startswith("_") or info.name == "cli":
-            continue
-        mod = importlib.import_module(f"jobs.{info.name}")
+    for name in [only] if only else _job_modules():
+        mod = importlib.import_module(f"jobs.{name}")
         if hasattr(mod, "register"):
             modules.append(mod)
     for mod in sorted(modules, key=lambda m: (getattr(m, "ORDER", 50), m.__name__)):
@@ -35,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(only=_requested_module(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -109,3 +109,12 @@ def test_every_command_has_help():
     for name, parser in sub.choices.items():
         assert parser.format_help().strip(), name
         assert sub._choices_actions and any(a.dest == name and a.help for a in sub._choices_actions), name
+
+
+def test_light_commands_start_without_loading_torch(tmp_path):
+    code = ("import sys; from jobs.cli import main; "
+            f"rc = main(['--home', {str(tmp_path / 'h')!r}, 'stats', '--json']); "
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', rc)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("NO-TORCH 0")
