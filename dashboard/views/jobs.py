@@ -31,8 +31,8 @@ def _spec(command: str) -> tuple[dict, str]:
     return launcher.parse_options(text), text
 
 
-@st.cache_data(ttl=3, show_spinner=False)
 def _runs(h: str) -> list[dict]:
+    # Not cached: one small query, and the history must show a job the moment it finishes.
     return recent_runs(h, limit=50)
 
 
@@ -77,7 +77,6 @@ else:
         else:
             st.success(f"Started `python -m jobs {shlex.join(args)}` (process {rec['pid']}); "
                        f"its output goes to logs/{rec['log']}.")
-            _runs.clear()
 
 
 # ---------------------------------------------------------------- progress of jobs started here
@@ -121,9 +120,9 @@ else:
                                                         if not isinstance(v, (list, dict))))
     st.dataframe(df[["run_id", "kind", "status", "started_at", "duration", "counts", "error"]], hide_index=True,
                  width="stretch")
-    run_id = st.selectbox("Run details", [r["run_id"] for r in runs], key="run_detail",
-                          format_func=lambda i: next(f"#{r['run_id']} {r['kind']} ({r['status']})"
-                                                     for r in runs if r["run_id"] == i))
+    labels = {r["run_id"]: f"#{r['run_id']} {r['kind']} ({r['status']})" for r in runs}
+    run_id = st.selectbox("Run details", list(labels), key="run_detail",
+                          format_func=lambda i: labels.get(i, f"#{i}"))
     run = get_run(H, run_id)
     if run:
         c1, c2 = st.columns(2)
