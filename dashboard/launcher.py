@@ -30,87 +30,38 @@ def _env() -> dict:
     return env
 
 
-_help_cache: dict[tuple, str] = {}
+_schema_cache: dict[tuple, dict] = {}
 
 
 def _jobs_fingerprint() -> tuple:
     return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted((ROOT / "jobs").glob("*.py")))
 
 
-def cli_help(command: str | None = None, *, timeout: float = 120) -> str:
-    """The text of `python -m jobs [COMMAND] --help` (kept in memory until a job module changes)."""
-    args = ([command] if command else []) + ["--help"]
-    if command and not _COMMAND_RE.match(command):
-        raise ValueError(f"not a job command: {command!r}")
-    key = (command, _jobs_fingerprint())
-    if key not in _help_cache:
-        out = subprocess.run([sys.executable, "-m", "jobs", *args], cwd=ROOT, env=_env(), capture_output=True,
+def job_schema(*, timeout: float = 120) -> dict:
+    """`python -m jobs schema`: {command: {help, arguments}} (kept in memory until a job module changes)."""
+    key = _jobs_fingerprint()
+    if key not in _schema_cache:
+        out = subprocess.run([sys.executable, "-m", "jobs", "schema"], cwd=ROOT, env=_env(), capture_output=True,
                              text=True, timeout=timeout)
-        _help_cache[key] = out.stdout or out.stderr
-    return _help_cache[key]
+        if out.returncode != 0:
+            raise RuntimeError(f"`python -m jobs schema` failed: {(out.stderr or out.stdout).strip()[-300:]}")
+        _schema_cache[key] = json.loads(out.stdout)
+    return _schema_cache[key]
 
 
-def parse_commands(help_text: str) -> dict[str, str]:
-    """command -> one-line description, from the top-level `--help` text."""
-    out: dict[str, str] = {}
-    section = False
-    last = None
-    for line in help_text.splitlines():
-        if line.strip().startswith("COMMAND") and not line.startswith("usage"):
-            section = True
-            continue
-        if section:
-            if not line.strip() or not line.startswith("    "):
-                if line.strip() and not line.startswith(" "):
-                    section = False
-                continue
-            m = re.match(r"^ {4}([a-z][a-z0-9-]*)(?:\s{2,}(.*))?$", line)
-            if m and not line.startswith("     "):
-                last = m.group(1)
-                out[last] = (m.group(2) or "").strip()
-            elif last:
-                out[last] = (out[last] + " " + line.strip()).strip()
-    return out
+def commands(schema: dict) -> dict[str, str]:
+    """command -> one-line description."""
+    return {name: info["help"] for name, info in schema.items()}
 
 
-def parse_options(help_text: str) -> dict:
-    """Positional arguments and options of one command, from its argparse `--help` text.
+def form_spec(schema: dict, command: str) -> dict:
+    """One command's form: {"positionals": [{name, help}], "options": [{flag, metavar, choices, help}]}.
 
-    Returns {"positionals": [{"name", "help"}], "options": [{"flag", "metavar", "choices", "help"}]}.
-    An option without a metavar is a switch.
-    """
-    positionals, options = [], []
-    section, cur = None, None
-    for line in help_text.splitlines():
-        if re.match(r"^(positional arguments|options|optional arguments):", line):
-            section = "pos" if line.startswith("positional") else "opt"
-            cur = None
-            continue
-        if section is None or not line.strip():
-            continue
-        if not line.startswith(" "):
-            section = None
-            continue
-        if section == "opt":
-            m = re.match(r"^  (?:-\w, )?(--[\w-]+)(?: (\{[^}]*\}|[A-Z_]+))?(?:\s{2,}(.*))?$", line)
-            if m:
-                if m.group(1) == "--help":
-                    cur = None
-                    continue
-                meta = m.group(2)
-                choices = meta[1:-1].split(",") if meta and meta.startswith("{") else None
-                cur = {"flag": m.group(1), "metavar": meta, "choices": choices, "help": (m.group(3) or "").strip()}
-                options.append(cur)
-                continue
-        else:
-            m = re.match(r"^  ([a-z_][\w-]*)(?:\s{2,}(.*))?$", line)
-            if m:
-                cur = {"name": m.group(1), "help": (m.group(2) or "").strip()}
-                positionals.append(cur)
-                continue
-        if cur is not None and line.startswith("      "):
-            cur["help"] = (cur["help"] + " " + line.strip()).strip()
-    return {"positionals": positionals, "options": options}
+    `metavar` is None for a switch (a checkbox on the page)."""
+    args = schema[command]["arguments"]
+    return {"positionals": [{"name": a["name"], "help": a["help"]} for a in args if a["positional"]],
+            "options": [{"flag": a["flag"], "metavar": None if a["switch"] else a["name"].upper(),
+                         "choices": a["choices"], "help": a["help"]} for a in args if not a["positional"]]}
 
 
 def build_args(command: str, spec: dict, values: dict) -> list[str]:

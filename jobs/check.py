@@ -8,7 +8,6 @@ from pathlib import Path
 from warehouse import runs
 from warehouse.check import Report, check_warehouse
 
-ORDER = 80
 
 
 def run_check(home: Path, *, repair: bool = False, verify_hashes: bool = True, as_json: bool = False) -> int:

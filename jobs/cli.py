@@ -1,70 +1,80 @@
-"""`python -m jobs`: one sub-command per job module.
+"""`python -m jobs`: one sub-command per job module, listed once in JOBS.
 
-Each module in this package that defines `register(subparsers)` adds its command, named
-like the module (`import-folder` lives in jobs/import_folder.py); the handler it sets as
-`func` receives the parsed args and returns an exit code. Some modules import torch, which
-takes seconds, so a named command loads only its own module; `--help` loads them all.
+Each listed module defines `register(subparsers)`, which adds its command; the handler it
+sets as `func` receives the parsed args and returns an exit code. Some modules import
+torch, which takes seconds, so a named command loads only its own module; `--help` and
+`schema` load them all. A job signals a user's mistake by raising JobError: the CLI prints
+it as one line and exits with status 2, never with a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
 import sys
 
-import jobs
+from infra.runtime import configure_threads
+from jobs.runner import JobError
 from warehouse.db import WarehouseLocked
 from warehouse.store import resolve_home
 
+# The registry of jobs: command name -> module under jobs/, in the order `--help` lists them.
+JOBS: dict[str, str] = {
+    "demo": "demo",
+    "import-folder": "import_folder",
+    "scrape-images": "scrape_images",
+    "scrape-hashtags": "scrape_hashtags",
+    "features": "features",
+    "outliers": "outliers",
+    "split": "split",
+    "train": "train",
+    "evaluate": "evaluate",
+    "predict": "predict",
+    "check": "check",
+    "stats": "stats",
+    "schema": "schema",
+}
 
-def _job_modules() -> list[str]:
-    return [info.name for info in pkgutil.iter_modules(jobs.__path__)
-            if not info.name.startswith("_") and info.name != "cli"]
 
-
-def _requested_module(argv: list[str]) -> str | None:
-    """The module of the command named in `argv`, if it names one that exists."""
+def _requested(argv: list[str]) -> str | None:
+    """The command named in `argv`, if it names a known one."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--home")
+    pre.add_argument("--threads")
     _, rest = pre.parse_known_args(argv)
-    if rest and not rest[0].startswith("-"):
-        name = rest[0].replace("-", "_")
-        if name in _job_modules():
-            return name
+    if rest and rest[0] in JOBS:
+        return rest[0]
     return None
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The CLI parser with every job's command, or just the one in module `only`."""
+    """The CLI parser with every job's command, or just command `only`."""
     parser = argparse.ArgumentParser(
         prog="python -m jobs",
         description="Hashtag workbench jobs: collect, clean, train, evaluate and predict.",
     )
     parser.add_argument("--home", help="data directory (default: $HASHTAG_HOME or ./data)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch and ONNX Runtime (default: the cores available)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    modules = []
-    for name in [only] if only else _job_modules():
-        mod = importlib.import_module(f"jobs.{name}")
-        if hasattr(mod, "register"):
-            modules.append(mod)
-    for mod in sorted(modules, key=lambda m: (getattr(m, "ORDER", 50), m.__name__)):
-        mod.register(sub)
+    for name in [only] if only else JOBS:
+        importlib.import_module(f"jobs.{JOBS[name]}").register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(only=_requested_module(argv))
+    parser = build_parser(only=_requested(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
     args.home = resolve_home(args.home)
+    args.threads = configure_threads(args.threads)
     try:
         return int(args.func(args) or 0)
-    except WarehouseLocked as exc:
+    except (JobError, WarehouseLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 3
+        return 3 if isinstance(exc, WarehouseLocked) else 2
     except KeyboardInterrupt:
         print("interrupted: work done so far is saved; run the same command again to resume.", file=sys.stderr)
         return 130

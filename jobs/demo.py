@@ -11,7 +11,6 @@ from jobs.stats import format_counts
 from jobs.train import train
 from warehouse.images import word_counts
 
-ORDER = 1
 DEMO_DIR = Path(__file__).resolve().parent.parent / "datasets" / "demo" / "photos"
 
 

@@ -16,7 +16,6 @@ from jobs.common import ensure_ready, split_list
 from jobs.runner import job_run
 from warehouse import models as wh
 
-ORDER = 42
 
 
 def _drop_unreadable(batch, rows, run) -> tuple[object, list[dict]]:

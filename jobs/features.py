@@ -16,7 +16,6 @@ from warehouse import features as wh
 from warehouse.images import labelled_images
 from warehouse.store import image_file
 
-ORDER = 20
 WRITE_EVERY = 64  # rows per warehouse transaction: few, short write locks
 
 

@@ -11,7 +11,6 @@ from warehouse import images as wh_images
 from warehouse import words as wh_words
 from warehouse.store import put_image
 
-ORDER = 10
 BATCH = 32
 
 

@@ -19,7 +19,6 @@ from warehouse import features as wh
 from warehouse.images import labelled_images
 from warehouse.store import image_file
 
-ORDER = 21
 
 
 class NotReady(RuntimeError):

@@ -13,7 +13,6 @@ from jobs.common import ensure_ready
 from warehouse import models as wh
 from warehouse.words import hashtags_for
 
-ORDER = 43
 ROLES = (("supervised", "supervised"), ("zero_shot", "zero-shot (ConSE)"))
 
 

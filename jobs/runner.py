@@ -85,6 +85,14 @@ class JobRun:
                 + f" in {elapsed:.1f} s ({rate:.1f} items/s) [run {self.run_id}]")
 
 
+class JobError(Exception):
+    """A job cannot go on because of its input or the warehouse's state (a user's matter, not a bug).
+
+    The CLI prints the message as one line and exits with status 2; a run in progress ends 'failed'
+    with the message as its error.
+    """
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM asked the job to stop; handled like Ctrl-C, so the work done so far is kept."""
 
@@ -113,6 +121,10 @@ def job_run(home: Path, kind: str, config: dict) -> Iterator[JobRun]:
             _save_log(run)
             runs.finish_run(run.home, run.run_id, "interrupted", run.all_counts(), why)
             print(run.summary() + " - interrupted", file=sys.stderr)
+            raise
+        except JobError as exc:
+            _save_log(run)
+            runs.finish_run(run.home, run.run_id, "failed", run.all_counts(), str(exc))
             raise
         except BaseException as exc:
             _save_log(run)

@@ -20,7 +20,6 @@ from jobs.scrape_images import resolve_words
 from jobs.web import TRANSIENT_STATUSES, Spacer, allhashtag_base_url, backoff_delay, describe_status, new_session
 from warehouse import words as wh_words
 
-ORDER = 21
 KIND = "scrape-hashtags"
 GENERATOR_PATH = "/library/contents/ajax_generator.php"
 

@@ -29,7 +29,6 @@ from warehouse import images as wh_images
 from warehouse import words as wh_words
 from warehouse.store import put_image
 
-ORDER = 20
 KIND = "scrape-images"
 
 

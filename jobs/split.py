@@ -9,7 +9,6 @@ from jobs.runner import job_run
 from warehouse import models as wh
 from warehouse import runs
 
-ORDER = 40
 
 
 def make_split(home: Path, *, val_fraction: float = 0.2, seed: int = 0, exclude_flagged: bool = False) -> int:

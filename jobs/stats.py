@@ -6,7 +6,6 @@ import json
 from jobs.common import ensure_ready
 from warehouse.images import word_counts
 
-ORDER = 90
 
 
 def format_counts(rows: list[dict], *, only_nonempty: bool = True) -> str:

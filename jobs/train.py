@@ -26,7 +26,6 @@ from jobs.split import add_split_args, current_split
 from warehouse import models as wh
 from warehouse.words import hashtags_for
 
-ORDER = 41
 ALL_MODELS = ("bovw", "finetune", "probe", "conse")
 PRETTY = {"efficientnet_lite0": "EfficientNet-Lite0", "resnet18": "ResNet-18"}
 

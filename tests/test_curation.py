@@ -1,6 +1,8 @@
 """Curation log (decide / undo / recent), review ordering, and the dashboard's safety helpers."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from core.review_order import group_duplicates, page_bounds
@@ -118,37 +120,24 @@ def test_fetch_limits_and_redirect_checks(httpserver):
         fetch_image_bytes(url("/missing.jpg"), allow_private=True)
 
 
-def test_launcher_parses_argparse_help():
-    from dashboard.launcher import build_args, parse_commands, parse_options
-    top = """usage: python -m jobs [-h] [--home HOME] COMMAND ...
-
-positional arguments:
-  COMMAND
-    demo           run the whole pipeline
-    import-folder  import photos from a folder with one sub-folder per word
-    scrape-hashtags
-                   fetch each word's popular hashtags
-
-options:
-  -h, --help       show this help message and exit
-"""
-    assert list(parse_commands(top)) == ["demo", "import-folder", "scrape-hashtags"]
-    sub = """usage: python -m jobs features [-h] [--backbone {a,b}] [--weights WEIGHTS] [--retry-failed] path
-
-positional arguments:
-  path                  folder holding one sub-folder
-                        per word
-
-options:
-  -h, --help            show this help message and exit
-  --backbone {a,b}      CNN to use
-  --weights WEIGHTS     weights file for the backbone
-  --retry-failed        try again images that failed before
-"""
-    spec = parse_options(sub)
+def test_launcher_builds_forms_from_the_job_schema():
+    import argparse
+    from dashboard.launcher import build_args, commands, form_spec
+    from jobs.schema import describe
+    parser = argparse.ArgumentParser(prog="python -m jobs")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("demo", help="run the whole pipeline")
+    p = sub.add_parser("features", help="CNN features")
+    p.add_argument("path", help="folder holding one sub-folder per word")
+    p.add_argument("--backbone", choices=["a", "b"], help="CNN to use")
+    p.add_argument("--weights", help="weights file for the backbone")
+    p.add_argument("--retry-failed", action="store_true", help="try again images that failed before")
+    schema = describe(parser)
+    assert commands(schema) == {"demo": "run the whole pipeline", "features": "CNN features"}
+    spec = form_spec(schema, "features")
     assert spec["positionals"] == [{"name": "path", "help": "folder holding one sub-folder per word"}]
-    assert [(o["flag"], o["choices"]) for o in spec["options"]] == [
-        ("--backbone", ["a", "b"]), ("--weights", None), ("--retry-failed", None)]
+    assert [(o["flag"], o["choices"], o["metavar"] is None) for o in spec["options"]] == [
+        ("--backbone", ["a", "b"], False), ("--weights", None, False), ("--retry-failed", None, True)]
     assert build_args("features", spec, {"path": "/x", "--backbone": "b", "--weights": "",
                                          "--retry-failed": True}) == ["features", "/x", "--backbone", "b",
                                                                       "--retry-failed"]
@@ -156,3 +145,42 @@ options:
         build_args("features", spec, {})
     with pytest.raises(ValueError, match="not a job command"):
         build_args("x; rm -rf /", spec, {"path": "/x"})
+
+
+def test_schema_command_lists_every_job_with_its_arguments(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from jobs.cli import JOBS
+    out = subprocess.run([sys.executable, "-m", "jobs", "--home", str(tmp_path), "schema"], capture_output=True,
+                         text=True, check=True)
+    schema = json.loads(out.stdout)
+    assert list(schema) == list(JOBS)
+    flags = {a["flag"] for a in schema["import-folder"]["arguments"]}
+    assert "--add-words" in flags
+    assert [a["name"] for a in schema["import-folder"]["arguments"] if a["positional"]] == ["path"]
+
+
+def test_every_job_module_is_registered_once():
+    import pkgutil
+
+    import jobs
+    from jobs.cli import JOBS
+    with_register = {m.name for m in pkgutil.iter_modules(jobs.__path__)
+                     if not m.ispkg and "def register(" in (Path(jobs.__path__[0]) / f"{m.name}.py").read_text()}
+    assert set(JOBS.values()) == with_register
+    assert all(name.replace("-", "_") == module for name, module in JOBS.items())
+
+
+def test_job_error_is_one_line_with_status_2(tmp_path, capsys, monkeypatch):
+    from jobs import cli
+    from jobs.runner import JobError
+
+    def boom(args):
+        raise JobError("nothing to do: run `python -m jobs import-folder PATH` first")
+    parser = cli.build_parser(only="stats")
+    monkeypatch.setattr(cli, "build_parser", lambda only=None: parser)
+    parser._subparsers._group_actions[0].choices["stats"].set_defaults(func=boom)
+    assert cli.main(["--home", str(tmp_path), "stats"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: nothing to do: run `python -m jobs import-folder PATH` first"

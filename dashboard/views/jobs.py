@@ -22,13 +22,13 @@ ss = st.session_state
 
 @st.cache_data(ttl=600, show_spinner="Reading the job list ...")
 def _commands() -> dict[str, str]:
-    return launcher.parse_commands(launcher.cli_help())
+    return launcher.commands(launcher.job_schema())
 
 
 @st.cache_data(ttl=600, show_spinner=False)
 def _spec(command: str) -> tuple[dict, str]:
-    text = launcher.cli_help(command)
-    return launcher.parse_options(text), text
+    info = launcher.job_schema()[command]
+    return launcher.form_spec(launcher.job_schema(), command), info["help"]
 
 
 def _runs(h: str) -> list[dict]:
@@ -66,8 +66,7 @@ else:
         extra = st.text_input("Extra arguments (optional)", key=f"jx_{command}",
                               help="passed as they are, e.g. --words dog,cat")
         submitted = st.form_submit_button("Start", type="primary")
-    with st.expander(f"`python -m jobs {command} --help`"):
-        st.code(help_text, language=None)
+    st.caption(f"`python -m jobs {command}`: {help_text}")
     if submitted:
         try:
             args = launcher.build_args(command, spec, values) + shlex.split(extra or "")
