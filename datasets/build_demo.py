@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import demo_sources as src  # noqa: E402
+import demo_sources as src
 
 HERE = Path(__file__).resolve().parent
 DEMO = HERE / "demo"

@@ -144,7 +144,7 @@ def normalise_licence(text: str) -> str:
         return "CC0-1.0"
     if low == "expat":
         return "MIT"
-    t = re.sub(r"^CC[ -]?BY", "CC-BY", t, flags=re.I)
+    t = re.sub(r"^CC[ -]?BY", "CC-BY", t, flags=re.IGNORECASE)
     return re.sub(r"[ _]+", "-", t).upper()
 
 
@@ -211,15 +211,21 @@ def gcompris_readme(files: dict[str, bytes], member: str) -> tuple[str, str, str
 
 
 def _readme_fields(block: str) -> tuple[str, str, str]:
-    f = {}
+    f: dict[str, str] = {}
+    key = None
     for line in block.splitlines():
-        if ":" in line and not line.startswith(" "):
-            k, v = line.split(":", 1)
-            f[k.strip().lower()] = v.strip()
+        if line[:1] in (" ", "\t") and key:             # continuation of a multi-line field
+            f[key] = (f[key] + "; " + line.strip()).strip("; ")
+        elif ":" in line:
+            key, value = line.split(":", 1)
+            key = key.strip().lower()
+            f[key] = value.strip()
     credit = f.get("copyright", "")
-    if "comment" in f and "based on" in f["comment"]:
-        credit += "; " + f["comment"]
-    return normalise_licence(f.get("license", "")), credit, f.get("source", "")
+    comment = f.get("comment", "")
+    if "based on" in comment:
+        credit += "; " + comment
+    url = f.get("source", "") or (re.findall(r"https?://\S+", comment) or [""])[0]
+    return normalise_licence(f.get("license", "")), credit, url
 
 
 def desktop_fields(path: Path) -> dict[str, str]:
