@@ -7,6 +7,7 @@ import re
 import sys
 from collections import Counter
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -64,14 +65,21 @@ def test_counts_per_the_issue(rows):
     assert len(big & SCENE_WORDS) >= 6, sorted(big & SCENE_WORDS)
 
 
-def test_size_limits_and_no_byte_identical_photos(rows):
+def test_size_limits_and_no_duplicate_photos(rows):
     digests = Counter()
+    hashes = []
     for r in rows:
         path = DEMO_PHOTOS / r["file"]
         with Image.open(path) as im:
             assert max(im.size) <= 384 and im.mode == "RGB", r["file"]
+            small = np.asarray(im.convert("L").resize((17, 16)), dtype=np.int16)
+        hashes.append((small[:, 1:] > small[:, :-1]).ravel())      # difference hash, 256 bits
         digests[hashlib.sha256(path.read_bytes()).hexdigest()] += 1
     assert max(digests.values()) == 1
+    h = np.array(hashes)
+    dist = (h[:, None, :] != h[None, :, :]).sum(-1) + 256 * np.eye(len(h), dtype=int)
+    i, j = np.unravel_index(dist.argmin(), dist.shape)
+    assert dist.min() > 8, f"near-duplicates: {rows[i]['file']} and {rows[j]['file']}"
     total = sum(p.stat().st_size for p in DEMO.rglob("*") if p.is_file())
     assert total < 25e6, f"datasets/demo/ is {total / 1e6:.1f} MB"
 
