@@ -1,6 +1,7 @@
 """`demo`: the whole pipeline on the bundled photos, end to end."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from jobs.evaluate import evaluate
@@ -16,6 +17,7 @@ DEMO_DIR = Path(__file__).resolve().parent.parent / "datasets" / "demo" / "photo
 
 def run_demo(home: Path, *, fast: bool = False) -> int:
     """Import the bundled photos, then run every later pipeline step on them."""
+    t0 = time.monotonic()
     print(f"[demo] data directory: {home}")
     print(f"[demo] 1. import bundled photos from {DEMO_DIR}")
     import_folder(home, DEMO_DIR)
@@ -30,6 +32,7 @@ def run_demo(home: Path, *, fast: bool = False) -> int:
     evaluate(home)
     print(f"[demo] done. Open the dashboard: `make dashboard` (or HASHTAG_HOME={home} "
           "streamlit run dashboard/app.py), then http://127.0.0.1:8501")
+    print(f"[demo] wall time of the whole demo: {time.monotonic() - t0:.0f} s")
     return 1 if trained["failed"] else 0
 
 
