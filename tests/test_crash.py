@@ -330,7 +330,7 @@ SCRAPE_CODE = """
     import os
     from pathlib import Path
     from jobs.scrape_images import ScrapeSettings, scrape_images
-    from jobs.web import DownloadLimits
+    from infra.http import FetchLimits as DownloadLimits
     s = ScrapeSettings(per_class=24, workers=2, batch=4, flush_s=0.5, search_delay=0.0, block_backoff=0.01,
                        limits=DownloadLimits(connect_timeout=2.0, read_timeout=2.0, retries=0, backoff=0.01,
                                              deadline=10.0))
@@ -369,7 +369,7 @@ def test_scrape_images_killed_at_six_points_then_completes(seeded_template, tmp_
         KILL_POINTS_TRIED["scrape-images"] = steps
 
         from jobs.scrape_images import ScrapeSettings, scrape_images
-        from jobs.web import DownloadLimits
+        from infra.http import FetchLimits as DownloadLimits
         counts = scrape_images(home, words=["bird"], settings=ScrapeSettings(
             per_class=24, workers=2, search_delay=0.0, block_backoff=0.01,
             limits=DownloadLimits(connect_timeout=2.0, read_timeout=2.0, retries=0, backoff=0.01, deadline=10.0)))

@@ -6,7 +6,7 @@ from pytest_httpserver import HTTPServer
 
 from jobs.cli import main
 from jobs.scrape_hashtags import scrape_hashtags
-from jobs.web import USER_AGENT
+from infra.http import USER_AGENT
 from tests.fake_sites import FakeAllHashtag, home, seeded_template  # noqa: F401 (fixtures)
 from warehouse import runs
 from warehouse import words as wh_words

@@ -13,7 +13,7 @@ from pytest_httpserver import HTTPServer
 
 from jobs.cli import main
 from jobs.scrape_images import ScrapeSettings, scrape_images
-from jobs.web import DownloadLimits
+from infra.http import FetchLimits as DownloadLimits
 from tests.conftest import DEMO_PHOTOS, ROOT
 from tests.fake_sites import (BLOCK_PAGE, CHANGED_TOKEN_PAGE, LEGACY_TOKEN_PAGE, LEGACY_VQD, FakeDDG, bomb_png,
                               jpeg_bytes, truncated_jpeg)

@@ -1,6 +1,6 @@
 """Hostile URLs and file names: the Predict page's URL fetch and the import's file names.
 
-The fetch (dashboard/fetch.py over core/urlcheck.py) must take only http(s), refuse
+The fetch (infra/http.py over core/urlcheck.py) must take only http(s), refuse
 loopback, private and link-local addresses however they are spelled (unless allowed
 explicitly), re-check every redirect and every connection, and bound size and time.
 File names never become store paths: the store names files by their SHA-256.
@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from dashboard.fetch import FetchError, fetch_image_bytes
+from infra.http import FetchError, fetch_image_bytes
 from jobs.import_folder import import_folder
 from tests.imagefiles import good_photo_bytes, write
 from warehouse.db import connect
@@ -50,7 +50,7 @@ def test_loopback_private_link_local_refused_however_spelled(httpserver, host):
 
 def _fake_dns(monkeypatch, name: str, checked: str, connected: str = "127.0.0.1"):
     """`name` looks public to the safety check but connects to `connected` (a rebinding DNS)."""
-    import dashboard.fetch as fetch_mod
+    import infra.http as fetch_mod
     real = socket.getaddrinfo
     monkeypatch.setattr(fetch_mod, "_resolve", lambda h, p: [checked] if h == name else
                         sorted({i[4][0] for i in real(h, p, type=socket.SOCK_STREAM)}))
@@ -214,7 +214,7 @@ def test_scraped_image_urls_on_private_addresses_are_refused(home, monkeypatch):
     from pytest_httpserver import HTTPServer
 
     from jobs.scrape_images import ScrapeSettings, scrape_images
-    from jobs.web import DownloadLimits
+    from infra.http import FetchLimits as DownloadLimits
     from tests.fake_sites import FakeDDG
     srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
     srv.start()
