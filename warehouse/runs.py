@@ -6,48 +6,15 @@ import os
 import socket
 from pathlib import Path
 
+from infra.procs import pid_alive, process_start
 from warehouse.db import connect
-
-
-def proc_start(pid: int) -> str | None:
-    """This boot's id and the process's start time in clock ticks, or None where /proc is missing."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses; fields after it are plain
-    fields = stat[stat.rfind(")") + 2:].split()
-    return f"{boot}:{fields[19]}"
-
-
-def _pid_alive(pid: int | None, started: str | None = None) -> bool:
-    """Whether the process that started a run still exists (not merely some process with its pid)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:  # a killed child its parent has not reaped yet is a zombie: dead for our purposes
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except (OSError, IndexError):
-        pass
-    if started:
-        now = proc_start(pid)
-        if now is not None and now != started:
-            return False  # the pid was reused by a newer process (or the machine rebooted)
-    return True
 
 
 def run_is_live(pid: int | None, host: str | None, started: str | None) -> bool | None:
     """True/False for runs of this host; None when the run belongs to another host (cannot tell)."""
     if host and host != socket.gethostname():
         return None
-    return _pid_alive(pid, started)
+    return pid_alive(pid, started)
 
 
 def mark_stale_runs(home: Path) -> list[int]:
@@ -67,7 +34,7 @@ def start_run(home: Path, kind: str, config: dict) -> int:
     with connect(home) as con:
         return con.execute(
             "INSERT INTO runs (kind, config, pid, host, proc_start) VALUES (?, ?, ?, ?, ?) RETURNING run_id",
-            [kind, json.dumps(config, default=str), os.getpid(), socket.gethostname(), proc_start(os.getpid())],
+            [kind, json.dumps(config, default=str), os.getpid(), socket.gethostname(), process_start(os.getpid())],
         ).fetchone()[0]
 
 
