@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from warehouse.db import connect
+from warehouse.db import connect, fetch_dicts
 
 # `check --repair` marks rows whose stored file was lost with an error starting with this;
 # such sources count as not seen, so the next import tries them again.
@@ -77,11 +77,9 @@ def word_counts(home: Path) -> list[dict]:
 
 def failed_images(home: Path, limit: int = 100) -> list[dict]:
     with connect(home, read_only=True) as con:
-        cur = con.execute("""SELECT image_id, word, origin, coalesce(source_path, source_url) AS source, error,
-                                    added_at, run_id FROM images WHERE status = 'failed'
-                             ORDER BY image_id DESC LIMIT ?""", [limit])
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r)) for r in cur.fetchall()]
+        return fetch_dicts(con.execute("""SELECT image_id, word, origin, coalesce(source_path, source_url) AS source,
+                                           error, added_at, run_id FROM images WHERE status = 'failed'
+                             ORDER BY image_id DESC LIMIT ?""", [limit]))
 
 
 def labelled_images(home: Path, *, words: list[str] | None = None, include_rejected: bool = False) -> list[dict]:
@@ -97,6 +95,4 @@ def labelled_images(home: Path, *, words: list[str] | None = None, include_rejec
         sql += " WHERE " + " AND ".join(conds)
     sql += " ORDER BY image_id"
     with connect(home, read_only=True) as con:
-        cur = con.execute(sql, params)
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r)) for r in cur.fetchall()]
+        return fetch_dicts(con.execute(sql, params))

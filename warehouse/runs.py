@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 from infra.procs import pid_alive, process_start
-from warehouse.db import connect
+from warehouse.db import connect, fetch_dicts
 
 
 def run_is_live(pid: int | None, host: str | None, started: str | None) -> bool | None:
@@ -55,6 +55,12 @@ def finish_run(home: Path, run_id: int, status: str, counts: dict, error: str | 
         )
 
 
+def _decoded(rec: dict) -> dict:
+    for key in ("config", "counts"):
+        rec[key] = json.loads(rec[key]) if rec[key] else {}
+    return rec
+
+
 def recent_runs(home: Path, limit: int = 20, kind: str | None = None) -> list[dict]:
     sql = """SELECT run_id, kind, status, config, counts, started_at, finished_at, duration_s, error, log
              FROM runs {where} ORDER BY run_id DESC LIMIT ?"""
@@ -63,24 +69,10 @@ def recent_runs(home: Path, limit: int = 20, kind: str | None = None) -> list[di
     if kind:
         where, params = "WHERE kind = ?", [kind, limit]
     with connect(home, read_only=True) as con:
-        cur = con.execute(sql.format(where=where), params)
-        cols = [d[0] for d in cur.description]
-        out = []
-        for row in cur.fetchall():
-            rec = dict(zip(cols, row))
-            for key in ("config", "counts"):
-                rec[key] = json.loads(rec[key]) if rec[key] else {}
-            out.append(rec)
-        return out
+        return [_decoded(rec) for rec in fetch_dicts(con.execute(sql.format(where=where), params))]
 
 
 def get_run(home: Path, run_id: int) -> dict | None:
     with connect(home, read_only=True) as con:
-        cur = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
-        row = cur.fetchone()
-        if row is None:
-            return None
-        rec = dict(zip([d[0] for d in cur.description], row))
-    for key in ("config", "counts"):
-        rec[key] = json.loads(rec[key]) if rec[key] else {}
-    return rec
+        rows = fetch_dicts(con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]))
+    return _decoded(rows[0]) if rows else None
