@@ -22,7 +22,8 @@ SIDE = """
     import json, sys, time
     from pathlib import Path
     from warehouse.db import connect
-    home, role, until, hold, gap = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+    home, role = Path(sys.argv[1]), sys.argv[2]
+    until, hold, gap = (float(a) for a in sys.argv[3:6])
     waits = []
     while time.time() < until:
         t = time.perf_counter()

@@ -25,6 +25,24 @@ def home(tmp_path, monkeypatch) -> Path:
     return h
 
 
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory) -> Path:
+    """A warehouse with the shipped vocabulary seeded once per session (seeding is slow; copying is not)."""
+    from jobs.common import ensure_ready
+    h = tmp_path_factory.mktemp("seeded") / "home"
+    ensure_ready(h)
+    return h
+
+
+@pytest.fixture
+def seeded_home(seeded_template, tmp_path, monkeypatch) -> Path:
+    """A private, writable copy of the seeded warehouse; HASHTAG_HOME points at it."""
+    h = tmp_path / "home"
+    shutil.copytree(seeded_template, h)
+    monkeypatch.setenv("HASHTAG_HOME", str(h))
+    return h
+
+
 def small_demo_tree(dest: Path, words=("bird", "fruit", "flowers", "music"), per_word: int = 8) -> Path:
     """Copy a few demo photos per word into dest/<word>/ (a folder-per-word tree)."""
     for word in words:
