@@ -88,13 +88,24 @@ def _read_state(home: Path) -> dict:
             SELECT sha256, list(image_id ORDER BY image_id) AS ids FROM images
             WHERE status = 'ok' AND sha256 IS NOT NULL GROUP BY sha256 HAVING count(*) > 1""").fetchall()
         decided = {r[0] for r in con.execute("SELECT DISTINCT image_id FROM curation_log").fetchall()}
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.columns "
-                                            "WHERE column_name = 'artifact'").fetchall()}
-        artifacts = set()
-        for t in sorted(tables & ARTIFACT_TABLES):
-            artifacts |= {r[0] for r in con.execute(f"SELECT artifact FROM {t} WHERE artifact IS NOT NULL").fetchall()}
+        artifacts = _named_artifacts(con)
     return dict(ok_rows=ok_rows, running=running, dup_failed=dup_failed, dup_ok=dup_ok, decided=decided,
                 artifacts=artifacts)
+
+
+def _named_artifacts(con) -> set[str]:
+    """Every artifact path the model and PCA tables name (folders without their trailing slash)."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.columns "
+                                        "WHERE column_name = 'artifact'").fetchall()}
+    named: set[str] = set()
+    for t in sorted(tables & ARTIFACT_TABLES):
+        named |= {r[0].rstrip("/") for r in con.execute(f"SELECT artifact FROM {t} WHERE artifact IS NOT NULL")
+                  .fetchall()}
+    return named
+
+
+def _is_named(rel: str, named: set[str]) -> bool:
+    return rel in named or any(rel.startswith(a + "/") for a in named)
 
 
 def _artifact_run_id(rel: str) -> int | None:
@@ -117,21 +128,10 @@ def dead_run_artifacts(home: Path | str) -> list[str]:
     if not files:
         return []
     with connect(home, read_only=True) as con:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.columns "
-                                            "WHERE column_name = 'artifact'").fetchall()}
-        named = set()
-        for t in sorted(tables & ARTIFACT_TABLES):
-            named |= {r[0].rstrip("/") for r in con.execute(
-                f"SELECT artifact FROM {t} WHERE artifact IS NOT NULL").fetchall()}
+        named = _named_artifacts(con)
         dead = {r[0] for r in con.execute(
             "SELECT run_id FROM runs WHERE status IN ('interrupted', 'failed')").fetchall()}
-    out = []
-    for rel in files:
-        if rel in named or any(rel.startswith(a + "/") for a in named):
-            continue
-        if _artifact_run_id(rel) in dead:
-            out.append(rel)
-    return out
+    return [rel for rel in files if not _is_named(rel, named) and _artifact_run_id(rel) in dead]
 
 
 def sweep_dead_run_artifacts(home: Path | str) -> list[str]:
@@ -329,11 +329,11 @@ def duplicate_ok_findings(scan: _Scan) -> list[Finding]:
 
 def artifact_findings(scan: _Scan) -> list[Finding]:
     """Model / PCA artifacts recorded but gone, and files (or files inside artifact folders) no row names."""
-    named = {a.rstrip("/") for a in scan.state["artifacts"]}
+    named = scan.state["artifacts"]
     out = [Finding("missing_artifact", f"{a} is recorded but not on disk; run the job that made it again", path=a)
            for a in sorted(named) if not (scan.home / a).exists()]
     for rel in _artifact_files(scan.home):
-        if rel in named or any(rel.startswith(a + "/") for a in named):
+        if _is_named(rel, named):
             continue
         # while a job runs its artifact is saved just before its row is written
         f = Finding("orphan_artifact", f"{rel} is not named by any stored model or PCA fit "
