@@ -150,3 +150,11 @@ def test_outliers_job_scores_flags_and_groups(demo_home, tmp_path):
     assert again["hashed_now"] == 0 and again["run_id"] != out["run_id"]
     assert wh.latest_outlier_run(demo_home)["detectors"] == ["kmeans_2sigma"]
     assert len(wh.outlier_scores(demo_home, out["run_id"])) == 3 * len(images)
+
+
+def test_softmax_and_row_normalisation():
+    from core.linalg import l2_rows, softmax
+    p = softmax(np.array([[1000.0, 1000.0, -np.inf], [0.0, np.log(3.0), 0.0]]))
+    assert np.allclose(p, [[0.5, 0.5, 0.0], [0.2, 0.6, 0.2]])         # no overflow at large logits
+    Z = l2_rows(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    assert np.allclose(Z, [[0.6, 0.8], [0.0, 0.0]])                    # a zero row stays zero, no NaN

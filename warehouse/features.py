@@ -60,18 +60,6 @@ def feature_matrix(home: Path, backbone: str, *, logits: bool = False) -> tuple[
     return ids, _matrix(tbl.column("v"), len(ids))
 
 
-def feature_backbones(home: Path) -> list[dict]:
-    """Per backbone: images with features, failures, and the latest features run."""
-    with connect(home, read_only=True) as con:
-        return fetch_dicts(con.execute("""
-            SELECT b.backbone,
-                   (SELECT count(*) FROM features f WHERE f.backbone = b.backbone) AS images,
-                   (SELECT count(*) FROM feature_failures x WHERE x.backbone = b.backbone) AS failed,
-                   (SELECT max(run_id) FROM features f WHERE f.backbone = b.backbone) AS latest_run_id
-            FROM (SELECT DISTINCT backbone FROM features UNION SELECT DISTINCT backbone FROM feature_failures) b
-            ORDER BY b.backbone"""))
-
-
 def feature_failures(home: Path, backbone: str | None = None) -> list[dict]:
     """Images a features run could not read: image_id, backbone, run_id, error."""
     sql = "SELECT image_id, backbone, run_id, error FROM feature_failures"

@@ -75,13 +75,6 @@ def word_counts(home: Path) -> list[dict]:
         return [dict(word=r[0], active=r[1], stored=r[2], failed=r[3]) for r in con.execute(sql).fetchall()]
 
 
-def failed_images(home: Path, limit: int = 100) -> list[dict]:
-    with connect(home, read_only=True) as con:
-        return fetch_dicts(con.execute("""SELECT image_id, word, origin, coalesce(source_path, source_url) AS source,
-                                           error, added_at, run_id FROM images WHERE status = 'failed'
-                             ORDER BY image_id DESC LIMIT ?""", [limit]))
-
-
 def labelled_images(home: Path, *, words: list[str] | None = None, include_rejected: bool = False) -> list[dict]:
     """Stored images with their current label and review state (curation applied)."""
     sql = "SELECT image_id, sha256, path, word, original_word, review, origin FROM image_labels"
