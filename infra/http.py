@@ -167,9 +167,9 @@ def _get(session: requests.Session, target: str, pin: str | None, lim: FetchLimi
         return session.get(target, stream=True, allow_redirects=False, headers=headers,
                            timeout=(min(lim.connect_timeout, left), min(lim.read_timeout, left)))
     except requests.exceptions.ConnectTimeout:
-        raise FetchError(f"could not connect within {min(lim.connect_timeout, left):g} s", permanent=False) from None
+        raise FetchError(f"could not connect within {min(lim.connect_timeout, left):.3g} s", permanent=False) from None
     except requests.exceptions.ReadTimeout:
-        raise FetchError(f"the server did not answer within {min(lim.read_timeout, left):g} s",
+        raise FetchError(f"the server did not answer within {min(lim.read_timeout, left):.3g} s",
                          permanent=False) from None
     except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
             requests.exceptions.SSLError) as exc:

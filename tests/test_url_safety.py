@@ -263,3 +263,26 @@ def test_scraper_never_connects_to_a_rebound_address(home, monkeypatch):
     assert hits == {}                                  # the loopback server never saw the download
     with connect(home, read_only=True) as con:
         assert con.execute("SELECT source_url FROM images WHERE status = 'failed'").fetchall() == [(url,)]
+
+
+def test_retries_are_bounded_and_a_stop_ends_the_wait():
+    from infra.retry import retry_call
+    calls = []
+
+    def flaky():
+        calls.append(time.monotonic())
+        raise TimeoutError(f"try {len(calls)}")
+    with pytest.raises(TimeoutError, match="try 3"):
+        retry_call(flaky, retries=2, backoff=0.01, retry_on=lambda e: isinstance(e, TimeoutError))
+    assert len(calls) == 3
+    with pytest.raises(ValueError):                      # a failure retry_on refuses is raised at once
+        retry_call(lambda: calls.append(0) or int("x"), retries=5, backoff=0.01,
+                   retry_on=lambda e: isinstance(e, TimeoutError))
+    assert len(calls) == 4
+    calls.clear()
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    t = time.monotonic()
+    with pytest.raises(TimeoutError, match="try 1"):     # a 30 s backoff, cut short by the stop; no second try
+        retry_call(flaky, retries=3, backoff=30.0, retry_on=lambda e: isinstance(e, TimeoutError), stop=stop)
+    assert len(calls) == 1 and time.monotonic() - t < 5
