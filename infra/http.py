@@ -183,7 +183,7 @@ def _check_answer(r: requests.Response, lim: FetchLimits) -> None:
         raise FetchError(describe_status(r.status_code), permanent=r.status_code not in TRANSIENT_STATUSES)
     ctype = (r.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     if ctype.startswith("text/") or ctype in ("application/json", "application/xhtml+xml"):
-        raise FetchError(f"the server sent a {ctype} page, not an image")
+        raise FetchError(f"the server sent a {ctype} page, not usable as an image")
     length = r.headers.get("Content-Length")
     if length and length.isdigit() and int(length) > lim.max_bytes:
         raise FetchError(f"too large ({int(length) / 1e6:.1f} MB > {lim.max_bytes / 1e6:.0f} MB)")
