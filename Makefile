@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: demo pipeline dashboard test browser venv clean
+.PHONY: demo pipeline dashboard test lint browser venv clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	# the project itself, editable, on top of the pinned set (its own dependencies are those pins)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 venv: $(BIN)/.installed
@@ -32,8 +34,12 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 		else echo "The browser test needs Debian's chromium: sudo apt-get install -y chromium"; exit 1; fi; }
 
-## The whole test suite.
-test: venv browser
+## Lint (ruff, configured in pyproject.toml); a finding fails the build.
+lint: venv
+	$(BIN)/ruff check .
+
+## The whole test suite, after the lint.
+test: venv browser lint
 	$(BIN)/python -m pytest
 
 clean:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,14 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from core.backbones import DEFAULT_BACKBONE, load_backbone
+from core.features import extract, load_photo
+from warehouse import features as wh
+from warehouse.db import connect
 
-from core.backbones import DEFAULT_BACKBONE, load_backbone  # noqa: E402
-from core.features import extract, load_photo  # noqa: E402
-from warehouse import features as wh  # noqa: E402
-from warehouse.db import connect  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEMO = ROOT / "datasets" / "demo" / "photos"
 

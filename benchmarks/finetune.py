@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
+import torch
+from PIL import Image
+
+from core.backbones import load_backbone
+from core.finetune import FinetuneConfig, finetune
+from core.split import TRAIN, stratified_split
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from core.backbones import load_backbone  # noqa: E402
-from core.finetune import FinetuneConfig, finetune  # noqa: E402
-from core.split import TRAIN, stratified_split  # noqa: E402
 
 DEMO = ROOT / "datasets" / "demo" / "photos"
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,16 +26,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from core.outliers import DETECTORS, l2_rows, out_of_sample_probs, precision_recall_f1
+from core.linalg import l2_rows
+from core.outliers import DETECTORS, out_of_sample_probs, precision_recall_f1
 from jobs.features import compute_features
 from jobs.import_folder import import_folder
 from jobs.outliers import find_outliers
 from warehouse import features as wh
 from warehouse.db import connect
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DEMO = ROOT / "datasets" / "demo" / "photos"
 MANIFEST = ROOT / "datasets" / "demo" / "MANIFEST.csv"

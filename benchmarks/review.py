@@ -28,16 +28,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from core.images import sha256_bytes
+from warehouse import dashboard_queries as q
+from warehouse import runs as wh_runs
+from warehouse.db import connect
+from warehouse.features import write_duplicate_groups, write_outlier_scores
+from warehouse.images import add_image_rows
+from warehouse.store import put_image
 
-from core.images import sha256_bytes  # noqa: E402
-from warehouse import dashboard_queries as q  # noqa: E402
-from warehouse import runs as wh_runs  # noqa: E402
-from warehouse.db import connect  # noqa: E402
-from warehouse.features import write_duplicate_groups, write_outlier_scores  # noqa: E402
-from warehouse.images import add_image_rows  # noqa: E402
-from warehouse.store import put_image  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PER_PAGE = 60
 

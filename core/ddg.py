@@ -1,7 +1,7 @@
 """DuckDuckGo image search answers, parsed: the token page and the paged `i.js` JSON.
 
 Only text in, plain data out (no HTTP here), so the parsing the live site may break
-lives in one small, tested place (DESIGN.md §5).
+lives in one small, tested place (docs/architecture.md, "The two websites").
 """
 from __future__ import annotations
 

@@ -1,11 +1,15 @@
 """Exact and near-duplicate groups from perceptual hashes and feature cosine similarity."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from core.linalg import l2_rows
 
 BLOCK = 2048  # rows per block when comparing all pairs, to bound memory at BLOCK x n
 
@@ -28,28 +32,32 @@ def hamming(a: str, b: str) -> int:
     return int(bin(int(a, 16) ^ int(b, 16)).count("1"))
 
 
+def _hash_links(ints: np.ndarray, max_distance: int) -> np.ndarray:
+    """(i, j) pairs, i < j, whose hashes differ in at most `max_distance` bits; compared block by block."""
+    pairs = []
+    for start in range(0, len(ints), BLOCK):
+        dist = np.bitwise_count(ints[start:start + BLOCK, None] ^ ints[None, :])
+        ii, jj = np.nonzero(dist <= max_distance)
+        pairs.append(np.column_stack([ii + start, jj])[ii + start < jj])
+    return np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+
+
+def _cosine_links(features: np.ndarray, min_cosine: float) -> np.ndarray:
+    """(i, j) pairs, i < j, whose feature cosine is at least `min_cosine`."""
+    Z = l2_rows(features)
+    pairs = []
+    for start in range(0, len(Z), BLOCK):
+        ii, jj = np.nonzero(Z[start:start + BLOCK] @ Z.T >= min_cosine)
+        pairs.append(np.column_stack([ii + start, jj])[ii + start < jj])
+    return np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+
+
 @dataclass
 class DuplicateGroup:
     """Images that are copies of one another; `distances[i]` = hash bits from members[0]."""
     kind: str                  # exact (same bytes or identical hash) | near
     members: list[int]         # positions into the caller's arrays, first = lowest position
     distances: list[float]
-
-
-class _UnionFind:
-    def __init__(self, n: int):
-        self.parent = list(range(n))
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, i: int, j: int) -> None:
-        ri, rj = self.find(i), self.find(j)
-        if ri != rj:
-            self.parent[max(ri, rj)] = min(ri, rj)
 
 
 def find_duplicates(*, hashes: Sequence[str], shas: Sequence[str] | None = None,
@@ -59,8 +67,8 @@ def find_duplicates(*, hashes: Sequence[str], shas: Sequence[str] | None = None,
 
     Linked when: same SHA-256 or identical perceptual hash (exact), or hash
     Hamming distance <= `max_hash_distance` or feature cosine >= `min_cosine`
-    (near). Groups are connected components of those links; a group is 'exact'
-    when every member has the same hash as the first.
+    (near). Groups are the connected components of those links (scipy.sparse.csgraph);
+    a group is 'exact' when every member has the same hash as the first.
     """
     n = len(hashes)
     if shas is not None and len(shas) != n:
@@ -74,31 +82,19 @@ def find_duplicates(*, hashes: Sequence[str], shas: Sequence[str] | None = None,
     if not -1.0 <= min_cosine <= 1.0:
         raise ValueError(f"min_cosine must be between -1 and 1, got {min_cosine}")
     ints = _hash_ints(hashes)
-    uf = _UnionFind(n)
+    links = [_hash_links(ints, max_hash_distance)]
     if shas is not None:
         first: dict[str, int] = {}
-        for i, s in enumerate(shas):
-            if s is not None:
-                uf.union(first.setdefault(s, i), i)
-    for start in range(0, n, BLOCK):
-        block = ints[start:start + BLOCK]
-        dist = np.bitwise_count(block[:, None] ^ ints[None, :])
-        ii, jj = np.nonzero(dist <= max_hash_distance)
-        for i, j in zip(ii + start, jj):
-            if i < j:
-                uf.union(int(i), int(j))
+        links.append(np.array([(first.setdefault(s, i), i) for i, s in enumerate(shas) if s is not None],
+                              dtype=np.int64).reshape(-1, 2))
     if features is not None and n:
-        norms = np.linalg.norm(features, axis=1, keepdims=True)
-        Z = features / np.where(norms > 0, norms, 1.0)
-        for start in range(0, n, BLOCK):
-            sims = Z[start:start + BLOCK] @ Z.T
-            ii, jj = np.nonzero(sims >= min_cosine)
-            for i, j in zip(ii + start, jj):
-                if i < j:
-                    uf.union(int(i), int(j))
+        links.append(_cosine_links(features, min_cosine))
+    edges = np.concatenate(links)
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
     comps: dict[int, list[int]] = {}
-    for i in range(n):
-        comps.setdefault(uf.find(i), []).append(i)
+    for i, c in enumerate(component.tolist()):
+        comps.setdefault(c, []).append(i)
     groups = []
     for members in comps.values():
         if len(members) < 2:

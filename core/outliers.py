@@ -10,14 +10,16 @@ a `DetectorResult` with one score (higher = more suspicious) and one flag per im
 - `confident_learning`: out-of-sample class probabilities from cross-validated
   logistic regression on L2-normalised features; an image is flagged when another word is confidently
   predicted and its own word is not (the off-diagonal of the confident joint,
-  Northcutt et al. 2021). Score = 1 - p(own word).
+  Northcutt et al. 2021, as cleanlab computes it). Score = 1 - p(own word).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
+
+from core.linalg import l2_rows
 
 DETECTORS = ("kmeans_2sigma", "knn_cosine", "confident_learning")
 
@@ -89,11 +91,6 @@ def kmeans_sigma(X, labels, *, k: int = 1, sigma: float = 2.0, seed: int = 0) ->
                           {"k": int(k), "sigma": float(sigma), "seed": seed}, notes)
 
 
-def l2_rows(X: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.where(norms > 0, norms, 1.0)
-
-
 def knn_distance(X, labels, *, k: int = 5, sigma: float = 1.5) -> DetectorResult:
     """Per word: mean cosine distance to the `k` nearest same-word images (L2-normalised rows).
 
@@ -148,17 +145,13 @@ def out_of_sample_probs(X, labels, *, folds: int = 5, C: float = 1.0, seed: int 
 
 
 def confident_issues(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Flags from the confident joint: image i (label y_i) is an issue when some other class j
-    has p_ij >= t_j (class j's mean self-confidence) and is the likeliest such class."""
-    probs = np.asarray(probs, dtype=np.float64)
-    y = np.asarray(y)
-    n, m = probs.shape
-    t = np.array([probs[y == j, j].mean() if (y == j).any() else 1.0 for j in range(m)])
-    above = probs >= t[None, :] - 1e-12
-    masked = np.where(above, probs, -1.0)
-    best = masked.argmax(axis=1)
-    has_any = above.any(axis=1)
-    return has_any & (best != y)
+    """Flags from the off-diagonal of the confident joint (cleanlab's `confident_learning` filter):
+    image i (label y_i) is an issue when another class j is the likeliest of those with p_ij at or
+    above class j's mean self-confidence."""
+    from cleanlab.filter import find_label_issues
+
+    return find_label_issues(np.asarray(y), np.asarray(probs, dtype=np.float64), filter_by="confident_learning",
+                             n_jobs=1)
 
 
 def confident_learning(X, labels, *, folds: int = 5, C: float = 1.0, seed: int = 0) -> DetectorResult:

@@ -1,12 +1,9 @@
 """Dashboard entry point: `streamlit run dashboard/app.py` (data dir from $HASHTAG_HOME, else ./data)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import streamlit as st  # noqa: E402
+import streamlit as st
 
 PAGES = Path(__file__).resolve().parent / "views"  # not "pages/": that name turns on the old auto-discovered navigation
 

@@ -6,21 +6,17 @@ that opens a short read-only connection; results are cached with a short TTL.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import streamlit as st
 
-# `streamlit run dashboard/app.py` puts dashboard/ on the path, not the project root.
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from warehouse import dashboard_queries as q
+from warehouse import words as wh_words
+from warehouse.db import WarehouseLocked
+from warehouse.store import resolve_home
+from warehouse.thumbs import thumbnail
 
-from warehouse import dashboard_queries as q  # noqa: E402
-from warehouse import words as wh_words  # noqa: E402
-from warehouse.db import WarehouseLocked  # noqa: E402
-from warehouse.store import resolve_home  # noqa: E402
-from warehouse.thumbs import thumbnail  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 THUMB_SIZE = 192
 

@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+from infra.procs import pid_alive
+
 ROOT = Path(__file__).resolve().parent.parent
 _COMMAND_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 _procs: dict[int, subprocess.Popen] = {}
@@ -141,14 +143,7 @@ def _alive(pid: int) -> bool:
     proc = _procs.get(pid)
     if proc is not None:
         return proc.poll() is None
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    try:  # a zombie is not running
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
+    return pid_alive(pid)
 
 
 def log_tail(home: Path | str, log_name: str, lines: int = 40) -> str:

@@ -21,8 +21,8 @@ def run_check(home: Path, *, repair: bool = False, verify_hashes: bool = True, a
         runs.finish_run(home, rid, "ok", {"found": len(found.problems), "repaired": len(found.actions),
                                           "remaining": len(remaining.problems)})
     if as_json:
-        print(json.dumps({"found": [vars(f) for f in found.findings],
-                          "remaining": [vars(f) for f in remaining.problems],
+        print(json.dumps({"found": [f.as_dict() for f in found.findings],
+                          "remaining": [f.as_dict() for f in remaining.problems],
                           "files_hashed": found.files_hashed}, indent=1))
     else:
         _print(found, remaining, repair)

@@ -1,7 +1,6 @@
 """`outliers`: per-word outlier scores and flags from every detector, and duplicate groups."""
 from __future__ import annotations
 
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -95,19 +94,27 @@ def find_outliers(home: Path, *, backbone: str = DEFAULT_BACKBONE, k: int = 1, s
                 run.log(f"{res.detector}: {note}")
         run.count("done", len(ids))
 
-        hashes = ensure_hashes(home, run, images)
-        hashed = [i for i, im in enumerate(images) if im["image_id"] in hashes]
-        groups = find_duplicates(hashes=[hashes[images[i]["image_id"]] for i in hashed],
-                                 shas=[images[i]["sha256"] for i in hashed], features=X_rows[hashed],
-                                 max_hash_distance=max_hash_distance, min_cosine=min_cosine)
-        rows = [{"group_id": g_no, "image_id": int(ids[hashed[m]]), "kind": g.kind, "distance": d}
-                for g_no, g in enumerate(groups, start=1) for m, d in zip(g.members, g.distances)]
-        wh.write_duplicate_groups(home, run.run_id, rows)
-        run.extra["duplicate_groups"] = len(groups)
-        run.extra["duplicate_images"] = len(rows)
+        n_groups = _record_duplicates(home, run, images, X_rows, max_hash_distance=max_hash_distance,
+                                      min_cosine=min_cosine)
         summary = ", ".join(f"{r.detector} {int(r.flagged.sum())}" for r in results)
-        run.log(f"flagged of {len(ids)}: {summary}; duplicate groups: {len(groups)}")
+        run.log(f"flagged of {len(ids)}: {summary}; duplicate groups: {n_groups}")
         return {"run_id": run.run_id, **run.all_counts()}
+
+
+def _record_duplicates(home: Path, run, images: list[dict], X_rows: np.ndarray, *, max_hash_distance: int,
+                       min_cosine: float) -> int:
+    """Group exact and near duplicates among `images` (rows of X_rows) and store the groups; returns how many."""
+    hashes = ensure_hashes(home, run, images)
+    hashed = [i for i, im in enumerate(images) if im["image_id"] in hashes]
+    groups = find_duplicates(hashes=[hashes[images[i]["image_id"]] for i in hashed],
+                             shas=[images[i]["sha256"] for i in hashed], features=X_rows[hashed],
+                             max_hash_distance=max_hash_distance, min_cosine=min_cosine)
+    rows = [{"group_id": g_no, "image_id": int(images[hashed[m]]["image_id"]), "kind": g.kind, "distance": d}
+            for g_no, g in enumerate(groups, start=1) for m, d in zip(g.members, g.distances)]
+    wh.write_duplicate_groups(home, run.run_id, rows)
+    run.extra["duplicate_groups"] = len(groups)
+    run.extra["duplicate_images"] = len(rows)
+    return len(groups)
 
 
 def _cmd(args) -> int:

@@ -7,17 +7,17 @@ longer has the expected markup, is reported and keeps the tags it had.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import requests
 
 from core.allhashtag import parse_generator
 from core.ddg import SiteChanged
+from infra.http import TRANSIENT_STATUSES, Spacer, allhashtag_base_url, describe_status, new_session
+from infra.retry import retry_call
 from jobs.common import ensure_ready, split_list
 from jobs.runner import job_run
 from jobs.scrape_images import resolve_words
-from jobs.web import TRANSIENT_STATUSES, Spacer, allhashtag_base_url, backoff_delay, describe_status, new_session
 from warehouse import words as wh_words
 
 KIND = "scrape-hashtags"
@@ -28,15 +28,15 @@ class HashtagFetchFailed(Exception):
     """One word's request failed; the message says how."""
 
 
+class _Transient(HashtagFetchFailed):
+    """A network error or a 5xx/429 answer: worth another try."""
+
+
 def fetch_generator(session: requests.Session, base: str, word: str, *, timeout: float = 15.0,
                     retries: int = 2, backoff: float = 2.0, spacer: Spacer | None = None,
                     sleep=None) -> str:
     """POST the generator for `word` (filter=top) and return the HTML fragment it answers."""
-    sleep = sleep or time.sleep
-    problem = ""
-    for attempt in range(retries + 1):
-        if attempt:
-            sleep(backoff_delay(backoff, attempt - 1))
+    def once() -> str:
         if spacer is not None:
             spacer.wait()
         try:
@@ -44,14 +44,17 @@ def fetch_generator(session: requests.Session, base: str, word: str, *, timeout:
                              headers={"Referer": base + "/hashtag-generator.php",
                                       "X-Requested-With": "XMLHttpRequest"})
         except requests.RequestException as exc:
-            problem = f"network error ({type(exc).__name__}: {str(exc)[:160]})"
-            continue
+            raise _Transient(f"network error ({type(exc).__name__}: {str(exc)[:160]})") from None
         if r.status_code == 200:
             return r.text
-        problem = describe_status(r.status_code)
-        if r.status_code not in TRANSIENT_STATUSES:
-            break
-    raise HashtagFetchFailed(f"all-hashtag.com did not answer usefully: {problem}")
+        kind = _Transient if r.status_code in TRANSIENT_STATUSES else HashtagFetchFailed
+        raise kind(describe_status(r.status_code))
+
+    try:
+        return retry_call(once, retries=retries, backoff=backoff, sleep=sleep,
+                          retry_on=lambda e: isinstance(e, _Transient))
+    except HashtagFetchFailed as exc:
+        raise HashtagFetchFailed(f"all-hashtag.com did not answer usefully: {exc}") from None
 
 
 def scrape_hashtags(home: Path, *, words: list[str] | None = None, delay: float = 1.0, timeout: float = 15.0,

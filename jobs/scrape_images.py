@@ -20,10 +20,10 @@ import requests
 from core import ddg
 from core.images import CheckedImage, ImageRejected, check_image
 from core.vocabulary import check_word
+from infra.http import FetchError, FetchLimits, Spacer, ddg_base_url, describe_status, fetch, new_session
+from infra.retry import retry_call
 from jobs.common import ensure_ready, split_list
 from jobs.runner import job_run
-from jobs.web import (DownloadError, DownloadLimits, Spacer, backoff_delay, ddg_base_url, describe_status,
-                      fetch_bytes, new_session)
 from warehouse import collect
 from warehouse import images as wh_images
 from warehouse import words as wh_words
@@ -45,7 +45,7 @@ class ScrapeSettings:
     min_side: int = 64
     batch: int = 16                # outcomes written per warehouse transaction ...
     flush_s: float = 2.0           # ... or sooner, so a kill -9 loses at most this much work
-    limits: DownloadLimits = field(default_factory=DownloadLimits)
+    limits: FetchLimits = field(default_factory=FetchLimits)
 
     def check(self) -> None:
         for name in ("per_class", "workers", "max_pages", "max_attempts", "batch"):
@@ -69,6 +69,14 @@ class SearchStopped(Exception):
         self.message = message
 
 
+class _TryAgain(Exception):
+    """A search answer worth another try after a wait; `blocked` when the site rate-limited us."""
+
+    def __init__(self, problem: str, *, blocked: bool = False):
+        super().__init__(problem)
+        self.blocked = blocked
+
+
 class DdgSearch:
     """DuckDuckGo image search: one token per query, then result pages by offset."""
 
@@ -82,36 +90,34 @@ class DdgSearch:
         self.requests = 0
 
     def _get(self, url: str, params: dict, headers: dict | None, what: str) -> requests.Response:
-        problem = ""
-        blocked = False
-        for attempt in range(self.s.block_retries + 1):
-            if attempt:
-                self.sleep(backoff_delay(self.s.block_backoff, attempt - 1))
-            self.spacer.wait()
-            self.requests += 1
-            try:
-                r = self.session.get(url, params=params, headers=headers, timeout=self.s.search_timeout,
-                                     allow_redirects=False)
-            except requests.RequestException as exc:
-                problem, blocked = f"network error ({type(exc).__name__}: {str(exc)[:160]})", False
-                continue
-            if ddg.is_blocked(r.status_code, r.content):
-                blocked = True
-                problem = ("a block page (anomalyDetectionBlock)" if r.status_code == 200
-                           else f"{describe_status(r.status_code)}")
-                continue
-            if r.status_code >= 500:
-                problem, blocked = describe_status(r.status_code), False
-                continue
-            if r.status_code != 200:
-                raise SearchStopped("search_failed", f"DuckDuckGo answered the {what} with "
-                                                     f"{describe_status(r.status_code)}")
-            return r
-        tries = self.s.block_retries + 1
-        if blocked:
-            raise SearchStopped("blocked", f"DuckDuckGo rate-limited or blocked the {what} ({problem}) "
-                                           f"{tries} times in a row; wait a while before running again")
-        raise SearchStopped("search_failed", f"the {what} failed {tries} times: {problem}")
+        try:
+            return retry_call(lambda: self._get_once(url, params, headers, what), retries=self.s.block_retries,
+                              backoff=self.s.block_backoff, retry_on=lambda e: isinstance(e, _TryAgain),
+                              sleep=self.sleep)
+        except _TryAgain as exc:
+            tries = self.s.block_retries + 1
+            if exc.blocked:
+                raise SearchStopped("blocked", f"DuckDuckGo rate-limited or blocked the {what} ({exc}) "
+                                               f"{tries} times in a row; wait a while before running again") from None
+            raise SearchStopped("search_failed", f"the {what} failed {tries} times: {exc}") from None
+
+    def _get_once(self, url: str, params: dict, headers: dict | None, what: str) -> requests.Response:
+        self.spacer.wait()
+        self.requests += 1
+        try:
+            r = self.session.get(url, params=params, headers=headers, timeout=self.s.search_timeout,
+                                 allow_redirects=False)
+        except requests.RequestException as exc:
+            raise _TryAgain(f"network error ({type(exc).__name__}: {str(exc)[:160]})") from None
+        if ddg.is_blocked(r.status_code, r.content):
+            raise _TryAgain("a block page (anomalyDetectionBlock)" if r.status_code == 200
+                            else describe_status(r.status_code), blocked=True)
+        if r.status_code >= 500:
+            raise _TryAgain(describe_status(r.status_code))
+        if r.status_code != 200:
+            raise SearchStopped("search_failed", f"DuckDuckGo answered the {what} with "
+                                                 f"{describe_status(r.status_code)}")
+        return r
 
     def token(self, query: str) -> str:
         r = self._get(self.base + "/", {"q": query, "iax": "images", "ia": "images"}, None, "token page")
@@ -146,9 +152,9 @@ def download_one(session: requests.Session, cand: dict, settings: ScrapeSettings
                  stop: threading.Event | None = None) -> Fetched:
     """Download and validate one candidate; never raises for a bad URL or image."""
     try:
-        data = fetch_bytes(session, cand["url"], settings.limits, stop)
+        data = fetch(cand["url"], settings.limits, stop=stop)
         info = check_image(data, min_side=settings.min_side, max_bytes=settings.limits.max_bytes)
-    except DownloadError as exc:
+    except FetchError as exc:
         return Fetched(cand, error=exc.reason, permanent=exc.permanent)
     except ImageRejected as exc:
         return Fetched(cand, error=str(exc), permanent=True)
@@ -405,7 +411,7 @@ def _dry_run(home: Path, word_list: list[str], s: ScrapeSettings, out) -> dict:
 
 
 def _cmd(args) -> int:
-    lim = DownloadLimits(read_timeout=args.timeout, retries=args.retries)
+    lim = FetchLimits(read_timeout=args.timeout, retries=args.retries)
     settings = ScrapeSettings(per_class=args.per_class, workers=args.workers, search_delay=args.search_delay,
                               min_side=args.min_side, limits=lim)
     if args.block_backoff is not None:

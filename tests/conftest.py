@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DEMO_PHOTOS = ROOT / "datasets" / "demo" / "photos"
@@ -21,6 +18,24 @@ def home(tmp_path, monkeypatch) -> Path:
     """An empty data directory; HASHTAG_HOME points at it."""
     h = tmp_path / "home"
     h.mkdir()
+    monkeypatch.setenv("HASHTAG_HOME", str(h))
+    return h
+
+
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory) -> Path:
+    """A warehouse with the shipped vocabulary seeded once per session (seeding is slow; copying is not)."""
+    from jobs.common import ensure_ready
+    h = tmp_path_factory.mktemp("seeded") / "home"
+    ensure_ready(h)
+    return h
+
+
+@pytest.fixture
+def seeded_home(seeded_template, tmp_path, monkeypatch) -> Path:
+    """A private, writable copy of the seeded warehouse; HASHTAG_HOME points at it."""
+    h = tmp_path / "home"
+    shutil.copytree(seeded_template, h)
     monkeypatch.setenv("HASHTAG_HOME", str(h))
     return h
 

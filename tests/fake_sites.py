@@ -7,33 +7,13 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
 import threading
 import time
 from collections import Counter
 from urllib.parse import urlencode
 
-import pytest
 from PIL import Image
 from werkzeug import Request, Response
-
-@pytest.fixture(scope="session")
-def seeded_template(tmp_path_factory):
-    """A warehouse with the shipped vocabulary seeded once per session (seeding is slow; copying is not)."""
-    from jobs.common import ensure_ready
-    h = tmp_path_factory.mktemp("seeded") / "home"
-    ensure_ready(h)
-    return h
-
-
-@pytest.fixture
-def home(seeded_template, tmp_path, monkeypatch):
-    """A private, writable copy of the seeded warehouse; HASHTAG_HOME points at it."""
-    h = tmp_path / "home"
-    shutil.copytree(seeded_template, h)
-    monkeypatch.setenv("HASHTAG_HOME", str(h))
-    return h
-
 
 VQD = "4-117954356782045379364619233108521764823"
 LEGACY_VQD = "3-204312785630926405839174552-86591937411806458211463826719"
@@ -145,7 +125,7 @@ class FakeDDG:
         self.pages[query] = pages
 
     def _check_headers(self, request: Request, what: str) -> None:
-        from jobs.web import USER_AGENT
+        from infra.http import USER_AGENT
         if request.headers.get("User-Agent") != USER_AGENT:
             self.bad_headers.append(f"{what}: User-Agent {request.headers.get('User-Agent')!r}")
 

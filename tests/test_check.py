@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from jobs.check import run_check
@@ -174,3 +175,17 @@ def test_orphan_artifacts_of_dead_runs_are_swept_by_the_next_job(demo_home, tmp_
         pass
     assert not art.exists() and not art.parent.exists()
     assert dead_run_artifacts(demo_home) == [] and check_warehouse(demo_home).problems == []
+
+
+def test_process_checks_tell_live_dead_zombie_and_reused():
+    from infra.procs import pid_alive, process_start
+    me = os.getpid()
+    assert pid_alive(me) and pid_alive(me, process_start(me))
+    assert not pid_alive(me, "an earlier process")          # same pid, another start: reused
+    assert not pid_alive(None) and not pid_alive(999999999)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while pid_alive(child.pid) and time.monotonic() < deadline:  # exited but not reaped: a zombie
+        time.sleep(0.05)
+    assert not pid_alive(child.pid)
+    child.wait()

@@ -1,4 +1,4 @@
-"""A writing job and the dashboard's curation calls at once, in separate processes (DESIGN.md §3).
+"""A writing job and the dashboard's curation calls at once, in separate processes (docs/architecture.md).
 
 One process imports every bundled photo while another keeps doing what the Review
 page does: decide keep / reject / relabel, undo, and read the review grid and the

@@ -32,7 +32,6 @@ KILL_POINTS_TRIED: dict[str, list[str]] = {}
 
 ZYGOTE_SRC = r"""
 import json, os, sys, traceback
-sys.path.insert(0, sys.argv[1])
 for mod in sys.argv[2:]:
     __import__(mod)
 for line in sys.stdin:
@@ -330,7 +329,7 @@ SCRAPE_CODE = """
     import os
     from pathlib import Path
     from jobs.scrape_images import ScrapeSettings, scrape_images
-    from jobs.web import DownloadLimits
+    from infra.http import FetchLimits as DownloadLimits
     s = ScrapeSettings(per_class=24, workers=2, batch=4, flush_s=0.5, search_delay=0.0, block_backoff=0.01,
                        limits=DownloadLimits(connect_timeout=2.0, read_timeout=2.0, retries=0, backoff=0.01,
                                              deadline=10.0))
@@ -368,8 +367,8 @@ def test_scrape_images_killed_at_six_points_then_completes(seeded_template, tmp_
             steps.append(what)
         KILL_POINTS_TRIED["scrape-images"] = steps
 
+        from infra.http import FetchLimits as DownloadLimits
         from jobs.scrape_images import ScrapeSettings, scrape_images
-        from jobs.web import DownloadLimits
         counts = scrape_images(home, words=["bird"], settings=ScrapeSettings(
             per_class=24, workers=2, search_delay=0.0, block_backoff=0.01,
             limits=DownloadLimits(connect_timeout=2.0, read_timeout=2.0, retries=0, backoff=0.01, deadline=10.0)))

@@ -102,7 +102,7 @@ def test_check_url_resolves_and_allows_explicitly():
 
 
 def test_fetch_limits_and_redirect_checks(httpserver):
-    from dashboard.fetch import FetchError, fetch_image_bytes
+    from infra.http import FetchError, fetch_image_bytes
     httpserver.expect_request("/ok.jpg").respond_with_data(b"x" * 100, content_type="image/jpeg")
     httpserver.expect_request("/big.jpg").respond_with_data(b"x" * 5000, content_type="image/jpeg")
     httpserver.expect_request("/missing.jpg").respond_with_data("nope", status=404)

@@ -247,7 +247,7 @@ def test_pages_work_while_another_process_writes(seeded):
     """A job in another process writing (short transactions) must not break a page: reads wait for the lock."""
     import subprocess
     import sys
-    code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from warehouse.db import connect\n"
+    code = ("import sys, time; from warehouse.db import connect\n"
             "end = time.time() + float(sys.argv[3])\n"
             "print('writing', flush=True)\n"
             "while time.time() < end:\n"

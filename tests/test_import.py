@@ -118,3 +118,13 @@ def test_light_commands_start_without_loading_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("NO-TORCH 0")
+
+
+def test_import_folder_on_a_missing_path_says_so_in_one_line(tmp_path):
+    missing = tmp_path / "no-such-folder"
+    proc = subprocess.run([sys.executable, "-m", "jobs", "--home", str(tmp_path / "h"), "import-folder",
+                           str(missing)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: {missing} is not a folder. Give a folder holding one "
+                                                "sub-folder per word."]
+    assert "Traceback" not in proc.stdout + proc.stderr

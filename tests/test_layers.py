@@ -1,4 +1,4 @@
-"""The layer rules of DESIGN.md §2, enforced with import-linter (contracts in .importlinter)."""
+"""The layer rules of docs/architecture.md, enforced with import-linter (contracts in .importlinter)."""
 import subprocess
 import sys
 from pathlib import Path

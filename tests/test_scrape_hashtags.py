@@ -4,13 +4,19 @@ from __future__ import annotations
 import pytest
 from pytest_httpserver import HTTPServer
 
+from infra.http import USER_AGENT
 from jobs.cli import main
 from jobs.scrape_hashtags import scrape_hashtags
-from jobs.web import USER_AGENT
-from tests.fake_sites import FakeAllHashtag, home, seeded_template  # noqa: F401 (fixtures)
+from tests.fake_sites import FakeAllHashtag
 from warehouse import runs
 from warehouse import words as wh_words
 from warehouse.db import connect
+
+
+@pytest.fixture
+def home(seeded_home):
+    """These tests start from the seeded vocabulary (an explicit override of conftest's empty `home`)."""
+    return seeded_home
 
 
 @pytest.fixture

@@ -11,15 +11,20 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
+from infra.http import FetchLimits as DownloadLimits
 from jobs.cli import main
 from jobs.scrape_images import ScrapeSettings, scrape_images
-from jobs.web import DownloadLimits
 from tests.conftest import DEMO_PHOTOS, ROOT
 from tests.fake_sites import (BLOCK_PAGE, CHANGED_TOKEN_PAGE, LEGACY_TOKEN_PAGE, LEGACY_VQD, FakeDDG, bomb_png,
                               jpeg_bytes, truncated_jpeg)
-from tests.fake_sites import home, seeded_template  # noqa: F401 (fixtures: a pre-seeded warehouse copy)
 from warehouse import collect, runs
 from warehouse.db import connect
+
+
+@pytest.fixture
+def home(seeded_home):
+    """These tests start from the seeded vocabulary (an explicit override of conftest's empty `home`)."""
+    return seeded_home
 
 
 @pytest.fixture

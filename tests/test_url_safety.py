@@ -1,6 +1,6 @@
 """Hostile URLs and file names: the Predict page's URL fetch and the import's file names.
 
-The fetch (dashboard/fetch.py over core/urlcheck.py) must take only http(s), refuse
+The fetch (infra/http.py over core/urlcheck.py) must take only http(s), refuse
 loopback, private and link-local addresses however they are spelled (unless allowed
 explicitly), re-check every redirect and every connection, and bound size and time.
 File names never become store paths: the store names files by their SHA-256.
@@ -10,10 +10,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
-from dashboard.fetch import FetchError, fetch_image_bytes
+from infra.http import FetchError, fetch_image_bytes
 from jobs.import_folder import import_folder
 from tests.imagefiles import good_photo_bytes, write
 from warehouse.db import connect
@@ -50,7 +51,7 @@ def test_loopback_private_link_local_refused_however_spelled(httpserver, host):
 
 def _fake_dns(monkeypatch, name: str, checked: str, connected: str = "127.0.0.1"):
     """`name` looks public to the safety check but connects to `connected` (a rebinding DNS)."""
-    import dashboard.fetch as fetch_mod
+    import infra.http as fetch_mod
     real = socket.getaddrinfo
     monkeypatch.setattr(fetch_mod, "_resolve", lambda h, p: [checked] if h == name else
                         sorted({i[4][0] for i in real(h, p, type=socket.SOCK_STREAM)}))
@@ -62,8 +63,9 @@ def _fake_dns(monkeypatch, name: str, checked: str, connected: str = "127.0.0.1"
 
 def test_redirect_to_a_private_address_refused(httpserver, monkeypatch):
     """A "public" server (127.0.0.2, declared public for this test) redirects to loopback: refused."""
-    import core.urlcheck as urlcheck
     from pytest_httpserver import HTTPServer
+
+    import core.urlcheck as urlcheck
     real = urlcheck.address_is_public
     monkeypatch.setattr(urlcheck, "address_is_public", lambda a: a == "127.0.0.2" or real(a))
     public = HTTPServer(host="127.0.0.2", port=0)
@@ -213,8 +215,8 @@ def test_markdown_escape_leaves_no_active_markup():
 def test_scraped_image_urls_on_private_addresses_are_refused(home, monkeypatch):
     from pytest_httpserver import HTTPServer
 
+    from infra.http import FetchLimits
     from jobs.scrape_images import ScrapeSettings, scrape_images
-    from jobs.web import DownloadLimits
     from tests.fake_sites import FakeDDG
     srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
     srv.start()
@@ -225,10 +227,62 @@ def test_scraped_image_urls_on_private_addresses_are_refused(home, monkeypatch):
         monkeypatch.setenv("HASHTAG_DDG_URL", fake.base)
         scrape_images(home, words=["bird"], settings=ScrapeSettings(
             per_class=2, workers=2, search_delay=0.0, block_backoff=0.01,
-            limits=DownloadLimits(connect_timeout=0.5, read_timeout=0.5, retries=0, backoff=0.01, deadline=2.0)))
+            limits=FetchLimits(connect_timeout=0.5, read_timeout=0.5, retries=0, backoff=0.01, deadline=2.0)))
     finally:
         srv.clear()
         srv.stop()
     with connect(home, read_only=True) as con:
         errors = [r[0] for r in con.execute("SELECT error FROM images WHERE status = 'failed'").fetchall()]
     assert len(errors) == 2 and all("not allowed" in e or "private" in e for e in errors), errors
+
+
+def test_scraper_never_connects_to_a_rebound_address(home, monkeypatch):
+    """A search result's host answers a public address to the check and loopback at connect time:
+    the scraper's download goes to the checked address or nowhere, never to this machine."""
+    from pytest_httpserver import HTTPServer
+
+    from infra.http import FetchLimits
+    from jobs.scrape_images import ScrapeSettings, scrape_images
+    from tests.fake_sites import FakeDDG, jpeg_bytes
+    srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    srv.start()
+    try:
+        fake = FakeDDG(srv)
+        url = f"http://rebind.example:{srv.port}" + urlsplit(fake.add_image("inside.jpg", jpeg_bytes(1))).path
+        fake.set_results("bird", [[url]])
+        monkeypatch.setenv("HASHTAG_DDG_URL", fake.base)
+        _fake_dns(monkeypatch, "rebind.example", PUBLIC)
+        counts = scrape_images(home, words=["bird"], settings=ScrapeSettings(
+            per_class=1, workers=1, search_delay=0.0, block_backoff=0.01,
+            limits=FetchLimits(connect_timeout=0.5, read_timeout=0.5, retries=0, deadline=2.0, allow_private=False)))
+        hits = dict(fake.image_hits)
+    finally:
+        srv.clear()
+        srv.stop()
+    assert counts.get("done", 0) == 0 and counts["failed"] == 1
+    assert hits == {}                                  # the loopback server never saw the download
+    with connect(home, read_only=True) as con:
+        assert con.execute("SELECT source_url FROM images WHERE status = 'failed'").fetchall() == [(url,)]
+
+
+def test_retries_are_bounded_and_a_stop_ends_the_wait():
+    from infra.retry import retry_call
+    calls = []
+
+    def flaky():
+        calls.append(time.monotonic())
+        raise TimeoutError(f"try {len(calls)}")
+    with pytest.raises(TimeoutError, match="try 3"):
+        retry_call(flaky, retries=2, backoff=0.01, retry_on=lambda e: isinstance(e, TimeoutError))
+    assert len(calls) == 3
+    with pytest.raises(ValueError):                      # a failure retry_on refuses is raised at once
+        retry_call(lambda: calls.append(0) or int("x"), retries=5, backoff=0.01,
+                   retry_on=lambda e: isinstance(e, TimeoutError))
+    assert len(calls) == 4
+    calls.clear()
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    t = time.monotonic()
+    with pytest.raises(TimeoutError, match="try 1"):     # a 30 s backoff, cut short by the stop; no second try
+        retry_call(flaky, retries=3, backoff=30.0, retry_on=lambda e: isinstance(e, TimeoutError), stop=stop)
+    assert len(calls) == 1 and time.monotonic() - t < 5

@@ -24,6 +24,14 @@ ARTIFACT_TABLES = {"pca_fits", "models"}
 
 
 @dataclass
+class Repair:
+    """What fixing one finding takes; applied only by check_warehouse(repair=True)."""
+    sql: list[tuple[str, list]] = field(default_factory=list)   # row updates, all in one transaction
+    delete: list[str] = field(default_factory=list)             # store files to remove
+    lost_found: list[str] = field(default_factory=list)         # files to set aside (never deleted)
+
+
+@dataclass
 class Finding:
     kind: str            # missing_file | orphan_file | temp_file | hash_mismatch | stale_run |
                          # duplicate_failed | duplicate_ok | orphan_artifact | missing_artifact |
@@ -31,11 +39,18 @@ class Finding:
     detail: str
     problem: bool = True  # False for notes (a live run) that need no repair
     action: str | None = None
+    run_id: int | None = None          # the run a run finding is about
+    image_ids: list[int] = field(default_factory=list)
+    path: str | None = None            # the file a file finding is about (relative to the data directory)
+    repair: Repair | None = field(default=None, repr=False)
 
     def line(self) -> str:
         tag = self.kind.replace("_", " ")
         text = f"{tag}: {self.detail}"
         return text + (f" -> {self.action}" if self.action else "")
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k != "repair"}
 
 
 @dataclass
@@ -73,13 +88,24 @@ def _read_state(home: Path) -> dict:
             SELECT sha256, list(image_id ORDER BY image_id) AS ids FROM images
             WHERE status = 'ok' AND sha256 IS NOT NULL GROUP BY sha256 HAVING count(*) > 1""").fetchall()
         decided = {r[0] for r in con.execute("SELECT DISTINCT image_id FROM curation_log").fetchall()}
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.columns "
-                                            "WHERE column_name = 'artifact'").fetchall()}
-        artifacts = set()
-        for t in sorted(tables & ARTIFACT_TABLES):
-            artifacts |= {r[0] for r in con.execute(f"SELECT artifact FROM {t} WHERE artifact IS NOT NULL").fetchall()}
+        artifacts = _named_artifacts(con)
     return dict(ok_rows=ok_rows, running=running, dup_failed=dup_failed, dup_ok=dup_ok, decided=decided,
                 artifacts=artifacts)
+
+
+def _named_artifacts(con) -> set[str]:
+    """Every artifact path the model and PCA tables name (folders without their trailing slash)."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.columns "
+                                        "WHERE column_name = 'artifact'").fetchall()}
+    named: set[str] = set()
+    for t in sorted(tables & ARTIFACT_TABLES):
+        named |= {r[0].rstrip("/") for r in con.execute(f"SELECT artifact FROM {t} WHERE artifact IS NOT NULL")
+                  .fetchall()}
+    return named
+
+
+def _is_named(rel: str, named: set[str]) -> bool:
+    return rel in named or any(rel.startswith(a + "/") for a in named)
 
 
 def _artifact_run_id(rel: str) -> int | None:
@@ -102,21 +128,10 @@ def dead_run_artifacts(home: Path | str) -> list[str]:
     if not files:
         return []
     with connect(home, read_only=True) as con:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.columns "
-                                            "WHERE column_name = 'artifact'").fetchall()}
-        named = set()
-        for t in sorted(tables & ARTIFACT_TABLES):
-            named |= {r[0].rstrip("/") for r in con.execute(
-                f"SELECT artifact FROM {t} WHERE artifact IS NOT NULL").fetchall()}
+        named = _named_artifacts(con)
         dead = {r[0] for r in con.execute(
             "SELECT run_id FROM runs WHERE status IN ('interrupted', 'failed')").fetchall()}
-    out = []
-    for rel in files:
-        if rel in named or any(rel.startswith(a + "/") for a in named):
-            continue
-        if _artifact_run_id(rel) in dead:
-            out.append(rel)
-    return out
+    return [rel for rel in files if not _is_named(rel, named) and _artifact_run_id(rel) in dead]
 
 
 def sweep_dead_run_artifacts(home: Path | str) -> list[str]:
@@ -143,6 +158,193 @@ def _artifact_files(home: Path) -> list[str]:
     return sorted(str(p.relative_to(home)) for p in root.rglob("*") if p.is_file())
 
 
+@dataclass
+class _Scan:
+    """The warehouse and the store side by side, read once for every finding kind."""
+    home: Path
+    state: dict
+    repair: bool
+    on_disk: set[str]
+    referenced: dict[str, list[tuple]]
+    live: list[int]
+    files_hashed: int = 0
+    orphan_by_sha: dict[str, str] = field(default_factory=dict)   # SHA-256 -> orphan file holding those bytes
+    adopted: set[str] = field(default_factory=set)                 # orphans re-attached to a row
+
+    @property
+    def frozen(self) -> bool:
+        """While a job runs its newest files may not have their rows yet: files are left alone."""
+        return bool(self.live)
+
+    @property
+    def frozen_note(self) -> str:
+        return f"left alone while run {', '.join(map(str, self.live))} is running; check again when it ends"
+
+    def sha_of(self, rel: str) -> str:
+        self.files_hashed += 1
+        return sha256_file(self.home / rel)
+
+
+def run_findings(state: dict) -> list[Finding]:
+    """Runs marked running: notes for live or foreign ones, stale_run for those whose process is gone."""
+    notes, stale = [], []
+    for run_id, kind, pid, host, started in state["running"]:
+        alive = runs.run_is_live(pid, host, started)
+        if alive is None:
+            notes.append(Finding("foreign_run", f"run {run_id} ({kind}) is running on host {host}; "
+                                 "cannot tell from here whether it is alive", problem=False, run_id=run_id))
+        elif alive:
+            notes.append(Finding("live_run", f"run {run_id} ({kind}) is running (pid {pid})", problem=False,
+                                 run_id=run_id))
+        else:
+            stale.append(Finding("stale_run", f"run {run_id} ({kind}) is marked running but its process "
+                                 f"(pid {pid}) is gone", run_id=run_id))
+    return notes + stale
+
+
+def _failed(reason: str, image_ids: list[int]) -> tuple[str, list]:
+    return "UPDATE images SET status = 'failed', error = ? WHERE image_id IN (SELECT unnest(?))", [reason, image_ids]
+
+
+def missing_file_findings(scan: _Scan) -> list[Finding]:
+    """Stored rows whose file is gone; an orphan with exactly their bytes is re-attached."""
+    out = []
+    for image_id, sha, rel, word in scan.state["ok_rows"]:
+        if rel is not None and rel in scan.on_disk:
+            continue
+        f = Finding("missing_file", f"image {image_id} ({word}) should be at {rel}", image_ids=[image_id], path=rel)
+        if scan.repair:
+            if sha in scan.orphan_by_sha and not scan.frozen:
+                new_rel = scan.orphan_by_sha.pop(sha)
+                scan.adopted.add(new_rel)
+                f.repair = Repair(sql=[("UPDATE images SET path = ? WHERE image_id = ?", [new_rel, image_id])])
+                f.action = f"re-attached to the same bytes found at {new_rel}"
+            else:
+                reason = f"{LOST_PREFIX}: {rel} was missing (found by check, {dt.date.today()})"
+                f.repair = Repair(sql=[_failed(reason, [image_id])])
+                f.action = "marked failed (the source can be imported or downloaded again)"
+        out.append(f)
+    return out
+
+
+def hash_mismatch_findings(scan: _Scan, verify_hashes: bool) -> list[Finding]:
+    """Stored files whose bytes no longer match their row's SHA-256."""
+    out = []
+    for rel, rows in scan.referenced.items() if verify_hashes else ():
+        if rel is None or rel not in scan.on_disk:
+            continue
+        actual = scan.sha_of(rel)
+        for image_id, sha, _rel, word in rows:
+            if sha == actual:
+                continue
+            f = Finding("hash_mismatch", f"image {image_id} ({word}): {rel} holds bytes with SHA-256 "
+                                         f"{actual[:12]}..., expected {sha[:12]}...", image_ids=[image_id], path=rel)
+            if scan.repair:
+                reason = (f"{LOST_PREFIX}: {rel} was damaged, its bytes no longer match (found by check, "
+                          f"{dt.date.today()})")
+                f.repair = Repair(sql=[_failed(reason, [image_id])], lost_found=[] if scan.frozen else [rel])
+                f.action = "marked failed" + ("" if scan.frozen else "; damaged file moved to lost+found/")
+            out.append(f)
+    return out
+
+
+def temp_file_findings(scan: _Scan) -> list[Finding]:
+    """Half-written `.tmp-` files; while a job runs, only those whose writer is gone count."""
+    dead_temps = set(dead_temp_files(scan.home))
+    out = []
+    for rel in sorted(p for p in scan.on_disk if Path(p).name.startswith(TMP_PREFIX)):
+        dead = rel in dead_temps or not scan.frozen   # a temp file whose writer is alive is work in progress
+        f = Finding("temp_file", f"{rel} is a half-written file left by a killed write" if dead else
+                    f"{rel} is being written by a running process", problem=dead, path=rel)
+        if scan.repair:
+            f.action = "deleted" if dead else scan.frozen_note
+            f.repair = Repair(delete=[rel] if dead else [])
+        out.append(f)
+    return out
+
+
+def _orphans(scan: _Scan) -> list[str]:
+    return sorted(p for p in scan.on_disk if p not in scan.referenced and not Path(p).name.startswith(TMP_PREFIX))
+
+
+def _index_orphans(scan: _Scan, verify_hashes: bool) -> None:
+    """Which orphan holds which bytes (hashed when verifying, else as its name claims)."""
+    for rel in _orphans(scan):
+        claimed = sha_from_name(rel)
+        if claimed and (not verify_hashes or scan.sha_of(rel) == claimed):
+            scan.orphan_by_sha[claimed] = rel
+
+
+def orphan_file_findings(scan: _Scan) -> list[Finding]:
+    """Store files no stored row points at (after re-attaching those that a missing row needed)."""
+    out = []
+    for rel in _orphans(scan):
+        f = Finding("orphan_file", f"{rel} is in the image store but no stored image row points at it",
+                    problem=not scan.frozen or rel in scan.adopted, path=rel)
+        if scan.repair:
+            if rel in scan.adopted:
+                f.action = "re-attached to its row (see missing file)"
+            elif scan.frozen:
+                f.action = scan.frozen_note
+            else:
+                f.action = f"moved to {LOST_FOUND}/ (import it again if you want it)"
+                f.repair = Repair(lost_found=[rel])
+        out.append(f)
+    return out
+
+
+def duplicate_failed_findings(scan: _Scan) -> list[Finding]:
+    """Several failed rows for one source: the newest is kept."""
+    out = []
+    for origin, src, word, ids in scan.state["dup_failed"]:
+        f = Finding("duplicate_failed", f"{len(ids)} failed rows for the same {origin} source {src} ({word}): "
+                                        f"images {', '.join(map(str, ids))}", image_ids=list(ids))
+        if scan.repair:
+            f.repair = Repair(sql=[("DELETE FROM images WHERE status = 'failed' AND image_id IN (SELECT unnest(?))",
+                                    [ids[:-1]])])
+            f.action = f"kept the newest (image {ids[-1]}), deleted the rest"
+        out.append(f)
+    return out
+
+
+def duplicate_ok_findings(scan: _Scan) -> list[Finding]:
+    """Stored rows sharing one SHA-256: the first is kept, uncurated copies are set aside."""
+    out = []
+    for sha, ids in scan.state["dup_ok"]:
+        keeper, extras = ids[0], ids[1:]
+        f = Finding("duplicate_ok", f"images {', '.join(map(str, ids))} are the same photo (SHA-256 {sha[:12]}...)",
+                    image_ids=list(ids))
+        if scan.repair:
+            curated = [i for i in extras if i in scan.state["decided"]]
+            if curated:
+                f.action = (f"not repaired: image(s) {', '.join(map(str, curated))} carry curation decisions; "
+                            f"review them and reject the copies by hand")
+            else:
+                f.repair = Repair(sql=[_failed(f"duplicate of image {keeper} (same SHA-256), set aside by check",
+                                               extras)])
+                f.action = f"kept image {keeper}; marked {', '.join(map(str, extras))} failed as duplicates"
+        out.append(f)
+    return out
+
+
+def artifact_findings(scan: _Scan) -> list[Finding]:
+    """Model / PCA artifacts recorded but gone, and files (or files inside artifact folders) no row names."""
+    named = scan.state["artifacts"]
+    out = [Finding("missing_artifact", f"{a} is recorded but not on disk; run the job that made it again", path=a)
+           for a in sorted(named) if not (scan.home / a).exists()]
+    for rel in _artifact_files(scan.home):
+        if _is_named(rel, named):
+            continue
+        # while a job runs its artifact is saved just before its row is written
+        f = Finding("orphan_artifact", f"{rel} is not named by any stored model or PCA fit "
+                                        "(left by a killed job?)", problem=not scan.frozen, path=rel)
+        if scan.repair:
+            f.action = scan.frozen_note if scan.frozen else f"moved to {LOST_FOUND}/"
+            f.repair = Repair(lost_found=[] if scan.frozen else [rel])
+        out.append(f)
+    return out
+
+
 def check_warehouse(home: Path | str, *, repair: bool = False, verify_hashes: bool = True) -> Report:
     """Compare the warehouse with the image store; with `repair`, fix what is safe and say so.
 
@@ -155,179 +357,42 @@ def check_warehouse(home: Path | str, *, repair: bool = False, verify_hashes: bo
     their rows yet.
     """
     home = Path(home)
-    report = Report()
     state = _read_state(home)
-
-    # runs
-    live = []
-    stale = []
-    for run_id, kind, pid, host, started in state["running"]:
-        alive = runs.run_is_live(pid, host, started)
-        if alive is None:
-            report.findings.append(Finding("foreign_run", f"run {run_id} ({kind}) is running on host {host}; "
-                                           "cannot tell from here whether it is alive", problem=False))
-        elif alive:
-            live.append(run_id)
-            report.findings.append(Finding("live_run", f"run {run_id} ({kind}) is running (pid {pid})",
-                                           problem=False))
-        else:
-            stale.append(Finding("stale_run", f"run {run_id} ({kind}) is marked running but its process "
-                                 f"(pid {pid}) is gone"))
-    report.findings += stale
-
-    # files against rows
-    on_disk = store_files(home)
-    disk_set = set(on_disk)
+    findings = run_findings(state)
     referenced: dict[str, list[tuple]] = {}
     for row in state["ok_rows"]:
         referenced.setdefault(row[2], []).append(row)
-    missing = [r for r in state["ok_rows"] if r[2] is None or r[2] not in disk_set]
-    temps = [p for p in on_disk if Path(p).name.startswith(TMP_PREFIX)]
-    dead_temps = set(dead_temp_files(home))
-    orphans = [p for p in on_disk if p not in referenced and not Path(p).name.startswith(TMP_PREFIX)]
-    mismatched = []
-    if verify_hashes:
-        for rel, rows in referenced.items():
-            if rel is None or rel not in disk_set:
-                continue
-            actual = sha256_file(home / rel)
-            report.files_hashed += 1
-            for row in rows:
-                if row[1] != actual:
-                    mismatched.append((row, actual))
+    scan = _Scan(home, state, repair, set(store_files(home)), referenced,
+                 live=[f.run_id for f in findings if f.kind == "live_run"])
+    mismatched = hash_mismatch_findings(scan, verify_hashes)
+    _index_orphans(scan, verify_hashes)
+    findings += missing_file_findings(scan)   # before orphans: it decides which orphans are re-attached
+    findings += mismatched + temp_file_findings(scan) + orphan_file_findings(scan)
+    findings += duplicate_failed_findings(scan) + duplicate_ok_findings(scan) + artifact_findings(scan)
+    report = Report(findings, scan.files_hashed)
+    if repair:
+        _apply(home, findings)
+    return report
 
-    # an orphan whose bytes are exactly what a row with a missing file needs: re-attach it
-    orphan_sha: dict[str, str] = {}
-    for rel in orphans:
-        claimed = sha_from_name(rel)
-        if claimed and verify_hashes:
-            actual = sha256_file(home / rel)
-            report.files_hashed += 1
-            if actual == claimed:
-                orphan_sha[rel] = actual
-        elif claimed:
-            orphan_sha[rel] = claimed
-    by_sha = {sha: rel for rel, sha in orphan_sha.items()}
 
-    files_frozen = bool(live)
-    frozen_note = f"left alone while run {', '.join(map(str, live))} is running; check again when it ends"
-
-    row_updates: list[tuple[str, list]] = []
-    adopted: set[str] = set()
-    for image_id, sha, rel, word in missing:
-        f = Finding("missing_file", f"image {image_id} ({word}) should be at {rel}")
-        if repair:
-            if sha in by_sha and not files_frozen:
-                new_rel = by_sha.pop(sha)
-                adopted.add(new_rel)
-                row_updates.append(("UPDATE images SET path = ? WHERE image_id = ?", [new_rel, image_id]))
-                f.action = f"re-attached to the same bytes found at {new_rel}"
-            else:
-                reason = f"{LOST_PREFIX}: {rel} was missing (found by check, {dt.date.today()})"
-                row_updates.append(("UPDATE images SET status = 'failed', error = ? WHERE image_id = ?",
-                                    [reason, image_id]))
-                f.action = "marked failed (the source can be imported or downloaded again)"
-        report.findings.append(f)
-
-    damaged_files: set[str] = set()
-    for (image_id, sha, rel, word), actual in mismatched:
-        f = Finding("hash_mismatch", f"image {image_id} ({word}): {rel} holds bytes with SHA-256 "
-                                     f"{actual[:12]}..., expected {sha[:12]}...")
-        if repair:
-            reason = f"{LOST_PREFIX}: {rel} was damaged, its bytes no longer match (found by check, {dt.date.today()})"
-            row_updates.append(("UPDATE images SET status = 'failed', error = ? WHERE image_id = ?",
-                                [reason, image_id]))
-            damaged_files.add(rel)
-            f.action = "marked failed" + ("" if files_frozen else "; damaged file moved to lost+found/")
-        report.findings.append(f)
-
-    # while a job runs, stray files may be its newest ones, rows still to come: notes, not problems
-    for rel in temps:
-        # a temp file whose writer is alive is work in progress, not damage
-        dead = rel in dead_temps or not files_frozen
-        f = Finding("temp_file", f"{rel} is a half-written file left by a killed write" if dead else
-                    f"{rel} is being written by a running process", problem=dead)
-        if repair:
-            f.action = "deleted" if dead else frozen_note
-        report.findings.append(f)
-
-    for rel in orphans:
-        f = Finding("orphan_file", f"{rel} is in the image store but no stored image row points at it",
-                    problem=not files_frozen or rel in adopted)
-        if repair:
-            if rel in adopted:
-                f.action = "re-attached to its row (see missing file)"
-            elif files_frozen:
-                f.action = frozen_note
-            else:
-                f.action = f"moved to {LOST_FOUND}/ (import it again if you want it)"
-        report.findings.append(f)
-
-    for origin, src, word, ids in state["dup_failed"]:
-        f = Finding("duplicate_failed", f"{len(ids)} failed rows for the same {origin} source {src} ({word}): "
-                                        f"images {', '.join(map(str, ids))}")
-        if repair:
-            row_updates.append(("DELETE FROM images WHERE status = 'failed' AND image_id IN (SELECT unnest(?))",
-                                [ids[:-1]]))
-            f.action = f"kept the newest (image {ids[-1]}), deleted the rest"
-        report.findings.append(f)
-
-    for sha, ids in state["dup_ok"]:
-        keeper, extras = ids[0], ids[1:]
-        f = Finding("duplicate_ok", f"images {', '.join(map(str, ids))} are the same photo (SHA-256 {sha[:12]}...)")
-        if repair:
-            curated = [i for i in extras if i in state["decided"]]
-            if curated:
-                f.action = (f"not repaired: image(s) {', '.join(map(str, curated))} carry curation decisions; "
-                            f"review them and reject the copies by hand")
-            else:
-                reason = f"duplicate of image {keeper} (same SHA-256), set aside by check"
-                row_updates.append(("UPDATE images SET status = 'failed', error = ? "
-                                    "WHERE image_id IN (SELECT unnest(?))", [reason, extras]))
-                f.action = f"kept image {keeper}; marked {', '.join(map(str, extras))} failed as duplicates"
-        report.findings.append(f)
-
-    # model / PCA artifacts: a file (or a file inside an artifact folder) no row names is an orphan
-    named = {a.rstrip("/") for a in state["artifacts"]}
-    art_files = _artifact_files(home)
-    orphan_arts = [rel for rel in art_files
-                   if rel not in named and not any(rel.startswith(a + "/") for a in named)]
-    for a in sorted(named):
-        if not (home / a).exists():
-            report.findings.append(Finding("missing_artifact", f"{a} is recorded but not on disk; run the job "
-                                                                "that made it again"))
-    for rel in orphan_arts:
-        # while a job runs its artifact is saved just before its row is written
-        f = Finding("orphan_artifact", f"{rel} is not named by any stored model or PCA fit "
-                                        "(left by a killed job?)", problem=not files_frozen)
-        if repair:
-            f.action = frozen_note if files_frozen else f"moved to {LOST_FOUND}/"
-        report.findings.append(f)
-
-    if not repair:
-        return report
-
+def _apply(home: Path, findings: list[Finding]) -> None:
+    """Carry out the planned repairs: stale runs, row updates in one transaction, then files."""
+    stale = [f for f in findings if f.kind == "stale_run"]
     if stale:
         marked = runs.mark_stale_runs(home)
         for f in stale:
-            run_id = int(f.detail.split()[1])
-            f.action = "marked interrupted" if run_id in marked else "already finished meanwhile"
-    if row_updates:
+            f.action = "marked interrupted" if f.run_id in marked else "already finished meanwhile"
+    plans = [f.repair for f in findings if f.repair is not None]
+    sql = [stmt for r in plans for stmt in r.sql]
+    if sql:
         with connect(home) as con:
-            for sql, params in row_updates:
-                con.execute(sql, params)
-    for rel in temps:
-        if rel in dead_temps or not files_frozen:
+            for statement, params in sql:
+                con.execute(statement, params)
+    for r in plans:
+        for rel in r.delete:
             (home / rel).unlink(missing_ok=True)
-    if not files_frozen:
-        for rel in orphans:
-            if rel not in adopted:
-                _to_lost_found(home, rel)
-        for rel in damaged_files:
+        for rel in r.lost_found:
             _to_lost_found(home, rel)
-        for rel in orphan_arts:
-            _to_lost_found(home, rel)
-    return report
 
 
 def _to_lost_found(home: Path, rel: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from warehouse.db import connect
+from warehouse.db import connect, fetch_dicts
 from warehouse.images import IMAGE_FIELDS
 
 CANDIDATE_FIELDS = ("page_url", "title", "source", "thumbnail", "width", "height")
@@ -45,7 +45,8 @@ def add_candidates(home: Path, word: str, query: str, results: list[dict], *, ru
             known.add(url)
             pos += 1
             con.execute(f"""INSERT INTO scrape_candidates (word, url, query, {', '.join(CANDIDATE_FIELDS)},
-                                position, found_run_id) VALUES (?, ?, ?, {', '.join('?' * len(CANDIDATE_FIELDS))}, ?, ?)""",
+                                position, found_run_id)
+                            VALUES (?, ?, ?, {', '.join('?' * len(CANDIDATE_FIELDS))}, ?, ?)""",
                         [word, url, query, *[res.get(f) for f in CANDIDATE_FIELDS], pos, run_id])
             added += 1
         con.execute("""INSERT INTO scrape_searches (word, query, next_offset, exhausted, pages)
@@ -94,9 +95,7 @@ def pending_candidates(home: Path, word: str, *, limit: int | None = None, max_a
                 con.execute("""UPDATE scrape_candidates SET status = ?, error = ?, tried_run_id = ?,
                                tried_at = current_timestamp WHERE word = ? AND url = ?""",
                             [new, err, run_id, word, url])
-        cur = con.execute(sql, params)
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r)) for r in cur.fetchall()]
+        return fetch_dicts(con.execute(sql, params))
 
 
 def final_urls(home: Path) -> set[str]:

@@ -2,13 +2,9 @@
 
 DuckDB lets one process write, or many read, never both at once. So every caller
 opens a connection, does its work in one transaction, and closes it; a caller that
-finds the file locked waits with backoff instead of failing (DESIGN.md §3).
-
-Waiting alone is not fair: a job that closes and at once reopens the file wins every
-race against a dashboard polling with backoff. So a waiter announces itself (a shared
-flock on `warehouse.duckdb.wait`), and anyone about to open the file first lets
-announced waiters in (for at most YIELD_MAX_S). The two sides then take turns, and
-nobody waits longer than about one of the other's transactions.
+finds the file locked waits with backoff instead of failing (docs/architecture.md).
+Processes take turns at the file (infra.locks), so a job that closes and at once reopens
+it cannot lock out a waiting dashboard.
 """
 from __future__ import annotations
 
@@ -17,23 +13,18 @@ import os
 import random
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 
-try:
-    import fcntl
-except ImportError:  # not on Windows: there, callers just retry with backoff
-    fcntl = None
-
+from infra.locks import TurnTimeout, turn
 from warehouse.faults import crash_point
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 DB_NAME = "warehouse.duckdb"
 DEFAULT_LOCK_TIMEOUT_S = float(os.environ.get("HASHTAG_LOCK_TIMEOUT", "60"))
 
-YIELD_MAX_S = 1.0          # longest a caller gives way to announced waiters before going ahead
 POLL_MAX_S = 0.05          # longest sleep between two tries of a locked file
 
 _migrated: set[str] = set()
@@ -64,69 +55,34 @@ def _is_lock_error(exc: Exception) -> bool:
     return "lock" in text or "conflicting" in text or "resource temporarily unavailable" in text
 
 
-def _wait_file(path: Path) -> Path:
-    return path.with_name(path.name + ".wait")
-
-
-def _let_waiters_in(path: Path) -> None:
-    """Give way (briefly) to processes that are already waiting for the file."""
-    if fcntl is None or _held:
-        return
-    try:
-        fd = os.open(_wait_file(path), os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        return
-    try:
-        deadline = time.monotonic() + YIELD_MAX_S
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # succeeds only when nobody is waiting
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                return
-            except OSError:
-                if time.monotonic() >= deadline:
-                    return
-                time.sleep(0.003)
-    finally:
-        os.close(fd)
-
-
-def _announce(path: Path) -> int | None:
-    """Mark this process as waiting for the file; returns the fd to close when done."""
-    if fcntl is None:
-        return None
-    try:
-        fd = os.open(_wait_file(path), os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        return fd
-    except OSError:
-        return None
-
-
 def _open(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + timeout_s
-    delay = 0.005
-    waiting: int | None = None
-    _let_waiters_in(path)
+    if _held:  # this process has the file open already: it must not queue behind a waiter for it
+        return _open_polling(path, read_only, deadline, timeout_s)
     try:
-        while True:
-            try:
-                return duckdb.connect(str(path), read_only=read_only)
-            except (duckdb.IOException, duckdb.ConnectionException) as exc:
-                if not _is_lock_error(exc):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise WarehouseLocked(
-                        f"The warehouse {path} is locked by another process (a running job or the "
-                        f"dashboard) and stayed locked for {timeout_s:.0f} s. Try again when it has finished."
-                    ) from exc
-                if waiting is None:
-                    waiting = _announce(path)
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, POLL_MAX_S)
-    finally:
-        if waiting is not None:
-            os.close(waiting)
+        with turn(path, timeout_s):
+            return _open_polling(path, read_only, deadline, timeout_s)
+    except TurnTimeout:
+        raise _locked(path, timeout_s) from None
+
+
+def _locked(path: Path, timeout_s: float) -> WarehouseLocked:
+    return WarehouseLocked(f"The warehouse {path} is locked by another process (a running job or the "
+                           f"dashboard) and stayed locked for {timeout_s:.0f} s. Try again when it has finished.")
+
+
+def _open_polling(path: Path, read_only: bool, deadline: float, timeout_s: float) -> duckdb.DuckDBPyConnection:
+    delay = 0.005
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if not _is_lock_error(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise _locked(path, timeout_s) from exc
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, POLL_MAX_S)
 
 
 @contextlib.contextmanager
@@ -142,8 +98,8 @@ def connect(home: Path | str, *, read_only: bool = False,
     home.mkdir(parents=True, exist_ok=True)
     path = db_path(home)
     timeout_s = DEFAULT_LOCK_TIMEOUT_S if timeout_s is None else timeout_s
-    turn = _file_lock(path)
-    if not turn.acquire(timeout=timeout_s):
+    in_process = _file_lock(path)
+    if not in_process.acquire(timeout=timeout_s):
         raise WarehouseLocked(f"The warehouse {path} stayed busy in this process for {timeout_s:.0f} s.")
     try:
         if str(path) not in _migrated:
@@ -176,7 +132,13 @@ def connect(home: Path | str, *, read_only: bool = False,
                 with _held_lock:
                     _held -= 1
     finally:
-        turn.release()
+        in_process.release()
+
+
+def fetch_dicts(cur: duckdb.DuckDBPyConnection) -> list[dict]:
+    """The rows an executed query returns, each as a dict keyed by column name."""
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
 def migration_files() -> list[Path]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from warehouse.db import connect
+from warehouse.db import connect, fetch_dicts
 
 # --------------------------------------------------------------------------- helpers
 
@@ -32,11 +32,6 @@ def _matrix(column: pa.ChunkedArray, n: int) -> np.ndarray:
     if len(values) % n:
         raise ValueError("stored vectors have different lengths; the table mixes dimensions")
     return values.reshape(n, len(values) // n)
-
-
-def _rows(cur) -> list[dict]:
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
 # --------------------------------------------------------------------------- features: reads
@@ -65,18 +60,6 @@ def feature_matrix(home: Path, backbone: str, *, logits: bool = False) -> tuple[
     return ids, _matrix(tbl.column("v"), len(ids))
 
 
-def feature_backbones(home: Path) -> list[dict]:
-    """Per backbone: images with features, failures, and the latest features run."""
-    with connect(home, read_only=True) as con:
-        return _rows(con.execute("""
-            SELECT b.backbone,
-                   (SELECT count(*) FROM features f WHERE f.backbone = b.backbone) AS images,
-                   (SELECT count(*) FROM feature_failures x WHERE x.backbone = b.backbone) AS failed,
-                   (SELECT max(run_id) FROM features f WHERE f.backbone = b.backbone) AS latest_run_id
-            FROM (SELECT DISTINCT backbone FROM features UNION SELECT DISTINCT backbone FROM feature_failures) b
-            ORDER BY b.backbone"""))
-
-
 def feature_failures(home: Path, backbone: str | None = None) -> list[dict]:
     """Images a features run could not read: image_id, backbone, run_id, error."""
     sql = "SELECT image_id, backbone, run_id, error FROM feature_failures"
@@ -85,7 +68,7 @@ def feature_failures(home: Path, backbone: str | None = None) -> list[dict]:
         sql += " WHERE backbone = ?"
         params.append(backbone)
     with connect(home, read_only=True) as con:
-        return _rows(con.execute(sql + " ORDER BY image_id", params))
+        return fetch_dicts(con.execute(sql + " ORDER BY image_id", params))
 
 
 # --------------------------------------------------------------------------- features: writes
@@ -127,7 +110,7 @@ def latest_pca_fit(home: Path, backbone: str | None = None) -> dict | None:
                     (SELECT count(*) FROM projections j WHERE j.run_id = p.run_id) AS n_images
              FROM pca_fits p {where} ORDER BY p.run_id DESC LIMIT 1"""
     with connect(home, read_only=True) as con:
-        rows = _rows(con.execute(sql.format(where="WHERE p.backbone = ?" if backbone else ""),
+        rows = fetch_dicts(con.execute(sql.format(where="WHERE p.backbone = ?" if backbone else ""),
                                  [backbone] if backbone else []))
     return rows[0] if rows else None
 
@@ -225,7 +208,7 @@ def latest_outlier_run(home: Path) -> dict | None:
     """The newest finished outliers run that stored scores: run_id, config, counts, started_at,
     finished_at and detectors (sorted names); None when no outliers run has finished yet."""
     with connect(home, read_only=True) as con:
-        rows = _rows(con.execute("""
+        rows = fetch_dicts(con.execute("""
             SELECT r.run_id, r.config, r.counts, r.started_at, r.finished_at,
                    list(DISTINCT s.detector ORDER BY s.detector) AS detectors
             FROM runs r JOIN outlier_scores s ON s.run_id = r.run_id
@@ -261,13 +244,14 @@ def outlier_scores(home: Path, run_id: int, *, word: str | None = None, detector
               FROM outlier_scores s LEFT JOIN image_labels l ON l.image_id = s.image_id
               WHERE {' AND '.join(conds)} ORDER BY s.detector, s.score DESC, s.image_id"""
     with connect(home, read_only=True) as con:
-        return _rows(con.execute(sql, params))
+        return fetch_dicts(con.execute(sql, params))
 
 
 def outlier_summary(home: Path, run_id: int) -> list[dict]:
     """Per word and detector of one outliers run: images scored and images flagged."""
     with connect(home, read_only=True) as con:
-        return _rows(con.execute("""SELECT word, detector, count(*) AS images, count(*) FILTER (WHERE flagged) AS flagged
+        return fetch_dicts(con.execute("""SELECT word, detector, count(*) AS images,
+                                           count(*) FILTER (WHERE flagged) AS flagged
                                     FROM outlier_scores WHERE run_id = ? GROUP BY word, detector
                                     ORDER BY word, detector""", [run_id]))
 
@@ -280,7 +264,7 @@ def duplicate_groups(home: Path, run_id: int) -> list[dict]:
     is the perceptual-hash Hamming distance (bits) to the group's first member.
     """
     with connect(home, read_only=True) as con:
-        rows = _rows(con.execute("""SELECT d.group_id, d.kind, d.image_id, d.distance, l.path, l.word, l.review
+        rows = fetch_dicts(con.execute("""SELECT d.group_id, d.kind, d.image_id, d.distance, l.path, l.word, l.review
                                     FROM duplicate_groups d LEFT JOIN image_labels l ON l.image_id = d.image_id
                                     WHERE d.run_id = ? ORDER BY d.group_id, d.distance, d.image_id""", [run_id]))
     groups: dict[int, dict] = {}

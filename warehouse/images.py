@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from warehouse.db import connect
+from warehouse.db import connect, fetch_dicts
 
 # `check --repair` marks rows whose stored file was lost with an error starting with this;
 # such sources count as not seen, so the next import tries them again.
@@ -75,15 +75,6 @@ def word_counts(home: Path) -> list[dict]:
         return [dict(word=r[0], active=r[1], stored=r[2], failed=r[3]) for r in con.execute(sql).fetchall()]
 
 
-def failed_images(home: Path, limit: int = 100) -> list[dict]:
-    with connect(home, read_only=True) as con:
-        cur = con.execute("""SELECT image_id, word, origin, coalesce(source_path, source_url) AS source, error,
-                                    added_at, run_id FROM images WHERE status = 'failed'
-                             ORDER BY image_id DESC LIMIT ?""", [limit])
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r)) for r in cur.fetchall()]
-
-
 def labelled_images(home: Path, *, words: list[str] | None = None, include_rejected: bool = False) -> list[dict]:
     """Stored images with their current label and review state (curation applied)."""
     sql = "SELECT image_id, sha256, path, word, original_word, review, origin FROM image_labels"
@@ -97,6 +88,4 @@ def labelled_images(home: Path, *, words: list[str] | None = None, include_rejec
         sql += " WHERE " + " AND ".join(conds)
     sql += " ORDER BY image_id"
     with connect(home, read_only=True) as con:
-        cur = con.execute(sql, params)
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r)) for r in cur.fetchall()]
+        return fetch_dicts(con.execute(sql, params))

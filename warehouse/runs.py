@@ -6,48 +6,15 @@ import os
 import socket
 from pathlib import Path
 
-from warehouse.db import connect
-
-
-def proc_start(pid: int) -> str | None:
-    """This boot's id and the process's start time in clock ticks, or None where /proc is missing."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses; fields after it are plain
-    fields = stat[stat.rfind(")") + 2:].split()
-    return f"{boot}:{fields[19]}"
-
-
-def _pid_alive(pid: int | None, started: str | None = None) -> bool:
-    """Whether the process that started a run still exists (not merely some process with its pid)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:  # a killed child its parent has not reaped yet is a zombie: dead for our purposes
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except (OSError, IndexError):
-        pass
-    if started:
-        now = proc_start(pid)
-        if now is not None and now != started:
-            return False  # the pid was reused by a newer process (or the machine rebooted)
-    return True
+from infra.procs import pid_alive, process_start
+from warehouse.db import connect, fetch_dicts
 
 
 def run_is_live(pid: int | None, host: str | None, started: str | None) -> bool | None:
     """True/False for runs of this host; None when the run belongs to another host (cannot tell)."""
     if host and host != socket.gethostname():
         return None
-    return _pid_alive(pid, started)
+    return pid_alive(pid, started)
 
 
 def mark_stale_runs(home: Path) -> list[int]:
@@ -67,7 +34,7 @@ def start_run(home: Path, kind: str, config: dict) -> int:
     with connect(home) as con:
         return con.execute(
             "INSERT INTO runs (kind, config, pid, host, proc_start) VALUES (?, ?, ?, ?, ?) RETURNING run_id",
-            [kind, json.dumps(config, default=str), os.getpid(), socket.gethostname(), proc_start(os.getpid())],
+            [kind, json.dumps(config, default=str), os.getpid(), socket.gethostname(), process_start(os.getpid())],
         ).fetchone()[0]
 
 
@@ -88,6 +55,12 @@ def finish_run(home: Path, run_id: int, status: str, counts: dict, error: str | 
         )
 
 
+def _decoded(rec: dict) -> dict:
+    for key in ("config", "counts"):
+        rec[key] = json.loads(rec[key]) if rec[key] else {}
+    return rec
+
+
 def recent_runs(home: Path, limit: int = 20, kind: str | None = None) -> list[dict]:
     sql = """SELECT run_id, kind, status, config, counts, started_at, finished_at, duration_s, error, log
              FROM runs {where} ORDER BY run_id DESC LIMIT ?"""
@@ -96,24 +69,10 @@ def recent_runs(home: Path, limit: int = 20, kind: str | None = None) -> list[di
     if kind:
         where, params = "WHERE kind = ?", [kind, limit]
     with connect(home, read_only=True) as con:
-        cur = con.execute(sql.format(where=where), params)
-        cols = [d[0] for d in cur.description]
-        out = []
-        for row in cur.fetchall():
-            rec = dict(zip(cols, row))
-            for key in ("config", "counts"):
-                rec[key] = json.loads(rec[key]) if rec[key] else {}
-            out.append(rec)
-        return out
+        return [_decoded(rec) for rec in fetch_dicts(con.execute(sql.format(where=where), params))]
 
 
 def get_run(home: Path, run_id: int) -> dict | None:
     with connect(home, read_only=True) as con:
-        cur = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
-        row = cur.fetchone()
-        if row is None:
-            return None
-        rec = dict(zip([d[0] for d in cur.description], row))
-    for key in ("config", "counts"):
-        rec[key] = json.loads(rec[key]) if rec[key] else {}
-    return rec
+        rows = fetch_dicts(con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]))
+    return _decoded(rows[0]) if rows else None

@@ -4,8 +4,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
+from infra.procs import pid_alive
 from warehouse.faults import crash_point
 
 ENV_HOME = "HASHTAG_HOME"
@@ -89,22 +91,8 @@ def temp_writer_pid(relpath: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def _pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:  # an unreaped child is a zombie: it will never finish its write
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def dead_temp_files(home: Path, *, older_than_s: float = 3600.0) -> list[str]:
     """Temp files whose writer is gone (or, with no pid in the name or a pid reused, that are old)."""
-    import time
     out = []
     now = time.time()
     for rel in store_files(home):
@@ -116,7 +104,7 @@ def dead_temp_files(home: Path, *, older_than_s: float = 3600.0) -> list[str]:
             age = now - (Path(home) / rel).stat().st_mtime
         except OSError:
             continue
-        if (pid is not None and _pid_gone(pid)) or age > older_than_s:
+        if (pid is not None and not pid_alive(pid)) or age > older_than_s:
             out.append(rel)
     return out
 

@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.images import ImageRejected, decode_rgb, sha256_bytes
 from dashboard.common import empty_state, home, md_escape
-from dashboard.fetch import FetchError, allow_private_default, fetch_image_bytes
+from infra.http import FetchError, allow_private_default, fetch_image_bytes
 from warehouse import models as wh_models
 from warehouse import words as wh_words
 
