@@ -225,14 +225,28 @@ def build_conse(config: ConSEConfig, encoder: PhraseEncoder, imagenet_names: lis
                       tvecs[tmask], len(imagenet_names), report)
 
 
-# The variants reported side by side; the first is always plain ConSE.
+# The best-measured configuration (benchmarks/zeroshot.py on the demo photos over all 76 words; see
+# README "Zero-shot"): what predict, the Predict page and demo use when nothing else is asked for.
+DEFAULT_SETTINGS = dict(word_vectors="spacy", centre=True, temperature=2.0)
+
+
+def default_config(word_vectors: str | None = None, backbone: str = "efficientnet_lite0") -> ConSEConfig:
+    """The default zero-shot model's config (other word vectors keep the same variant)."""
+    return ConSEConfig(**{**DEFAULT_SETTINGS, "backbone": backbone,
+                          "word_vectors": word_vectors or DEFAULT_SETTINGS["word_vectors"]})
+
+
 def standard_variants(word_vectors: str = "glove", top_t: int = 10, backbone: str = "efficientnet_lite0",
                       temperature: float = 2.0) -> list[ConSEConfig]:
+    """The variants `train` builds side by side: plain ConSE first, then each improvement stacked, then the
+    default (when it is not one of them already)."""
     base = dict(word_vectors=word_vectors, top_t=top_t, backbone=backbone)
-    return [ConSEConfig(**base),
-            ConSEConfig(**base, centre=True),
-            ConSEConfig(**base, centre=True, expand=True),
-            ConSEConfig(**base, centre=True, expand=True, temperature=temperature)]
+    out = [ConSEConfig(**base),
+           ConSEConfig(**base, centre=True),
+           ConSEConfig(**base, centre=True, expand=True),
+           ConSEConfig(**base, centre=True, expand=True, temperature=temperature)]
+    best = default_config(word_vectors, backbone)
+    return out if best in out else out + [best]
 
 
 def named_variants(word_vectors: str = "glove", backbone: str = "efficientnet_lite0", top_t: int = 10,
