@@ -9,7 +9,7 @@ is instant.
 
 `fit(config, data)` receives a data object with, for supervised kinds: `classes`,
 `train_images()`, `train_words`, `val_images()`, `val_words`, `features(backbone,
-weights)` (train-part penultimate features), `backbone(name, weights)`; for every kind:
+weights)` (train-part penultimate features), `backbone(name, weights)`, `weights`; for every kind:
 `vocabulary` (active words), `hashtags`, `log(msg)`, `progress(iterable, desc)`. It
 returns (model, display name, extra) where extra may hold `curve` (epoch rows),
 `report` (stored next to the artifact) and `counts` (added to the run's counts).
@@ -47,6 +47,23 @@ class ModelKind:
         """The config dataclass from a stored config dict (extra notes such as display names dropped)."""
         cls = self.config_type()
         return cls(**{k: v for k, v in stored.items() if k in cls.__dataclass_fields__})
+
+    def matches(self, record: dict, config, split_run: int | None, fingerprint: str | None) -> bool:
+        """Whether a stored model is the one these settings would build now (so it can be reused):
+        same config, and the same split (supervised) or the same vocabulary (zero-shot)."""
+        if record["kind"] != self.name or self.config_from(record["config"]) != config:
+            return False
+        if self.role == ZERO_SHOT:
+            return record["config"].get("vocabulary_fingerprint") == fingerprint
+        return record["split_run_id"] == split_run
+
+
+def vocabulary_fingerprint(words, hashtags: dict[str, list[str]]) -> str:
+    """A short digest of the active words and their hashtags: what a zero-shot model was built over."""
+    import hashlib
+    import json
+    body = json.dumps([[w, list(hashtags.get(w, []))] for w in sorted(words)], ensure_ascii=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
 def predict_with(kind: ModelKind, model, batch, backbone: str | None) -> "object":
@@ -122,7 +139,7 @@ def _probe_config():
 
 def _probe_fit(cfg, data):
     from core.probe import ProbeModel
-    model = ProbeModel(cfg, data.classes).fit(data.features(cfg.backbone, None), data.train_words)
+    model = ProbeModel(cfg, data.classes).fit(data.features(cfg.backbone, data.weights), data.train_words)
     return model, f"Linear probe ({PRETTY.get(cfg.backbone, cfg.backbone)} features)", {}
 
 

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from core.kinds import SUPERVISED, ZERO_SHOT, kinds_of
 from warehouse.db import connect
 
 MODELS_DIR = "models"
-SUPERVISED_KINDS = ("finetune", "linear_probe", "bovw_svm")
-ZERO_SHOT_KINDS = ("conse",)
+SUPERVISED_KINDS = kinds_of(SUPERVISED)
+ZERO_SHOT_KINDS = kinds_of(ZERO_SHOT)
 
 
 def _rows(cur) -> list[dict]:
@@ -122,13 +123,17 @@ def get_model(home: Path, model_id: int) -> dict | None:
     return _model_record(home, rows[0]) if rows else None
 
 
-def models(home: Path, *, ids: list[int] | None = None, latest_per_name: bool = False) -> list[dict]:
+def models(home: Path, *, ids: list[int] | None = None, latest_per_name: bool = False,
+           kinds: list[str] | None = None) -> list[dict]:
     """Model records, oldest first; `latest_per_name` keeps each name's newest model only."""
-    sql = f"SELECT {_MODEL_COLS} FROM models"
+    sql = f"SELECT {_MODEL_COLS} FROM models WHERE true"
     params: list = []
     if ids:
-        sql += " WHERE model_id IN (SELECT unnest(?))"
+        sql += " AND model_id IN (SELECT unnest(?))"
         params.append([int(i) for i in ids])
+    if kinds:
+        sql += " AND kind IN (SELECT unnest(?))"
+        params.append(list(kinds))
     if latest_per_name:
         sql = (f"SELECT {_MODEL_COLS} FROM (SELECT *, row_number() OVER (PARTITION BY name ORDER BY model_id DESC) "
                f"AS rn FROM ({sql})) WHERE rn = 1")
