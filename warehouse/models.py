@@ -175,14 +175,15 @@ def best_models(home: Path) -> dict[str, dict | None]:
 # ---------------------------------------------------------------- evaluations
 
 def save_evaluation(home: Path, *, run_id: int, model_id: int, scope: str, top1: float, top5: float,
-                    per_word: list[dict], confusion: list[tuple[str, str, int]], predictions: list[dict]) -> None:
+                    per_word: list[dict], confusion: list[tuple[str, str, int]], predictions: list[dict],
+                    n_words: int | None = None) -> None:
     """One model's evaluation on one scope, all tables in one transaction."""
     with connect(home) as con:
         for table in ("evaluations", "per_word_metrics", "confusion", "eval_predictions"):
             con.execute(f"DELETE FROM {table} WHERE run_id = ? AND model_id = ? AND scope = ?",
                         [run_id, model_id, scope])
-        con.execute("INSERT INTO evaluations (run_id, model_id, scope, n_images, top1, top5) VALUES (?, ?, ?, ?, ?, ?)",
-                    [run_id, model_id, scope, len(predictions), top1, top5])
+        con.execute("INSERT INTO evaluations (run_id, model_id, scope, n_images, top1, top5, n_words) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", [run_id, model_id, scope, len(predictions), top1, top5, n_words])
         con.executemany("INSERT INTO per_word_metrics (run_id, model_id, scope, word, precision, recall, support) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [[run_id, model_id, scope, r["word"], r["precision"], r["recall"], r["support"]]
@@ -203,7 +204,8 @@ def evaluations(home: Path, run_id: int | None = None) -> list[dict]:
         if run_id is None:
             return []
         return _rows(con.execute(
-            """SELECT e.run_id, e.model_id, m.kind, m.name, e.scope, e.n_images, e.top1, e.top5
+            """SELECT e.run_id, e.model_id, m.kind, m.name, e.scope, e.n_images,
+                      coalesce(e.n_words, json_array_length(m.classes)) AS n_words, e.top1, e.top5
                FROM evaluations e JOIN models m USING (model_id) WHERE e.run_id = ?
                ORDER BY e.scope DESC, e.model_id""", [run_id]))
 
