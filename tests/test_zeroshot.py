@@ -105,12 +105,20 @@ def test_a_word_without_a_vector_is_said_once_logged_and_never_predicted(zs_home
     assert "qzxvbnmq" not in err                             # said once, when the model was built
 
 
+@pytest.fixture(scope="module")
+def words_home(tmp_path_factory):
+    """A seeded vocabulary that every refused edit must leave exactly as it was."""
+    h = tmp_path_factory.mktemp("words") / "home"
+    assert main(["--home", str(h), "words", "list"]) == 0
+    return h
+
+
 @pytest.mark.parametrize("name, why", [
     ("", "empty"), ("   ", "empty"), ("sun!set", "'!'"), ("x" * 200, "200 characters"),
     ("dog", "exists already"), ("саstle", "CYRILLIC"), ("ｃａｓｔｌｅ", "FULLWIDTH"), ("#beach", "'#'")])
-def test_words_add_refuses_bad_names_in_one_line_and_changes_nothing(home, capsys, name, why):
+def test_words_add_refuses_bad_names_in_one_line_and_changes_nothing(words_home, capsys, name, why):
     from warehouse.words import hashtags_for, list_words
-    main(["--home", str(home), "words", "list"])
+    home = words_home
     capsys.readouterr()
     before = (list_words(home), hashtags_for(home))
     rc = main(["--home", str(home), "words", "add", name, "--hashtags", "a,b"])
