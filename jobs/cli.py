@@ -29,6 +29,7 @@ JOBS: dict[str, str] = {
     "train": "train",
     "evaluate": "evaluate",
     "predict": "predict",
+    "words": "words",
     "check": "check",
     "stats": "stats",
     "schema": "schema",

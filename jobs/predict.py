@@ -1,11 +1,13 @@
-"""`predict`: top-5 words and sampled hashtags for photos, from the best supervised model and ConSE."""
+"""`predict`: top-5 words and sampled hashtags for photos, from the best supervised model and zero-shot ConSE.
+
+Zero-shot needs nothing: on an empty data directory the default zero-shot model is built
+over every active vocabulary word on first use (and rebuilt after a vocabulary edit).
+"""
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-
-import torch
 
 from core.images import ImageRejected, decode_rgb, sha256_bytes
 from core.predictor import ImageBatch, ModelLoadError, load_model, predict_batch
@@ -13,7 +15,9 @@ from jobs.common import ensure_ready
 from warehouse import models as wh
 from warehouse.words import hashtags_for
 
-ROLES = (("supervised", "supervised"), ("zero_shot", "zero-shot (ConSE)"))
+ROLES = (("supervised", "supervised"), ("zero_shot", "zero-shot"))
+NO_SUPERVISED = ("no supervised model trained yet (it needs labelled photos: `python -m jobs import-folder PATH` "
+                 "or `python -m jobs demo`, then `python -m jobs train`)")
 
 
 def read_input(path: Path) -> tuple[object, str]:
@@ -31,6 +35,9 @@ def read_input(path: Path) -> tuple[object, str]:
 
 def _pick(home: Path, model_id: int | None, role: str) -> dict | None:
     if model_id is None:
+        if role == "zero_shot":
+            from jobs.train import ensure_zero_shot
+            return ensure_zero_shot(home)
         return wh.best_models(home)[role]
     rec = wh.get_model(home, model_id)
     if rec is None:
@@ -38,21 +45,29 @@ def _pick(home: Path, model_id: int | None, role: str) -> dict | None:
     return rec
 
 
+def model_line(role_label: str, model) -> str:
+    """Which model answers and which words it can output (all of them up to 12, then a count)."""
+    shown = ", ".join(model.classes[:12]) + (f" and {len(model.classes) - 12} more" if len(model.classes) > 12 else "")
+    return f"{role_label} [{model.name}, model {model.model_id}] can answer {len(model.classes)} words: {shown}"
+
+
 def predict_files(home: Path, paths: list[Path], *, as_json: bool = False, seed: int | None = None,
                   supervised_id: int | None = None, zero_shot_id: int | None = None, out=None) -> int:
     """Print predictions per file; returns 0, or 1 when a file failed (the others are still predicted)."""
     out = out or sys.stdout
     ensure_ready(home)
-    records = {"supervised": _pick(home, supervised_id, "supervised"),
-               "zero_shot": _pick(home, zero_shot_id, "zero_shot")}
-    if not any(records.values()):
-        print("error: no trained models: run `python -m jobs train` (or `python -m jobs demo`) first",
-              file=sys.stderr)
+    try:
+        records = {"supervised": _pick(home, supervised_id, "supervised"),
+                   "zero_shot": _pick(home, zero_shot_id, "zero_shot")}
+        loaded = {role: load_model(rec) if rec else None for role, rec in records.items()}
+    except (ModelLoadError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    loaded = {role: load_model(rec) if rec else None for role, rec in records.items()}
+    if loaded["supervised"] is None:
+        print(f"note: {NO_SUPERVISED}; the zero-shot part still comes out", file=sys.stderr)
     for role, label in ROLES:
-        if loaded[role] is None:
-            print(f"note: no {label} model trained; its part stays empty", file=sys.stderr)
+        if loaded[role] is not None and as_json:
+            print("note: " + model_line(label, loaded[role]), file=sys.stderr)
     tags = hashtags_for(home)
     good, failed = [], 0
     results: dict[int, dict] = {}
@@ -69,8 +84,9 @@ def predict_files(home: Path, paths: list[Path], *, as_json: bool = False, seed:
                               zero_shot=loaded["zero_shot"], hashtags=tags, seed=seed)
         rows = []
         for (i, _, sha), pred in zip(good, preds):
-            results[i] = {"image": str(paths[i]), "supervised": pred["supervised"] or {"top": [], "hashtags": []},
-                          "zero_shot": pred["zero_shot"] or {"top": [], "hashtags": []}}
+            results[i] = {"image": str(paths[i]), "supervised": pred["supervised"], "zero_shot": pred["zero_shot"]}
+            if pred["supervised"] is None:
+                results[i]["supervised_reason"] = NO_SUPERVISED
             for role in ("supervised", "zero_shot"):
                 if loaded[role] is not None:
                     rows.append({"model_id": loaded[role].model_id, "sha256": sha, **pred[role]})
@@ -89,29 +105,35 @@ def format_result(r: dict, loaded: dict) -> str:
     for role, label in ROLES:
         model = loaded[role]
         if model is None:
+            lines.append(f"  {label}: {NO_SUPERVISED}")
             continue
         part = r[role]
-        lines.append(f"  {label} [{model.name}]")
+        lines.append("  " + model_line(label, model))
         lines.append("    " + ", ".join(f"{w} {p:.1%}" for w, p in part["top"]))
         lines.append("    " + " ".join(f"#{t}" for t in part["hashtags"]))
     return "\n".join(lines)
 
 
 def _cmd(args) -> int:
+    import torch  # only here: the CNN runs in this process; importing the module stays light
     torch.set_num_threads(max(1, args.threads))
     return predict_files(args.home, [Path(p) for p in args.images], as_json=args.json, seed=args.seed,
                          supervised_id=args.supervised_model, zero_shot_id=args.zero_shot_model)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="top-5 words and hashtags for photos (supervised and ConSE)",
+    p = sub.add_parser("predict", help="top-5 words and hashtags for photos (supervised and zero-shot)",
                        description="For each image: the top-5 words with probabilities and hashtags sampled from "
-                                   "the best supervised model's top 2 words and ConSE's top 5, by probability.")
+                                   "the best supervised model's top 2 words and zero-shot ConSE's top 5, by "
+                                   "probability. Zero-shot needs no data: its default model is built over every "
+                                   "active vocabulary word on first use and rebuilt when the vocabulary changes.")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--json", action="store_true",
-                   help="one JSON object per image: {image, supervised: {top, hashtags}, zero_shot: {top, hashtags}}")
+                   help="one JSON object per image: {image, supervised: {top, hashtags} (or null, with "
+                        "supervised_reason), zero_shot: {top, hashtags}}")
     p.add_argument("--seed", type=int, help="seed for the hashtag sampling (default: random)")
     p.add_argument("--supervised-model", type=int, help="model id to use instead of the best supervised one")
-    p.add_argument("--zero-shot-model", type=int, help="model id to use instead of the best ConSE variant")
+    p.add_argument("--zero-shot-model", type=int,
+                   help="model id to use instead of the default zero-shot model over the current vocabulary")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.set_defaults(func=_cmd)

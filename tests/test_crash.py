@@ -402,7 +402,7 @@ TRAIN_CODE = """
         return _add_model(*a, **k)
     whm.add_model = add_model
     import jobs.train as jt
-    jt.train_bovw.__kwdefaults__["codebook"] = 32  # a small codebook: the same code path, quicker
+    jt.train.__kwdefaults__["codebook"] = 32  # a small codebook: the same code path, quicker
     out = jt.train(Path(os.environ["HASHTAG_HOME"]), models=("bovw",), threads=1)
     assert not out["failed"], out
 """

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from core.conse import standard_variants
 from core.split import stratified_split
+from core.vocabulary import load_vocabulary
 from warehouse import models as wh
 from warehouse.db import connect
 
@@ -45,18 +47,23 @@ def test_every_model_is_stored_with_config_curve_and_evaluation(trained_home):
     recs = wh.models(trained_home)
     kinds = sorted({r["kind"] for r in recs})
     assert kinds == ["bovw_svm", "conse", "finetune", "linear_probe"]
-    assert sum(r["kind"] == "conse" for r in recs) == 4            # plain + 3 variants
+    n_conse = len(standard_variants("spacy"))                        # plain + each variant + the default
+    assert sum(r["kind"] == "conse" for r in recs) == n_conse
     for r in recs:
-        assert r["classes"] == ["bird", "flowers", "fruit", "music"]
+        # supervised models know the words with photos; zero-shot ones every active vocabulary word
+        assert r["classes"] == (["bird", "flowers", "fruit", "music"] if r["kind"] != "conse"
+                                else sorted(load_vocabulary()))
         assert (trained_home / r["artifact"] / "config.json").is_file()
     ft = next(r for r in recs if r["kind"] == "finetune")
     curve = wh.learning_curve(trained_home, ft["model_id"])
     assert [c["epoch"] for c in curve] == [1] and curve[0]["val_acc"] is not None
     evals = wh.evaluations(trained_home)
     assert {(e["model_id"], e["scope"]) for e in evals} >= {(r["model_id"], "val") for r in recs}
-    assert sum(e["scope"] == "all" for e in evals) == 4              # ConSE on every stored image
+    assert sum(e["scope"] == "all" for e in evals) == n_conse        # ConSE on every stored image
+    assert sum(e["scope"] == "open" for e in evals) == n_conse       # ConSE over all 76 words, val images
     for e in evals:
-        assert e["n_images"] == (8 if e["scope"] == "val" else 32)
+        assert e["n_images"] == (32 if e["scope"] == "all" else 8)
+        assert e["n_words"] == (4 if e["scope"] == "val" else 76)
         assert 0 <= e["top1"] <= e["top5"] <= 1
     with connect(trained_home, read_only=True) as con:
         run_id = evals[0]["run_id"]
@@ -83,9 +90,11 @@ def test_model_rebuilt_from_the_warehouse_alone_predicts_like_the_evaluation(tra
         model = load_model(wh.get_model(trained_home, rec["model_id"]))   # record + artifact, nothing else
         rows = [r for r in wh.split_rows(trained_home, rec["split_run_id"]) if r["part"] == "val"]
         probs = model.predict(ImageBatch.of([read_photo(trained_home, r["path"]) for r in rows]))
+        # a zero-shot model's own (all-word) answers are its 'open' scope; 'val' restricts it to the split's words
+        scope = "open" if rec["kind"] == "conse" else "val"
         with connect(trained_home, read_only=True) as con:
             stored = dict(con.execute("SELECT image_id, top5 FROM eval_predictions WHERE run_id = ? AND "
-                                      "model_id = ? AND scope = 'val'", [run_id, rec["model_id"]]).fetchall())
+                                      "model_id = ? AND scope = ?", [run_id, rec["model_id"], scope]).fetchall())
         for r, p in zip(rows, probs):
             top = json.loads(stored[r["image_id"]])
             assert top[0][0] == model.classes[int(np.argmax(p))], rec["name"]

@@ -42,9 +42,9 @@ def test_predict_json_has_the_documented_shape_and_bad_files_get_errors(predict_
     assert rc == 1 and len(lines) == 5
     ok = lines[0]
     assert set(ok) == {"image", "supervised", "zero_shot"}
-    for role in ("supervised", "zero_shot"):
+    for role, n in (("supervised", 4), ("zero_shot", 5)):   # 4 words with photos; zero-shot knows all 76
         assert set(ok[role]) == {"top", "hashtags"}
-        assert len(ok[role]["top"]) == 4 and all(isinstance(w, str) and 0 <= p <= 1 for w, p in ok[role]["top"])
+        assert len(ok[role]["top"]) == n and all(isinstance(w, str) and 0 <= p <= 1 for w, p in ok[role]["top"])
         assert ok[role]["hashtags"] and all(isinstance(t, str) and not t.startswith("#") for t in ok[role]["hashtags"])
     assert lines[1]["error"].startswith("not an image")
     assert lines[2]["error"] == "file not found"
@@ -57,15 +57,17 @@ def test_predict_text_output_and_recorded_predictions(predict_home, capsys):
     from warehouse.db import connect
     rc = main(["--home", str(predict_home), "predict", "--seed", "1", str(_photo(predict_home))])
     out = capsys.readouterr().out
-    assert rc == 0 and "supervised [Linear probe" in out and "zero-shot (ConSE) [ConSE plain" in out
+    assert rc == 0 and "supervised [Linear probe" in out and "zero-shot [ConSE centre" in out
+    assert "can answer 4 words: bird, flowers, fruit, music" in out and "can answer 76 words" in out
     assert "#" in out and "%" in out
     with connect(predict_home, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] >= 2
 
 
-def test_predict_without_models_says_what_to_run(home, tmp_path, capsys):
-    rc = main(["--home", str(home), "predict", str(tmp_path / "x.jpg")])
-    assert rc == 2 and "python -m jobs train" in capsys.readouterr().err
+def test_predict_with_an_unknown_model_id_says_so_in_one_line(predict_home, capsys):
+    rc = main(["--home", str(predict_home), "predict", "--supervised-model", "999", str(_photo(predict_home))])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no model with id 999" in err and "Traceback" not in err
 
 
 def test_dashboard_entry_point_predicts_one_pil_image(predict_home):

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from core.kinds import SUPERVISED, ZERO_SHOT, kinds_of
 from warehouse.db import connect
 
 MODELS_DIR = "models"
-SUPERVISED_KINDS = ("finetune", "linear_probe", "bovw_svm")
-ZERO_SHOT_KINDS = ("conse",)
+SUPERVISED_KINDS = kinds_of(SUPERVISED)
+ZERO_SHOT_KINDS = kinds_of(ZERO_SHOT)
 
 
 def _rows(cur) -> list[dict]:
@@ -122,13 +123,17 @@ def get_model(home: Path, model_id: int) -> dict | None:
     return _model_record(home, rows[0]) if rows else None
 
 
-def models(home: Path, *, ids: list[int] | None = None, latest_per_name: bool = False) -> list[dict]:
+def models(home: Path, *, ids: list[int] | None = None, latest_per_name: bool = False,
+           kinds: list[str] | None = None) -> list[dict]:
     """Model records, oldest first; `latest_per_name` keeps each name's newest model only."""
-    sql = f"SELECT {_MODEL_COLS} FROM models"
+    sql = f"SELECT {_MODEL_COLS} FROM models WHERE true"
     params: list = []
     if ids:
-        sql += " WHERE model_id IN (SELECT unnest(?))"
+        sql += " AND model_id IN (SELECT unnest(?))"
         params.append([int(i) for i in ids])
+    if kinds:
+        sql += " AND kind IN (SELECT unnest(?))"
+        params.append(list(kinds))
     if latest_per_name:
         sql = (f"SELECT {_MODEL_COLS} FROM (SELECT *, row_number() OVER (PARTITION BY name ORDER BY model_id DESC) "
                f"AS rn FROM ({sql})) WHERE rn = 1")
@@ -170,14 +175,15 @@ def best_models(home: Path) -> dict[str, dict | None]:
 # ---------------------------------------------------------------- evaluations
 
 def save_evaluation(home: Path, *, run_id: int, model_id: int, scope: str, top1: float, top5: float,
-                    per_word: list[dict], confusion: list[tuple[str, str, int]], predictions: list[dict]) -> None:
+                    per_word: list[dict], confusion: list[tuple[str, str, int]], predictions: list[dict],
+                    n_words: int | None = None) -> None:
     """One model's evaluation on one scope, all tables in one transaction."""
     with connect(home) as con:
         for table in ("evaluations", "per_word_metrics", "confusion", "eval_predictions"):
             con.execute(f"DELETE FROM {table} WHERE run_id = ? AND model_id = ? AND scope = ?",
                         [run_id, model_id, scope])
-        con.execute("INSERT INTO evaluations (run_id, model_id, scope, n_images, top1, top5) VALUES (?, ?, ?, ?, ?, ?)",
-                    [run_id, model_id, scope, len(predictions), top1, top5])
+        con.execute("INSERT INTO evaluations (run_id, model_id, scope, n_images, top1, top5, n_words) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", [run_id, model_id, scope, len(predictions), top1, top5, n_words])
         con.executemany("INSERT INTO per_word_metrics (run_id, model_id, scope, word, precision, recall, support) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [[run_id, model_id, scope, r["word"], r["precision"], r["recall"], r["support"]]
@@ -198,7 +204,8 @@ def evaluations(home: Path, run_id: int | None = None) -> list[dict]:
         if run_id is None:
             return []
         return _rows(con.execute(
-            """SELECT e.run_id, e.model_id, m.kind, m.name, e.scope, e.n_images, e.top1, e.top5
+            """SELECT e.run_id, e.model_id, m.kind, m.name, e.scope, e.n_images,
+                      coalesce(e.n_words, json_array_length(m.classes)) AS n_words, e.top1, e.top5
                FROM evaluations e JOIN models m USING (model_id) WHERE e.run_id = ?
                ORDER BY e.scope DESC, e.model_id""", [run_id]))
 

@@ -4,7 +4,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from core.vocabulary import parse_hashtags
 from warehouse.db import connect
+
+
+def _state(con, word: str) -> bool | None:
+    """True/False: the word exists and is (in)active; None: no such word."""
+    row = con.execute("SELECT active FROM words WHERE word = ?", [word]).fetchone()
+    return None if row is None else bool(row[0])
+
+
+def _require(con, word: str) -> bool:
+    state = _state(con, word)
+    if state is None:
+        raise ValueError(f"unknown word {word!r}: `python -m jobs words list` shows them all")
+    return state
 
 
 def seed_vocabulary(home: Path, vocabulary: dict[str, list[str]]) -> int:
@@ -30,23 +44,29 @@ def list_words(home: Path, *, active_only: bool = False) -> list[dict]:
 
 
 def add_word(home: Path, word: str, source: str = "user", hashtags: list[str] | None = None) -> bool:
-    """Add a word (reactivating it if known); returns True when it was new."""
+    """Add a new word with its hand-made hashtags (default: the word itself); returns True.
+
+    A word that exists is refused with a ValueError saying so (and how to reactivate it): nothing
+    changes, and the given hashtags are not silently dropped.
+    """
+    tags = parse_hashtags(hashtags) or [word]
     with connect(home) as con:
-        exists = con.execute("SELECT 1 FROM words WHERE word = ?", [word]).fetchone()
-        if exists:
-            con.execute("UPDATE words SET active = TRUE WHERE word = ?", [word])
-        else:
-            con.execute("INSERT INTO words (word, source) VALUES (?, ?)", [word, source])
-            for rank, tag in enumerate(hashtags or [word], start=1):
-                con.execute("INSERT INTO hashtags (word, tag, rank, source) VALUES (?, ?, ?, 'hand')",
-                            [word, tag, rank])
+        state = _state(con, word)
+        if state is not None:
+            how = "" if state else f"; it is inactive: `python -m jobs words activate {word}`"
+            raise ValueError(f"the word {word!r} exists already, nothing changed{how} (edit its hashtags with "
+                             f"`python -m jobs words hashtags {word} ...`)")
+        con.execute("INSERT INTO words (word, source) VALUES (?, ?)", [word, source])
+        for rank, tag in enumerate(tags, start=1):
+            con.execute("INSERT INTO hashtags (word, tag, rank, source) VALUES (?, ?, ?, 'hand')", [word, tag, rank])
         con.execute("INSERT INTO word_edits (action, word, detail) VALUES ('add', ?, ?)",
-                    [word, json.dumps({"source": source, "existed": bool(exists)})])
-        return not exists
+                    [word, json.dumps({"source": source, "tags": tags})])
+        return True
 
 
 def set_active(home: Path, word: str, active: bool) -> None:
     with connect(home) as con:
+        _require(con, word)
         con.execute("UPDATE words SET active = ? WHERE word = ?", [active, word])
         con.execute("INSERT INTO word_edits (action, word) VALUES (?, ?)",
                     ["activate" if active else "deactivate", word])
@@ -55,9 +75,8 @@ def set_active(home: Path, word: str, active: bool) -> None:
 def rename_word(home: Path, old: str, new: str) -> None:
     """Rename a word everywhere it is a label: words, hashtags, image labels, curation log."""
     with connect(home) as con:
-        if not con.execute("SELECT 1 FROM words WHERE word = ?", [old]).fetchone():
-            raise ValueError(f"unknown word {old!r}")
-        if con.execute("SELECT 1 FROM words WHERE word = ?", [new]).fetchone():
+        _require(con, old)
+        if _state(con, new) is not None:
             raise ValueError(f"the word {new!r} exists already")
         con.execute("INSERT INTO words (word, active, source, added_at) "
                     "SELECT ?, active, source, added_at FROM words WHERE word = ?", [new, old])
@@ -86,12 +105,9 @@ def hashtags_for(home: Path, source: str | None = None) -> dict[str, list[str]]:
 
 def set_hashtags(home: Path, word: str, tags: list[str], source: str = "hand", run_id: int | None = None) -> None:
     """Replace one word's tag list for one source, keeping the given order as rank."""
-    clean = []
-    for t in tags:
-        t = t.strip().lstrip("#").strip()
-        if t and t not in clean:
-            clean.append(t)
+    clean = parse_hashtags(list(tags))
     with connect(home) as con:
+        _require(con, word)
         con.execute("DELETE FROM hashtags WHERE word = ? AND source = ?", [word, source])
         for rank, tag in enumerate(clean, start=1):
             con.execute("INSERT INTO hashtags (word, tag, rank, source, run_id) VALUES (?, ?, ?, ?, ?)",

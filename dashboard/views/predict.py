@@ -1,5 +1,11 @@
-"""Predict: upload photos or paste an image URL; top-5 words and hashtags from the supervised model and ConSE."""
+"""Predict: upload photos or paste an image URL; top-5 words and hashtags from the supervised model and ConSE.
+
+Zero-shot needs no data: with nothing trained, the default zero-shot model over the active
+vocabulary answers (the stored one for this vocabulary, or one built in memory here).
+"""
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pandas as pd
 import streamlit as st
@@ -30,6 +36,36 @@ def _hashtags(h: str) -> dict[str, list[str]]:
     return wh_words.hashtags_for(h)
 
 
+DEFAULT_ZS = "default"
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _vocabulary(h: str) -> tuple[list[str], str, int | None]:
+    """Active words, their fingerprint, and the stored default zero-shot model built over exactly them."""
+    from core.conse import default_config
+    from core.kinds import KINDS, vocabulary_fingerprint
+    words = [w["word"] for w in wh_words.list_words(h, active_only=True)]
+    fp = vocabulary_fingerprint(words, wh_words.hashtags_for(h))
+    cfg = default_config()
+    stored = [m["model_id"] for m in wh_models.models(h, kinds=list(wh_models.ZERO_SHOT_KINDS))
+              if KINDS[m["kind"]].matches(m, cfg, None, fp)]
+    return words, fp, (stored[-1] if stored else None)
+
+
+@st.cache_resource(show_spinner="Building the zero-shot model over the vocabulary ...", max_entries=4)
+def _default_zero_shot(h: str, fingerprint: str):
+    """The default zero-shot model built in memory (not stored; `python -m jobs predict` stores one)."""
+    from core.conse import default_config
+    from core.kinds import KINDS
+    from core.predictor import LoadedModel
+    words = _vocabulary(h)[0]
+    data = SimpleNamespace(vocabulary=words, hashtags=_hashtags(h), log=lambda m: None,
+                           progress=lambda it, desc=None: it)
+    cfg = default_config()
+    model, name, _ = KINDS["conse"].fit(cfg, data)
+    return LoadedModel(None, "conse", f"{name}, built now", model.classes, model, cfg.backbone)
+
+
 @st.cache_resource(show_spinner="Loading the model ...", max_entries=6)
 def _loaded(h: str, model_id: int, created_at: str):
     from core.predictor import load_model
@@ -45,25 +81,40 @@ def _predict(h: str, sha: str, data: bytes, sup: int | None, zs: int | None, see
     by_id = {m["model_id"]: m for m in _models(h)[0]}
     sup_m = _loaded(h, sup, str(by_id[sup]["created_at"])) if sup in by_id else None
     zs_m = _loaded(h, zs, str(by_id[zs]["created_at"])) if zs in by_id else None
+    if zs == DEFAULT_ZS:
+        zs_m = _default_zero_shot(h, _vocabulary(h)[1])
     img = decode_rgb(data)
     return predict_image(img, supervised=sup_m, zero_shot=zs_m, hashtags=_hashtags(h), seed=seed)
 
 
 all_models, best = _models(H)
-if not all_models:
-    empty_state("No trained models yet.", "python -m jobs train      # then: python -m jobs evaluate\n"
-                                          "# or the whole pipeline: python -m jobs demo")
+vocab_words, _, stored_default = _vocabulary(H)
+if not vocab_words:
+    empty_state("No active words yet: the shipped vocabulary loads with the first job.",
+                "python -m jobs words list      # loads the 76-word vocabulary")
     st.stop()
+if not any(m["kind"] in wh_models.SUPERVISED_KINDS for m in all_models):
+    st.info("No supervised model yet (it needs labelled photos: `python -m jobs demo`, or `import-folder` then "
+            "`train`). Zero-shot needs no data: it answers over every active word.")
 
 sup_opts = [None] + [m["model_id"] for m in all_models if m["kind"] in wh_models.SUPERVISED_KINDS]
-zs_opts = [None] + [m["model_id"] for m in all_models if m["kind"] in wh_models.ZERO_SHOT_KINDS]
-names = {m["model_id"]: f"{m['name']} (model {m['model_id']})" for m in all_models}
+# the default zero-shot model over the current vocabulary first: stored when predict has built it, else built here
+zs_default = stored_default if stored_default is not None else DEFAULT_ZS
+zs_opts = [zs_default] + [m["model_id"] for m in all_models
+                          if m["kind"] in wh_models.ZERO_SHOT_KINDS and m["model_id"] != stored_default]
+by_id = {m["model_id"]: m for m in all_models}
+names = {m["model_id"]: f"{m['name']} (model {m['model_id']}, {len(m['classes'])} words)" for m in all_models}
 names[None] = "(none)"
+names[zs_default] = f"Default zero-shot over the {len(vocab_words)} active words" + (
+    f" (model {stored_default})" if stored_default is not None else "")
 c1, c2 = st.columns(2)
 sup_id = c1.selectbox("Supervised model", sup_opts, format_func=names.get, key="pred_sup",
                       index=sup_opts.index(best.get("supervised")) if best.get("supervised") in sup_opts else 0)
-zs_id = c2.selectbox("Zero-shot model (ConSE)", zs_opts, format_func=names.get, key="pred_zs",
-                     index=zs_opts.index(best.get("zero_shot")) if best.get("zero_shot") in zs_opts else 0)
+zs_id = c2.selectbox("Zero-shot model (ConSE)", zs_opts, format_func=names.get, key="pred_zs", index=0)
+for col, mid in ((c1, sup_id), (c2, zs_id)):
+    words = by_id[mid]["classes"] if mid in by_id else (vocab_words if mid == DEFAULT_ZS else [])
+    if words:
+        col.caption(f"Can answer {len(words)} words: " + ", ".join(words[:30]) + (" ..." if len(words) > 30 else ""))
 if sup_id is None and zs_id is None:
     st.warning("Choose at least one model.")
     st.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.vocabulary import check_word
+from core.vocabulary import check_word, parse_hashtags
 from dashboard.common import clear_caches, empty_state, home
 from warehouse import dashboard_queries as q
 from warehouse import words as wh_words
@@ -57,10 +57,9 @@ with st.expander("Add a word", expanded=table.empty):
             except ValueError as exc:
                 st.error(str(exc))
             else:
-                tag_list = [t for t in tags.replace(",", " ").split() if t.strip("#")] or None
-                _do(lambda: wh_words.add_word(HOME, word, source="user",
-                                              hashtags=[t.lstrip("#") for t in tag_list] if tag_list else None),
-                    f"Added the word {word!r}.")
+                # the same checks as `python -m jobs words add`: an existing word is refused, nothing changes
+                _do(lambda: wh_words.add_word(HOME, word, source="user", hashtags=parse_hashtags(tags) or None),
+                    f"Added the word {word!r}; zero-shot predictions can answer it now.")
                 st.rerun()
 
 if table.empty:
@@ -102,7 +101,7 @@ with right:
             text = st.text_area("Hand-made hashtags", value=" ".join(f"#{t}" for t in hand), height=150,
                                 label_visibility="collapsed", key=f"tags_{word}")
             if st.form_submit_button("Save hashtags", key="tags_submit"):
-                new_tags = [t for t in text.replace(",", " ").split() if t.strip("#")]
+                new_tags = parse_hashtags(text)
                 _do(lambda: wh_words.set_hashtags(HOME, word, new_tags, source="hand"),
                     f"Saved {len(new_tags)} hashtags for {word!r}.")
                 st.rerun()
