@@ -266,6 +266,9 @@ def _export_locked(home: Path, bb: Backbone, weights: Path, sha: str, threads: i
     with FileLock(str(onnx_path.with_suffix(".lock"))):
         ready, _ = cached_export(home, bb.name, sha)
         if ready is None:
+            # Temp files of an export that was killed: nobody else writes them while we hold the lock.
+            for stale in onnx_path.parent.glob(f".{onnx_path.stem}.*.tmp"):
+                stale.unlink(missing_ok=True)
             build_export(home, bb, weights, sha, threads)
     return onnx_path
 

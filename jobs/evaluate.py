@@ -12,7 +12,8 @@ import torch
 from core.metrics import STUDY_TOP1, evaluate_scores
 from core.predictor import ModelLoadError, load_model
 from jobs._modeldata import stored_batch
-from jobs.common import ensure_ready, split_list
+from infra.onnxrt import use_runtime
+from jobs.common import add_runtime_arg, ensure_ready, split_list
 from jobs.runner import job_run
 from warehouse import models as wh
 
@@ -114,6 +115,7 @@ def comparison_table(rows: list[dict]) -> str:
 
 def _cmd(args) -> int:
     ids = [int(x) for x in split_list(args.models) or []] or None
+    use_runtime(args.home, args.runtime, args.threads)
     evaluate(args.home, model_ids=ids, all_scope=not args.val_only, threads=args.threads)
     return 0
 
@@ -126,4 +128,5 @@ def register(sub) -> None:
     p.add_argument("--models", help="comma-separated model ids (default: the newest model of each name)")
     p.add_argument("--val-only", action="store_true", help="skip ConSE's evaluation on every stored image")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    add_runtime_arg(p)
     p.set_defaults(func=_cmd)

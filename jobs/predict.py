@@ -5,11 +5,10 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from core.images import ImageRejected, decode_rgb, sha256_bytes
 from core.predictor import ImageBatch, ModelLoadError, load_model, predict_batch
-from jobs.common import ensure_ready
+from infra.onnxrt import use_runtime
+from jobs.common import add_runtime_arg, ensure_ready
 from warehouse import models as wh
 from warehouse.words import hashtags_for
 
@@ -99,7 +98,7 @@ def format_result(r: dict, loaded: dict) -> str:
 
 
 def _cmd(args) -> int:
-    torch.set_num_threads(max(1, args.threads))
+    use_runtime(args.home, args.runtime, max(1, args.threads))
     return predict_files(args.home, [Path(p) for p in args.images], as_json=args.json, seed=args.seed,
                          supervised_id=args.supervised_model, zero_shot_id=args.zero_shot_model)
 
@@ -114,5 +113,6 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, help="seed for the hashtag sampling (default: random)")
     p.add_argument("--supervised-model", type=int, help="model id to use instead of the best supervised one")
     p.add_argument("--zero-shot-model", type=int, help="model id to use instead of the best ConSE variant")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for the CNN (default 2)")
+    add_runtime_arg(p)
     p.set_defaults(func=_cmd)

@@ -20,7 +20,8 @@ from core.predictor import ARTIFACT_FILES, get_backbone
 from core.probe import ProbeConfig, ProbeModel
 from core.wordvectors import load_word_vectors
 from jobs._modeldata import read_photo, stored_batch
-from jobs.common import ensure_ready, split_list
+from infra.onnxrt import use_runtime
+from jobs.common import add_runtime_arg, ensure_ready, split_list
 from jobs.runner import job_run
 from jobs.split import add_split_args, current_split
 from warehouse import models as wh
@@ -86,7 +87,7 @@ def train_finetune(home, data: _Data, split_run: int, *, backbone: str, weights:
     kw = {"train_blocks": train_blocks} if train_blocks is not None else {}
     cfg = FinetuneConfig(backbone=backbone, weights=weights, epochs=epochs, seed=seed, **kw)
     with job_run(home, "train-finetune", {"split_run_id": split_run, **cfg.to_dict()}) as run:
-        bb = get_backbone(backbone, weights)
+        bb = get_backbone(backbone, weights, "torch")
 
         def on_epoch(s):
             val = f", val loss {s.val_loss:.3f} acc {s.val_acc:.1%}" if s.val_acc is not None else ""
@@ -222,6 +223,7 @@ def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DE
 
 
 def _cmd(args) -> int:
+    use_runtime(args.home, args.runtime, args.threads)
     out = train(args.home, models=split_list(args.models) or ALL_MODELS, epochs=args.epochs, backbone=args.backbone,
                 weights=str(args.weights) if args.weights else None, word_vectors=args.word_vectors,
                 top_t=args.top_t, temperature=args.temperature, conse_variants=not args.plain_conse_only,
@@ -253,5 +255,6 @@ def register(sub) -> None:
     p.add_argument("--plain-conse-only", action="store_true", help="build plain ConSE without the variants")
     p.add_argument("--new-split", action="store_true", help="make a new split even if the latest still fits")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    add_runtime_arg(p)
     add_split_args(p)
     p.set_defaults(func=_cmd)
