@@ -6,12 +6,13 @@ are numpy arrays: the same pipeline feeds a torch network or an ONNX Runtime ses
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -123,10 +124,8 @@ def iter_batches(paths: Sequence[Path | str], preprocess: Preprocess, *,
         stop.set()
         # Drain so a producer blocked on a full queue can see `stop` and finish.
         while thread.is_alive():
-            try:
+            with contextlib.suppress(queue.Empty):
                 out.get(timeout=0.05)
-            except queue.Empty:
-                pass
         thread.join()
 
 
@@ -173,7 +172,7 @@ class PcaFit:
         tmp.replace(path)  # atomic: a killed run never leaves half an artifact
 
     @classmethod
-    def load(cls, path: Path | str) -> "PcaFit":
+    def load(cls, path: Path | str) -> PcaFit:
         with np.load(Path(path)) as z:
             return cls(z["mean"], z["components"], z["explained_variance_ratio"])
 

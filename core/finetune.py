@@ -13,9 +13,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -234,7 +234,7 @@ class FinetuneModel:
 
     @classmethod
     def load(cls, path: Path | str, config: FinetuneConfig | dict, classes: list[str],
-             backbone=None) -> "FinetuneModel":
+             backbone=None) -> FinetuneModel:
         """Rebuild from the stored config + artifact: a fresh pretrained backbone with the trained tail and head."""
         from core.backbones import load_backbone
         cfg = config if isinstance(config, FinetuneConfig) else FinetuneConfig(**config)

@@ -54,9 +54,9 @@ def compute_features(backbone, images: Sequence[Image.Image], batch_size: int = 
     """(penultimate features, ImageNet logits) for PIL images, batch by batch (torch or ONNX backbone)."""
     feats, logits = [], []
     for i in range(0, len(images), batch_size):
-        f, l = backbone.features_and_logits(np.stack([backbone.preprocess(im) for im in images[i:i + batch_size]]))
+        f, lg = backbone.features_and_logits(np.stack([backbone.preprocess(im) for im in images[i:i + batch_size]]))
         feats.append(f)
-        logits.append(l)
+        logits.append(lg)
     if not feats:
         return np.zeros((0, backbone.feature_dim), np.float32), np.zeros((0, 1000), np.float32)
     return np.concatenate(feats), np.concatenate(logits)

@@ -11,8 +11,8 @@ import torch
 
 from core.metrics import STUDY_TOP1, evaluate_scores
 from core.predictor import ModelLoadError, load_model
-from jobs._modeldata import stored_batch
 from infra.onnxrt import use_runtime
+from jobs._modeldata import stored_batch
 from jobs.common import add_runtime_arg, ensure_ready, split_list
 from jobs.runner import job_run
 from warehouse import models as wh

@@ -19,8 +19,8 @@ from core.finetune import FinetuneConfig, finetune
 from core.predictor import ARTIFACT_FILES, get_backbone
 from core.probe import ProbeConfig, ProbeModel
 from core.wordvectors import load_word_vectors
-from jobs._modeldata import read_photo, stored_batch
 from infra.onnxrt import use_runtime
+from jobs._modeldata import read_photo, stored_batch
 from jobs.common import add_runtime_arg, ensure_ready, split_list
 from jobs.runner import job_run
 from jobs.split import add_split_args, current_split

@@ -198,8 +198,8 @@ def test_kill_during_export_leaves_nothing_that_is_read(cache, no_real_export):
 
 def test_preprocessing_matches_torchvision_transforms_v2():
     import torch
-    from torchvision.transforms import v2
     from skimage import data
+    from torchvision.transforms import v2
     spec = backbone_spec("resnet18").preprocess
     ref = v2.Compose([v2.Resize(256), v2.CenterCrop(224), v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True),
                       v2.Normalize(spec.mean, spec.std)])
