@@ -292,13 +292,23 @@ def set_torch_threads(threads: int | None = None) -> None:
     torch.set_num_threads(threads or cpu_cores())
 
 
-def use_runtime(home: Path, runtime: str = DEFAULT_RUNTIME, threads: int | None = None) -> None:
-    """Route core.predictor.get_backbone (predict, evaluate, train, the Predict page) through `runtime`."""
+_installed: tuple | None = None
+
+
+def use_runtime(home: Path | str, runtime: str = DEFAULT_RUNTIME, threads: int | None = None) -> None:
+    """Route core.predictor.get_backbone (predict, evaluate, train, the Predict page) through `runtime`.
+
+    Calling it again with the same settings keeps the backbones already loaded.
+    """
+    global _installed
     from core import predictor
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if _installed == (str(home), runtime, threads):
+        return
     predictor.use_backbone_loader(
-        lambda name, weights: load_for_runtime(home, name, weights, runtime=runtime, threads=threads))
+        lambda name, weights: load_for_runtime(Path(home), name, weights, runtime=runtime, threads=threads))
+    _installed = (str(home), runtime, threads)
 
 
 class FeatureWorker:
