@@ -89,7 +89,7 @@ def stage_times(home: Path, bb, batch_size: int) -> dict:
     crops = [prep.crop_image(im) for im in imgs]
     t["resize+crop"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    arrays = [prep(c) for c in crops]                   # the crop is a no-op resize on 224 px input
+    arrays = [prep.normalise(c) for c in crops]
     t["normalise"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     outs = [bb.features_and_logits(np.stack(arrays[i:i + batch_size])) for i in range(0, len(arrays), batch_size)]

@@ -24,16 +24,23 @@ class Preprocess:
 
     def __call__(self, img: Image.Image) -> np.ndarray:
         """A (3, crop, crop) float32 array for one photo."""
-        x = np.asarray(self.crop_image(img), dtype=np.float32)
+        return self.normalise(self.crop_image(img))
+
+    def normalise(self, crop: Image.Image) -> np.ndarray:
+        """The cropped RGB photo as a normalised (3, h, w) float32 array (one copy, then in place)."""
+        x = np.asarray(crop)
         if self.bgr:
             x = x[..., ::-1]
-        mul = np.float32(self.scale) / np.asarray(self.std, np.float32)
-        add = np.asarray(self.mean, np.float32) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray((x * mul - add).transpose(2, 0, 1))
+        x = np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+        std = np.asarray(self.std, np.float32).reshape(3, 1, 1)
+        x *= np.float32(self.scale) / std
+        x -= np.asarray(self.mean, np.float32).reshape(3, 1, 1) / std
+        return x
 
     def crop_image(self, img: Image.Image) -> Image.Image:
         """torchvision's Resize(resize) + CenterCrop(crop) on an RGB photo."""
-        img = img.convert("RGB")
+        if img.mode != "RGB":
+            img = img.convert("RGB")
         w, h = img.size
         short, long = (w, h) if w <= h else (h, w)
         new_long = int(self.resize * long / short)          # v2 truncates the long side
