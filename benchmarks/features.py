@@ -1,24 +1,34 @@
-"""Feature extraction speed: end to end (read, decode, resize, forward, write) against the bare
-forward pass on preloaded tensors, at the same batch size, in one process.
+"""Feature extraction speed, in one process on the same photos and batch size: the bare torch forward
+pass, the bare ONNX Runtime forward pass (both on preloaded arrays), and the project's own features job
+end to end (read, decode, resize, forward, write: jobs.features.extract_and_store). Also the time per
+image of each stage run alone, an ONNX batch-size sweep, and peak RSS.
 
-    python -m benchmarks.features [--backbone efficientnet_lite0] [--batch-size 16] [--limit 96] [--compile]
+    python benchmarks/features.py [--batch-size 16] [--limit 0] [--repeats 3] [--sweep 1,8,16,32] [--json]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from core.backbones import DEFAULT_BACKBONE, load_backbone
-from core.features import extract, load_photo
+from core.backbones import DEFAULT_BACKBONE
+from core.features import load_photo
+from core.images import decode_rgb
+from infra.onnxrt import cpu_cores, load_for_runtime
+from jobs import features as job
+from jobs.import_folder import import_folder
+from jobs.runner import job_run
 from warehouse import features as wh
-from warehouse.db import connect
+from warehouse.images import labelled_images
+from warehouse.store import image_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,82 +39,142 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bare_forward(bb, tensors: list[torch.Tensor], batch_size: int) -> float:
+def bare_forward(bb, arrays: list[np.ndarray], batch_size: int) -> float:
     t0 = time.perf_counter()
-    for i in range(0, len(tensors), batch_size):
-        bb.features_and_logits(torch.stack(tensors[i:i + batch_size]))
+    for i in range(0, len(arrays), batch_size):
+        bb.features_and_logits(np.stack(arrays[i:i + batch_size]))
     return time.perf_counter() - t0
 
 
-def end_to_end(bb, paths: list[Path], home: Path, batch_size: int, workers: int) -> float:
-    """The features job's own path: threaded decode + forward + batched warehouse writes."""
+def make_home(base: Path, limit: int) -> Path:
+    """A warehouse holding the demo photos (or the first `limit` per word), imported outside any timing."""
+    tree = base / "tree"
+    for word in sorted(p for p in DEMO.iterdir() if p.is_dir()):
+        files = sorted(word.glob("*.jpg"))
+        (tree / word.name).mkdir(parents=True)
+        for f in files[:limit] if limit else files:
+            shutil.copy(f, tree / word.name / f.name)
+    home = base / "home"
+    import_folder(home, tree)
+    return home
+
+
+def end_to_end(template: Path, work: Path, bb, batch_size: int, workers: int) -> tuple[float, int]:
+    """The features job's own loop on a fresh copy of the warehouse: (seconds, images)."""
+    home = work / f"e2e-{time.perf_counter_ns()}"
+    shutil.copytree(template, home, ignore=shutil.ignore_patterns("onnx"))
+    todo = labelled_images(home, include_rejected=True)
+    with job_run(home, "features", {"benchmark": True}) as run:
+        t0 = time.perf_counter()
+        job.extract_and_store(home, run, bb, todo, batch_size=batch_size, workers=workers)
+        seconds = time.perf_counter() - t0
+    shutil.rmtree(home)
+    return seconds, len(todo)
+
+
+def stage_times(home: Path, bb, batch_size: int) -> dict:
+    """Milliseconds per image of each stage run alone, one thread (the forward pass at its own threads)."""
+    paths = [image_file(home, im["path"]) for im in labelled_images(home)]
+    prep = bb.preprocess
+    t = {}
     t0 = time.perf_counter()
-    ids, vecs, logits = [], [], []
-    for positions, f, lg, _ in extract(paths, bb, batch_size=batch_size, workers=workers):
-        ids.extend(positions)
-        vecs.append(f)
-        logits.append(lg)
-        if len(ids) >= 64:
-            wh.write_features(home, 1, bb.name, ids, np.concatenate(vecs), np.concatenate(logits))
-            ids, vecs, logits = [], [], []
-    if ids:
-        wh.write_features(home, 1, bb.name, ids, np.concatenate(vecs), np.concatenate(logits))
-    return time.perf_counter() - t0
+    blobs = [p.read_bytes() for p in paths]
+    t["read"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    imgs = [decode_rgb(b, min_side=1, reduce_to=prep.resize) for b in blobs]
+    t["decode"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    crops = [prep.crop_image(im) for im in imgs]
+    t["resize+crop"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    arrays = [prep.normalise(c) for c in crops]
+    t["normalise"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    outs = [bb.features_and_logits(np.stack(arrays[i:i + batch_size])) for i in range(0, len(arrays), batch_size)]
+    t["forward"] = time.perf_counter() - t0
+    feats, logits = np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+    ids = [im["image_id"] for im in labelled_images(home)]
+    t0 = time.perf_counter()
+    for i in range(0, len(ids), job.WRITE_EVERY):
+        sl = slice(i, i + job.WRITE_EVERY)
+        wh.write_features(home, 1, bb.name, ids[sl], feats[sl], logits[sl])
+    t["write"] = time.perf_counter() - t0
+    return {k: round(1000 * v / len(paths), 2) for k, v in t.items()}
+
+
+def sweep(bb, arrays: list[np.ndarray], sizes: list[int]) -> dict:
+    out = {}
+    for b in sizes:
+        bare_forward(bb, arrays[:b], b)                                    # warm-up at this shape
+        out[b] = round(len(arrays) / bare_forward(bb, arrays, b), 1)
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbone", default=DEFAULT_BACKBONE)
-    ap.add_argument("--weights")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--limit", type=int, default=96, help="photos to use (default 96)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=3,
-                    help="alternating rounds of both paths; medians are reported (default 3)")
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile on the bare forward pass")
+    ap.add_argument("--batch-size", type=int, default=job.DEFAULT_BATCH)
+    ap.add_argument("--limit", type=int, default=0, help="photos per demo word (default 0: all 216)")
+    ap.add_argument("--threads", type=int, default=cpu_cores(), help="forward-pass threads (default: all cores)")
+    ap.add_argument("--workers", type=int, default=1, help="decode threads of the features job (default 1)")
+    ap.add_argument("--repeats", type=int, default=3, help="alternating rounds; medians reported (default 3)")
+    ap.add_argument("--sweep", default="", help="ONNX batch sizes to time as well, e.g. 1,8,16,32")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    paths = sorted(DEMO.rglob("*.jpg"))[:args.limit]
-    bb = load_backbone(args.backbone, args.weights)
-    rss0 = peak_rss_mb()
-    tensors = [bb.preprocess(load_photo(p)) for p in paths]
-    bare_forward(bb, tensors[:args.batch_size], args.batch_size)            # warm-up
-    # Rounds alternate the two paths so drift in machine load hits both alike.
-    bare_times, e2e_times = [], []
-    for _ in range(args.repeats):
-        bare_times.append(bare_forward(bb, tensors, args.batch_size))
-        with tempfile.TemporaryDirectory() as tmp:
-            home = Path(tmp)
-            with connect(home):
-                pass                                                       # migrate outside the timing
-            e2e_times.append(end_to_end(bb, paths, home, args.batch_size, args.workers))
-    t_bare, t_e2e = statistics.median(bare_times), statistics.median(e2e_times)
-    n = len(paths)
-    rows = [("bare forward (preloaded tensors)", n / t_bare), ("end to end (read, decode, resize, forward, write)",
-                                                              n / t_e2e)]
-    if args.compile:
-        try:
-            # Compile the feature/logit split itself: compiling the module would only wrap its
-            # forward(), which the split never calls.
-            compiled_split = torch.compile(bb.split)
-            cbb = type(bb)(bb.name, bb.feature_dim, bb.model, bb.preprocess, compiled_split)
-            t0 = time.perf_counter()
-            bare_forward(cbb, tensors[:args.batch_size], args.batch_size)
-            warm = time.perf_counter() - t0
-            rows.append((f"bare forward, torch.compile (compile {warm:.0f} s)",
-                         n / bare_forward(cbb, tensors, args.batch_size)))
-        except Exception as exc:
-            rows.append((f"torch.compile failed: {type(exc).__name__}: {str(exc)[:60]}", float("nan")))
-    print(f"\n{args.backbone}, {n} photos, batch {args.batch_size}, {args.threads} torch threads, "
-          f"{args.workers} decode threads, median of {args.repeats} alternating rounds\n")
-    print(f"| {'path':<52} | images/s |")
-    print(f"|{'-' * 54}|----------|")
-    for name, rate in rows:
-        print(f"| {name:<52} | {rate:8.1f} |")
-    print(f"\nratio end-to-end / bare forward: {t_bare / t_e2e:.2f} (goal >= 0.85)")
-    print(f"peak RSS: {peak_rss_mb():.0f} MB (model loaded: {rss0:.0f} MB)")
+    with tempfile.TemporaryDirectory() as tmp:
+        res = run(Path(tmp), args)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print_table(res)
     return 0
+
+
+def run(tmp: Path, args) -> dict:
+    template = make_home(tmp, args.limit)
+    bb_torch = load_for_runtime(template, args.backbone, runtime="torch", threads=args.threads)
+    bb_onnx = load_for_runtime(template, args.backbone, runtime="onnx", threads=args.threads)
+    if bb_onnx.runtime != "onnx":
+        raise SystemExit("ONNX export failed here (see the note above); nothing to compare")
+    rss_models = peak_rss_mb()
+    paths = [image_file(template, im["path"]) for im in labelled_images(template)]
+    arrays = [bb_onnx.preprocess(load_photo(p, reduce_to=bb_onnx.preprocess.resize)) for p in paths]
+    for bb in (bb_torch, bb_onnx):
+        bare_forward(bb, arrays[:args.batch_size], args.batch_size)        # warm-up
+    times = {"torch": [], "onnx": [], "e2e": []}
+    for _ in range(args.repeats):            # rounds alternate the paths so load drift hits all alike
+        times["torch"].append(bare_forward(bb_torch, arrays, args.batch_size))
+        times["onnx"].append(bare_forward(bb_onnx, arrays, args.batch_size))
+        times["e2e"].append(end_to_end(template, tmp, bb_onnx, args.batch_size, args.workers)[0])
+    n = len(arrays)
+    ips = {k: n / statistics.median(v) for k, v in times.items()}
+    res = {"backbone": args.backbone, "photos": n, "batch_size": args.batch_size, "threads": args.threads,
+           "workers": args.workers, "repeats": args.repeats,
+           "torch_forward_ips": round(ips["torch"], 1), "onnx_forward_ips": round(ips["onnx"], 1),
+           "end_to_end_ips": round(ips["e2e"], 1),
+           "end_to_end_over_onnx": round(ips["e2e"] / ips["onnx"], 3),
+           "end_to_end_over_torch": round(ips["e2e"] / ips["torch"], 2),
+           "stage_ms_per_image": stage_times(template, bb_onnx, args.batch_size),
+           "peak_rss_mb": round(peak_rss_mb()), "rss_after_models_mb": round(rss_models)}
+    if args.sweep:
+        res["onnx_batch_sweep_ips"] = sweep(bb_onnx, arrays, [int(b) for b in args.sweep.split(",")])
+    return res
+
+
+def print_table(res: dict) -> None:
+    print(f"\n{res['backbone']}, {res['photos']} photos, batch {res['batch_size']}, {res['threads']} threads, "
+          f"{res['workers']} decode threads, median of {res['repeats']} alternating rounds\n")
+    print(f"| {'path':<52} | images/s |\n|{'-' * 54}|----------|")
+    for key, name in (("torch_forward_ips", "bare torch forward (preloaded arrays)"),
+                      ("onnx_forward_ips", "bare ONNX Runtime forward (preloaded arrays)"),
+                      ("end_to_end_ips", "features job end to end (ONNX; read..write)")):
+        print(f"| {name:<52} | {res[key]:8.1f} |")
+    print(f"\nend-to-end / ONNX forward: {res['end_to_end_over_onnx']:.2f} (goal >= 0.85); "
+          f"end-to-end / torch forward: {res['end_to_end_over_torch']:.1f} (goal >= 4)")
+    print("stage ms/image, each alone: " + ", ".join(f"{k} {v}" for k, v in res["stage_ms_per_image"].items()))
+    if "onnx_batch_sweep_ips" in res:
+        print("ONNX batch sweep (images/s): " + ", ".join(f"{b}: {v}" for b, v in res["onnx_batch_sweep_ips"].items()))
+    print(f"peak RSS: {res['peak_rss_mb']} MB (both models loaded: {res['rss_after_models_mb']} MB)")
 
 
 if __name__ == "__main__":

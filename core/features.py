@@ -1,22 +1,24 @@
 """Feature extraction plumbing and PCA: photos in, penultimate-layer vectors and 128-d projections out.
 
 `extract` overlaps reading, decoding and resizing (a thread pool, prefetching whole
-batches) with the forward pass, so the CNN is rarely kept waiting for input.
+batches) with the forward pass, so the CNN is rarely kept waiting for input. Batches
+are numpy arrays: the same pipeline feeds a torch network or an ONNX Runtime session.
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 
 from core.images import ImageRejected, decode_rgb
+from core.preprocess import Preprocess
 
 DEFAULT_PCA_COMPONENTS = 128
 
@@ -25,36 +27,58 @@ DEFAULT_PCA_COMPONENTS = 128
 
 @dataclass
 class Batch:
-    """One prepared batch: the positions (into the caller's item list) it holds, and their tensors."""
+    """One prepared batch: the positions (into the caller's item list) it holds, and their pixels."""
     indices: list[int]
-    tensor: torch.Tensor | None               # None when every item of the batch failed
+    array: np.ndarray | None                  # (n, 3, h, w) float32; None when every item failed
     failures: list[tuple[int, str]]           # (position, reason) for items that could not be read
 
 
-def load_photo(path: Path | str) -> Image.Image:
-    """Read and decode one stored photo into RGB, or raise ImageRejected saying why."""
+def load_photo(path: Path | str, *, reduce_to: int | None = None) -> Image.Image:
+    """Read and decode one stored photo into RGB, or raise ImageRejected saying why.
+
+    `reduce_to`: a JPEG may be decoded at a reduced scale (Pillow's draft mode) as long
+    as its short side stays at least this many pixels; far cheaper for large photos.
+    """
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ImageRejected(f"cannot read {path} ({exc.strerror or exc})") from None
     # min_side=1: the import already enforced its size rule; here any decodable image is usable.
-    return decode_rgb(data, min_side=1)
+    return decode_rgb(data, min_side=1, reduce_to=reduce_to)
 
 
-def _prepare(path, preprocess) -> torch.Tensor | str:
+def _prepare(path, preprocess: Preprocess) -> np.ndarray | str:
     try:
-        return preprocess(load_photo(path))
+        return preprocess(load_photo(path, reduce_to=preprocess.resize))
     except ImageRejected as exc:
         return str(exc)
     except Exception as exc:  # a preprocessing bug on one odd image must not kill the job
         return f"{type(exc).__name__}: {exc}"
 
 
-def iter_batches(paths: Sequence[Path | str], preprocess: Callable[[Image.Image], torch.Tensor], *,
+def prepare_batch(paths: Sequence[Path | str], positions: Iterable[int], preprocess: Preprocess,
+                  pool: ThreadPoolExecutor | None = None) -> Batch:
+    """Decode and prepare `paths[p]` for each position (in `pool` when given), failures kept apart."""
+    positions = list(positions)
+    mapper = pool.map if pool is not None else map
+    results = list(mapper(lambda i: _prepare(paths[i], preprocess), positions))
+    ok = [(i, r) for i, r in zip(positions, results) if isinstance(r, np.ndarray)]
+    bad = [(i, r) for i, r in zip(positions, results) if not isinstance(r, np.ndarray)]
+    return Batch([i for i, _ in ok], np.stack([r for _, r in ok]) if ok else None, bad)
+
+
+def run_batch(backbone, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+    """(features, logits) for a prepared batch; empty arrays when nothing in it decoded."""
+    if batch.array is None:
+        return np.zeros((0, backbone.feature_dim), np.float32), np.zeros((0, 1000), np.float32)
+    return backbone.features_and_logits(batch.array)
+
+
+def iter_batches(paths: Sequence[Path | str], preprocess: Preprocess, *,
                  batch_size: int = 16, workers: int = 2, prefetch: int = 2) -> Iterator[Batch]:
     """Yield prepared batches in order, decoding up to `prefetch` batches ahead in `workers` threads.
 
-    Pillow and torch release the GIL while decoding and resizing, so threads give
+    Pillow and numpy release the GIL while decoding and resizing, so threads give
     real overlap with the forward pass without the start-up cost of processes.
     """
     if batch_size < 1:
@@ -63,7 +87,7 @@ def iter_batches(paths: Sequence[Path | str], preprocess: Callable[[Image.Image]
         raise ValueError(f"workers must be at least 1, got {workers}")
     if prefetch < 1:
         raise ValueError(f"prefetch must be at least 1, got {prefetch}")
-    chunks = [list(range(i, min(i + batch_size, len(paths)))) for i in range(0, len(paths), batch_size)]
+    chunks = [range(i, min(i + batch_size, len(paths))) for i in range(0, len(paths), batch_size)]
     out: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
     _END = object()
@@ -74,11 +98,7 @@ def iter_batches(paths: Sequence[Path | str], preprocess: Callable[[Image.Image]
                 for chunk in chunks:
                     if stop.is_set():
                         break
-                    results = list(pool.map(lambda i: _prepare(paths[i], preprocess), chunk))
-                    ok = [(i, r) for i, r in zip(chunk, results) if isinstance(r, torch.Tensor)]
-                    bad = [(i, r) for i, r in zip(chunk, results) if not isinstance(r, torch.Tensor)]
-                    tensor = torch.stack([r for _, r in ok]) if ok else None
-                    item = Batch([i for i, _ in ok], tensor, bad)
+                    item = prepare_batch(paths, chunk, preprocess, pool)
                     while not stop.is_set():
                         try:
                             out.put(item, timeout=0.1)
@@ -104,27 +124,21 @@ def iter_batches(paths: Sequence[Path | str], preprocess: Callable[[Image.Image]
         stop.set()
         # Drain so a producer blocked on a full queue can see `stop` and finish.
         while thread.is_alive():
-            try:
+            with contextlib.suppress(queue.Empty):
                 out.get(timeout=0.05)
-            except queue.Empty:
-                pass
         thread.join()
 
 
 def extract(paths: Sequence[Path | str], backbone, *, batch_size: int = 16, workers: int = 1,
             progress: Callable[[int], None] | None = None) -> Iterator[tuple[list[int], np.ndarray, np.ndarray,
                                                                              list[tuple[int, str]]]]:
-    """Run `backbone` over the photos at `paths`, batch by batch.
+    """Run `backbone` (torch or ONNX) over the photos at `paths`, batch by batch.
 
     Yields (positions, features, logits, failures) per batch; `progress(n)` is
     called with the number of items each batch settled (done or failed).
     """
     for batch in iter_batches(paths, backbone.preprocess, batch_size=batch_size, workers=workers):
-        if batch.tensor is not None:
-            feats, logits = backbone.features_and_logits(batch.tensor)
-        else:
-            feats = np.zeros((0, backbone.feature_dim), np.float32)
-            logits = np.zeros((0, 1000), np.float32)
+        feats, logits = run_batch(backbone, batch)
         if progress:
             progress(len(batch.indices) + len(batch.failures))
         yield batch.indices, feats, logits, batch.failures
@@ -158,7 +172,7 @@ class PcaFit:
         tmp.replace(path)  # atomic: a killed run never leaves half an artifact
 
     @classmethod
-    def load(cls, path: Path | str) -> "PcaFit":
+    def load(cls, path: Path | str) -> PcaFit:
         with np.load(Path(path)) as z:
             return cls(z["mean"], z["components"], z["explained_variance_ratio"])
 
@@ -186,21 +200,3 @@ def fit_pca(X: np.ndarray, *, n_components: int = DEFAULT_PCA_COMPONENTS, seed: 
     return PcaFit(pca.mean_.astype(np.float32), pca.components_.astype(np.float32),
                   pca.explained_variance_ratio_.astype(np.float64))
 
-
-def l2_normalise(X: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero)."""
-    X = np.asarray(X, dtype=np.float64)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.where(norms > 0, norms, 1.0)
-
-
-def chunks(items: Iterable, size: int) -> Iterator[list]:
-    """Consecutive lists of at most `size` items."""
-    buf: list = []
-    for item in items:
-        buf.append(item)
-        if len(buf) >= size:
-            yield buf
-            buf = []
-    if buf:
-        yield buf

@@ -13,9 +13,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -181,7 +181,7 @@ def _pil(item: ImageSource) -> Image.Image:
 
 
 def preprocess_all(backbone, images: Sequence[ImageSource]) -> torch.Tensor:
-    return torch.stack([backbone.preprocess(_pil(im)) for im in images])
+    return torch.from_numpy(np.stack([backbone.preprocess(_pil(im)) for im in images]))
 
 
 @torch.inference_mode()
@@ -234,7 +234,7 @@ class FinetuneModel:
 
     @classmethod
     def load(cls, path: Path | str, config: FinetuneConfig | dict, classes: list[str],
-             backbone=None) -> "FinetuneModel":
+             backbone=None) -> FinetuneModel:
         """Rebuild from the stored config + artifact: a fresh pretrained backbone with the trained tail and head."""
         from core.backbones import load_backbone
         cfg = config if isinstance(config, FinetuneConfig) else FinetuneConfig(**config)
@@ -256,6 +256,99 @@ def _batches(n: int, size: int, gen: torch.Generator) -> list[torch.Tensor]:
     return [perm[i:i + size] for i in range(0, n, size)]
 
 
+def _check_data(classes, train_images, train_labels, val_images, val_labels) -> None:
+    if len(train_images) != len(train_labels) or len(val_images) != len(val_labels):
+        raise FinetuneError("each image needs exactly one label")
+    unknown = sorted((set(train_labels) | set(val_labels)) - set(classes))
+    if unknown:
+        raise FinetuneError(f"labels {unknown} are not among the classes")
+    if len(train_images) < 2:
+        raise FinetuneError(f"need at least 2 training images, got {len(train_images)}")
+
+
+def _build_net(backbone, config: FinetuneConfig, n_classes: int) -> tuple[object, FinetuneNet]:
+    """A private copy of the backbone wrapped as front -> tail -> head, the front frozen unless mode='full'."""
+    backbone = copy.deepcopy(backbone)
+    net = FinetuneNet(backbone, config, n_classes)
+    for p in net.front.parameters():
+        p.requires_grad_(config.mode == "full")
+    if not any(p.requires_grad for p in net.tail.parameters()) and config.train_blocks:
+        raise FinetuneError("internal error: the blocks to train are frozen")
+    return backbone, net
+
+
+@dataclass
+class _Inputs:
+    """What each epoch trains on: raw pixels (full mode) or the frozen front's cached activations."""
+    train: torch.Tensor
+    train_flipped: torch.Tensor | None        # cached mode: the mirror images' activations
+    val: torch.Tensor | None
+    seconds: float
+
+
+def _inputs(net: FinetuneNet, backbone, config: FinetuneConfig, train_images, val_images, say) -> _Inputs:
+    t0 = time.perf_counter()
+    if config.mode == "full":
+        xtr = preprocess_all(backbone, train_images)
+        xva = preprocess_all(backbone, val_images) if len(val_images) else None
+        say(f"preprocessed {len(xtr)} train / {len(val_images)} val images in {time.perf_counter() - t0:.1f} s")
+        return _Inputs(xtr, None, xva, time.perf_counter() - t0)
+    xtr = front_activations(net.front, backbone, train_images)
+    flipped = front_activations(net.front, backbone, train_images, flip=True) if config.augment else None
+    xva = front_activations(net.front, backbone, val_images) if len(val_images) else None
+    say(f"cached frozen activations {tuple(xtr.shape[1:])} for {len(train_images)} train "
+        f"(x{2 if config.augment else 1}) / {len(val_images)} val images in {time.perf_counter() - t0:.1f} s")
+    return _Inputs(xtr, flipped, xva, time.perf_counter() - t0)
+
+
+def _optimiser(net: FinetuneNet, config: FinetuneConfig, n_train: int):
+    """AdamW with one-cycle schedule; trained blocks (and the front in full mode) at a scaled-down rate."""
+    groups = [{"params": list(net.head.parameters()), "lr": config.lr},
+              {"params": list(net.tail.parameters()), "lr": config.lr * config.block_lr_scale}]
+    if config.mode == "full":
+        groups.append({"params": list(net.front.parameters()), "lr": config.lr * config.block_lr_scale})
+    opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    steps = config.epochs * math.ceil(n_train / config.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=steps,
+                                                pct_start=0.15)
+    return opt, sched
+
+
+def _augmented(x: torch.Tensor, idx: torch.Tensor, inputs: _Inputs, gen: torch.Generator) -> torch.Tensor:
+    """Half the batch (at random) mirrored: flipped pixels, or the flipped copy's cached activations."""
+    flip = (torch.rand(len(idx), generator=gen) < 0.5)[:, None, None, None]
+    mirrored = torch.flip(x, dims=[3]) if inputs.train_flipped is None else inputs.train_flipped[idx]
+    return torch.where(flip, mirrored, x)
+
+
+def _train_epoch(run, inputs: _Inputs, y: torch.Tensor, opt, sched, config: FinetuneConfig,
+                 gen: torch.Generator) -> tuple[float, float]:
+    """One pass over the training set in shuffled batches; returns (mean loss, accuracy)."""
+    tot_loss, correct = 0.0, 0
+    for idx in _batches(len(y), config.batch_size, gen):
+        x = inputs.train[idx]
+        if config.augment:
+            x = _augmented(x, idx, inputs, gen)
+        logits = run(x)
+        loss = F.cross_entropy(logits, y[idx], label_smoothing=config.label_smoothing)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        tot_loss += float(loss.detach()) * len(idx)
+        correct += int((logits.argmax(1) == y[idx]).sum())
+    return tot_loss / len(y), correct / len(y)
+
+
+def _validate(net: FinetuneNet, run, x: torch.Tensor | None, y: torch.Tensor) -> tuple[float | None, float | None]:
+    if x is None:
+        return None, None
+    net.eval()
+    with torch.inference_mode():
+        logits = torch.cat([run(x[i:i + 64]) for i in range(0, len(x), 64)])
+    return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+
+
 def finetune(backbone, config: FinetuneConfig, classes: list[str],
              train_images: Sequence[ImageSource], train_labels: Sequence[str],
              val_images: Sequence[ImageSource] = (), val_labels: Sequence[str] = (), *,
@@ -265,81 +358,25 @@ def finetune(backbone, config: FinetuneConfig, classes: list[str],
 
     The backbone is deep-copied, so the caller's one stays the pretrained original.
     """
-    if len(train_images) != len(train_labels) or len(val_images) != len(val_labels):
-        raise FinetuneError("each image needs exactly one label")
-    unknown = sorted((set(train_labels) | set(val_labels)) - set(classes))
-    if unknown:
-        raise FinetuneError(f"labels {unknown} are not among the classes")
-    if len(train_images) < 2:
-        raise FinetuneError(f"need at least 2 training images, got {len(train_images)}")
+    _check_data(classes, train_images, train_labels, val_images, val_labels)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    backbone = copy.deepcopy(backbone)
-    net = FinetuneNet(backbone, config, len(classes))
-    full = config.mode == "full"
-    for p in net.front.parameters():
-        p.requires_grad_(full)
-    if not any(p.requires_grad for p in net.tail.parameters()) and config.train_blocks:
-        raise FinetuneError("internal error: the blocks to train are frozen")
+    backbone, net = _build_net(backbone, config, len(classes))
     ytr = torch.tensor([classes.index(w) for w in train_labels])
     yva = torch.tensor([classes.index(w) for w in val_labels])
-
-    say = progress or (lambda msg: None)
-    t0 = time.perf_counter()
-    if full:
-        xtr = preprocess_all(backbone, train_images)
-        xva = preprocess_all(backbone, val_images) if len(val_images) else None
-        say(f"preprocessed {len(xtr)} train / {len(val_images)} val images in {time.perf_counter() - t0:.1f} s")
-    else:
-        xtr = front_activations(net.front, backbone, train_images)
-        xtr_flip = front_activations(net.front, backbone, train_images, flip=True) if config.augment else None
-        xva = front_activations(net.front, backbone, val_images) if len(val_images) else None
-        say(f"cached frozen activations {tuple(xtr.shape[1:])} for {len(train_images)} train "
-            f"(x{2 if config.augment else 1}) / {len(val_images)} val images in {time.perf_counter() - t0:.1f} s")
-    cache_seconds = time.perf_counter() - t0
-
-    front_params = list(net.front.parameters()) if full else []
-    groups = [{"params": list(net.head.parameters()), "lr": config.lr},
-              {"params": list(net.tail.parameters()), "lr": config.lr * config.block_lr_scale}]
-    if front_params:
-        groups.append({"params": front_params, "lr": config.lr * config.block_lr_scale})
-    opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    steps = config.epochs * math.ceil(len(ytr) / config.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=steps,
-                                                pct_start=0.15)
+    inputs = _inputs(net, backbone, config, train_images, val_images, progress or (lambda msg: None))
+    opt, sched = _optimiser(net, config, len(ytr))
+    full = config.mode == "full"
     run = net.forward if full else net.forward_from_front
     curve: list[EpochStats] = []
     for epoch in range(1, config.epochs + 1):
-        te = time.perf_counter()
+        t0 = time.perf_counter()
         _train_mode(net, full)
-        tot_loss, correct = 0.0, 0
-        for idx in _batches(len(ytr), config.batch_size, gen):
-            x = xtr[idx]
-            if config.augment:
-                flip = torch.rand(len(idx), generator=gen) < 0.5
-                if full:
-                    x = torch.where(flip[:, None, None, None], torch.flip(x, dims=[3]), x)
-                else:
-                    x = torch.where(flip[:, None, None, None], xtr_flip[idx], x)
-            logits = run(x)
-            loss = F.cross_entropy(logits, ytr[idx], label_smoothing=config.label_smoothing)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot_loss += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == ytr[idx]).sum())
-        val_loss = val_acc = None
-        if xva is not None:
-            net.eval()
-            with torch.inference_mode():
-                vl = torch.cat([run(xva[i:i + 64]) for i in range(0, len(xva), 64)])
-                val_loss = float(F.cross_entropy(vl, yva))
-                val_acc = float((vl.argmax(1) == yva).float().mean())
-        seconds = time.perf_counter() - te + (cache_seconds if epoch == 1 else 0.0)
-        stats = EpochStats(epoch, tot_loss / len(ytr), correct / len(ytr), val_loss, val_acc, seconds)
-        curve.append(stats)
+        train_loss, train_acc = _train_epoch(run, inputs, ytr, opt, sched, config, gen)
+        val_loss, val_acc = _validate(net, run, inputs.val, yva)
+        seconds = time.perf_counter() - t0 + (inputs.seconds if epoch == 1 else 0.0)
+        curve.append(EpochStats(epoch, train_loss, train_acc, val_loss, val_acc, seconds))
         if on_epoch:
-            on_epoch(stats)
+            on_epoch(curve[-1])
     net.eval()
     return FinetuneModel(config, classes, backbone, net), curve

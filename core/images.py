@@ -31,11 +31,14 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def decode_rgb(data: bytes, *, min_side: int = 32, max_bytes: int = MAX_BYTES) -> Image.Image:
+def decode_rgb(data: bytes, *, min_side: int = 32, max_bytes: int = MAX_BYTES,
+               reduce_to: int | None = None) -> Image.Image:
     """Decode `data` fully into an RGB image, refusing anything unusable.
 
     Raises ImageRejected naming the problem: empty, too large, not an image,
     truncated or corrupt, a decompression bomb, or smaller than `min_side` pixels.
+    `reduce_to`: let a JPEG decode at 1/2, 1/4 or 1/8 scale (Pillow's draft mode)
+    while its short side stays at least this many pixels.
     """
     if not data:
         raise ImageRejected("empty file")
@@ -52,6 +55,8 @@ def decode_rgb(data: bytes, *, min_side: int = 32, max_bytes: int = MAX_BYTES) -
             if w * h > MAX_PIXELS:
                 raise ImageRejected(f"decompression bomb refused ({w}x{h} pixels > {MAX_PIXELS:,})")
             fmt = img.format or "unknown"
+            if reduce_to and fmt == "JPEG" and min(w, h) > reduce_to:
+                img.draft(img.mode, (-(-w * reduce_to // min(w, h)), -(-h * reduce_to // min(w, h))))
             img.load()
             rgb = img.convert("RGB")
     except ImageRejected:

@@ -127,7 +127,8 @@ def _finetune_fit(cfg, data):
 def _finetune_load(path, cfg, classes):
     from core.finetune import FinetuneModel
     from core.predictor import get_backbone
-    return FinetuneModel.load(path, cfg, classes, backbone=get_backbone(cfg.get("backbone"), cfg.get("weights")))
+    backbone = get_backbone(cfg.get("backbone"), cfg.get("weights"), "torch")
+    return FinetuneModel.load(path, cfg, classes, backbone=backbone)
 
 
 # ------------------------------------------------------------------ linear probe

@@ -17,3 +17,11 @@ def split_list(value: str | None) -> list[str] | None:
     if not value:
         return None
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def add_runtime_arg(parser) -> None:
+    """The one runtime switch of every command that runs a CNN backbone."""
+    from infra.onnxrt import DEFAULT_RUNTIME, RUNTIMES
+    parser.add_argument("--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME,
+                        help=f"where the CNN runs (default {DEFAULT_RUNTIME}: ONNX Runtime, exported and checked "
+                             "against torch once per weights file; falls back to torch, saying why)")

@@ -14,8 +14,9 @@ from pathlib import Path
 from core.kinds import KINDS, ZERO_SHOT
 from core.metrics import SCOPE_TITLES, STUDY_TOP1, evaluate_scores
 from core.predictor import ModelLoadError, load_model
+from infra.onnxrt import use_runtime
 from jobs._modeldata import stored_batch
-from jobs.common import ensure_ready, split_list
+from jobs.common import add_runtime_arg, ensure_ready, split_list
 from jobs.runner import job_run
 from warehouse import models as wh
 
@@ -130,6 +131,7 @@ def comparison_table(rows: list[dict]) -> str:
 
 
 def _cmd(args) -> int:
+    use_runtime(args.home, args.runtime, args.threads)
     try:
         ids = [int(x) for x in split_list(args.models) or []] or None
         evaluate(args.home, model_ids=ids, all_scope=not args.val_only, threads=args.threads)
@@ -148,4 +150,5 @@ def register(sub) -> None:
     p.add_argument("--val-only", action="store_true",
                    help="skip the zero-shot models' 'all' scope (every stored image); val and open are kept")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    add_runtime_arg(p)
     p.set_defaults(func=_cmd)

@@ -1,26 +1,22 @@
 """`features`: penultimate-layer CNN features for every stored image, then PCA-128 projections."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from core.backbones import DEFAULT_BACKBONE, WeightsError, available_backbones, load_backbone
+from core.backbones import DEFAULT_BACKBONE, WeightsError, available_backbones
 from core.features import DEFAULT_PCA_COMPONENTS, extract, fit_pca
-from jobs.common import ensure_ready
+from infra.onnxrt import DEFAULT_RUNTIME, load_for_runtime
+from jobs.common import add_runtime_arg, ensure_ready
 from jobs.runner import job_run
 from warehouse import features as wh
 from warehouse.images import labelled_images
 from warehouse.store import image_file
 
-WRITE_EVERY = 64  # rows per warehouse transaction: few, short write locks
-
-
-def default_threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+WRITE_EVERY = 256  # rows per warehouse transaction: each costs ~0.3 s fixed (open, commit, checkpoint)
+DEFAULT_BATCH = 16
 
 
 def pca_artifact(run_id: int) -> str:
@@ -46,9 +42,53 @@ def fit_and_store_pca(home: Path, run, backbone: str, *, n_components: int = DEF
             "pca_explained_variance": round(explained, 4), "pca_images": int(len(ids))}
 
 
+class _Pending:
+    """Rows waiting for the next warehouse write: written every WRITE_EVERY images, in one transaction."""
+
+    def __init__(self, home: Path, run, backbone, todo: list[dict]):
+        self.home, self.run, self.backbone, self.todo = home, run, backbone, todo
+        self.ids, self.vecs, self.logits, self.failures = [], [], [], []
+
+    def add(self, positions, feats, logits, failures) -> None:
+        self.ids.extend(self.todo[p]["image_id"] for p in positions)
+        self.vecs.append(feats)
+        self.logits.append(logits)
+        for p, reason in failures:
+            self.failures.append((self.todo[p]["image_id"], reason))
+            self.run.log(f"failed image {self.todo[p]['image_id']} ({self.todo[p]['path']}): {reason}")
+        self.run.count("done", len(positions))
+        self.run.count("failed", len(failures))
+        if len(self.ids) + len(self.failures) >= WRITE_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if not (self.ids or self.failures):
+            return
+        dim = self.backbone.feature_dim
+        vecs = np.concatenate(self.vecs) if self.vecs else np.zeros((0, dim))
+        logits = np.concatenate(self.logits) if self.logits else np.zeros((0, 1000))
+        wh.write_features(self.home, self.run.run_id, self.backbone.name, self.ids, vecs, logits, self.failures)
+        self.ids, self.vecs, self.logits, self.failures = [], [], [], []
+        self.run.checkpoint()
+
+
+def extract_and_store(home: Path, run, model, todo: list[dict], *, batch_size: int = DEFAULT_BATCH,
+                      workers: int = 1) -> None:
+    """The job's core: read, decode, resize and forward (pipelined), then write rows in batches."""
+    paths = [image_file(home, im["path"]) for im in todo]
+    pending = _Pending(home, run, model, todo)
+    bar = run.progress(total=len(todo), desc=f"features {model.name} ({model.runtime})")
+    for positions, feats, logits, failures in extract(paths, model, batch_size=batch_size, workers=workers,
+                                                      progress=bar.update):
+        pending.add(positions, feats, logits, failures)
+    pending.flush()
+    bar.close()
+
+
 def compute_features(home: Path, *, backbone: str = DEFAULT_BACKBONE, weights: Path | str | None = None,
-                     batch_size: int = 16, workers: int = 1, threads: int | None = None,
-                     retry_failed: bool = False, pca_components: int = DEFAULT_PCA_COMPONENTS) -> dict:
+                     batch_size: int = DEFAULT_BATCH, workers: int = 1, threads: int | None = None,
+                     retry_failed: bool = False, pca_components: int = DEFAULT_PCA_COMPONENTS,
+                     runtime: str = DEFAULT_RUNTIME) -> dict:
     """Features for every stored image not yet done for `backbone`, then PCA if anything changed.
 
     Resumable: rows are written every WRITE_EVERY images, and a re-run only does
@@ -60,60 +100,39 @@ def compute_features(home: Path, *, backbone: str = DEFAULT_BACKBONE, weights: P
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     ensure_ready(home)
     config = {"backbone": backbone, "weights": str(weights) if weights else None, "batch_size": batch_size,
-              "workers": workers, "retry_failed": retry_failed, "pca_components": pca_components}
+              "workers": workers, "retry_failed": retry_failed, "pca_components": pca_components,
+              "runtime": runtime}
     with job_run(home, "features", config) as run:
         images = labelled_images(home, include_rejected=True)
         done = wh.feature_ids(home, backbone, include_failed=not retry_failed)
         todo = [im for im in images if im["image_id"] not in done]
         run.count("skipped", len(images) - len(todo))
         if todo:
-            torch.set_num_threads(threads or default_threads())
-            model = load_backbone(backbone, weights)
-            run.log(f"{backbone}: {len(todo)} images to do, {len(images) - len(todo)} done before")
-            paths = [image_file(home, im["path"]) for im in todo]
-            pending: dict = {"ids": [], "vecs": [], "logits": [], "failures": []}
-
-            def flush():
-                if pending["ids"] or pending["failures"]:
-                    vecs = np.concatenate(pending["vecs"]) if pending["vecs"] else np.zeros((0, model.feature_dim))
-                    logits = np.concatenate(pending["logits"]) if pending["logits"] else np.zeros((0, 1000))
-                    wh.write_features(home, run.run_id, backbone, pending["ids"], vecs, logits, pending["failures"])
-                    for v in pending.values():
-                        v.clear()
-                    run.checkpoint()
-
-            bar = run.progress(total=len(todo), desc=f"features {backbone}")
-            for positions, feats, logits, failures in extract(paths, model, batch_size=batch_size,
-                                                              workers=workers, progress=bar.update):
-                pending["ids"].extend(todo[p]["image_id"] for p in positions)
-                pending["vecs"].append(feats)
-                pending["logits"].append(logits)
-                for p, reason in failures:
-                    pending["failures"].append((todo[p]["image_id"], reason))
-                    run.log(f"failed image {todo[p]['image_id']} ({todo[p]['path']}): {reason}")
-                run.count("done", len(positions))
-                run.count("failed", len(failures))
-                if len(pending["ids"]) + len(pending["failures"]) >= WRITE_EVERY:
-                    flush()
-            flush()
-            bar.close()
-        # Refit only when the set of images changed: a re-run with nothing new recomputes nothing.
-        if run.counts.get("done") or not wh.pca_is_current(home, backbone):
-            info = fit_and_store_pca(home, run, backbone, n_components=pca_components)
-            if info:
-                run.extra.update(info)
-        else:
-            fit = wh.latest_pca_fit(home, backbone)
-            run.extra["pca_run_id"] = fit["run_id"]
-            run.log(f"PCA up to date (fitted in run {fit['run_id']}, {fit['n_images']} images)")
+            model = load_for_runtime(home, backbone, weights, runtime=runtime, threads=threads, say=run.log)
+            run.extra["runtime_used"] = model.runtime
+            run.log(f"{backbone} ({model.runtime}): {len(todo)} images to do, {len(images) - len(todo)} done before")
+            extract_and_store(home, run, model, todo, batch_size=batch_size, workers=workers)
+        _refresh_pca(home, run, backbone, pca_components)
         return {"run_id": run.run_id, **run.all_counts()}
+
+
+def _refresh_pca(home: Path, run, backbone: str, pca_components: int) -> None:
+    """Refit only when the set of images changed: a re-run with nothing new recomputes nothing."""
+    if run.counts.get("done") or not wh.pca_is_current(home, backbone):
+        info = fit_and_store_pca(home, run, backbone, n_components=pca_components)
+        if info:
+            run.extra.update(info)
+    else:
+        fit = wh.latest_pca_fit(home, backbone)
+        run.extra["pca_run_id"] = fit["run_id"]
+        run.log(f"PCA up to date (fitted in run {fit['run_id']}, {fit['n_images']} images)")
 
 
 def _cmd(args) -> int:
     try:
         compute_features(args.home, backbone=args.backbone, weights=args.weights, batch_size=args.batch_size,
                          workers=args.workers, threads=args.threads, retry_failed=args.retry_failed,
-                         pca_components=args.pca_components)
+                         pca_components=args.pca_components, runtime=args.runtime)
     except (WeightsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -129,10 +148,12 @@ def register(sub) -> None:
                    help=f"CNN to use (default {DEFAULT_BACKBONE}; resnet18/alexnet need --weights or "
                         "torchvision's cache)")
     p.add_argument("--weights", type=Path, help="weights file for the backbone (a torchvision state dict)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
+                   help=f"images per forward pass (default {DEFAULT_BATCH}, chosen by benchmarks/features.py)")
     p.add_argument("--workers", type=int, default=1,
                    help="decoding threads beside the forward pass (default 1: on 2 cores a second one slows it)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: up to 4)")
+    p.add_argument("--threads", type=int, help="CPU threads for the forward pass (default: all cores)")
+    add_runtime_arg(p)
     p.add_argument("--pca-components", type=int, default=DEFAULT_PCA_COMPONENTS,
                    help="PCA dimensions (default 128; capped by the number of images)")
     p.add_argument("--retry-failed", action="store_true", help="try again images that failed before")

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 from core.kinds import KINDS, SUPERVISED, ZERO_SHOT, ModelKind, resolve, vocabulary_fingerprint
+from infra.onnxrt import use_runtime
 from jobs._modeldata import read_photo, stored_batch
-from jobs.common import ensure_ready, split_list
+from jobs.common import add_runtime_arg, ensure_ready, split_list
 from jobs.runner import job_run
 from jobs.split import add_split_args, current_split
 from warehouse import models as wh
@@ -66,8 +67,9 @@ class _Data(_Vocabulary):
         return [self.images[r["image_id"]] for r in self.val]
 
     def backbone(self, name: str, weights: str | None):
+        """The torch network (fine-tuning trains its modules, so never the ONNX runtime)."""
         from core.predictor import get_backbone
-        return get_backbone(name, weights)
+        return get_backbone(name, weights, "torch")
 
     def features(self, backbone: str, weights: str | None):
         """Penultimate features of the train part: stored ones when the features job made them all."""
@@ -181,6 +183,7 @@ def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DE
 
 
 def _cmd(args) -> int:
+    use_runtime(args.home, args.runtime, args.threads)
     try:
         names = [resolve(m).name for m in split_list(args.models) or ALL_MODELS]
     except ValueError as exc:
@@ -222,5 +225,6 @@ def register(sub) -> None:
                    help="build only the default ConSE configuration, not the variants side by side")
     p.add_argument("--new-split", action="store_true", help="make a new split even if the latest still fits")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    add_runtime_arg(p)
     add_split_args(p)
     p.set_defaults(func=_cmd)

@@ -13,6 +13,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DEMO_PHOTOS = ROOT / "datasets" / "demo" / "photos"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_onnx_cache(tmp_path_factory):
+    """One ONNX export per weights file per session, not per data dir (tests/test_onnx.py tests its own)."""
+    os.environ.setdefault("HASHTAG_ONNX_CACHE", str(tmp_path_factory.mktemp("onnx-cache")))
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     """An empty data directory; HASHTAG_HOME points at it."""

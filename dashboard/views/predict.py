@@ -69,6 +69,8 @@ def _default_zero_shot(h: str, fingerprint: str):
 @st.cache_resource(show_spinner="Loading the model ...", max_entries=6)
 def _loaded(h: str, model_id: int, created_at: str):
     from core.predictor import load_model
+    from infra.onnxrt import use_runtime
+    use_runtime(h)  # the CLI's default runtime: ONNX Runtime, torch as fallback
     record = wh_models.get_model(h, model_id)
     if record is None:
         raise LookupError(f"model {model_id} is no longer in the warehouse")
