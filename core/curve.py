@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from core.fewshot import choose_weight, log_mix
+from core.fewshot import PRIOR_STRENGTH, choose_strength, log_mix, photos_per_word, zero_shot_weight
 from core.metrics import evaluate_scores
 from core.probe import ProbeConfig, ProbeModel
 
@@ -106,8 +106,9 @@ def _scores(probs: np.ndarray, classes: list[str], words: list[str]) -> tuple[fl
     return res["top1"], res["top5"]
 
 
-def one_draw(data: CurveData, k: int | None, seed: int, probe_config: ProbeConfig) -> dict:
-    """Probe and zero-shot + photos for one k and one seed: {'probe': (top1, top5), 'mix': (...), 'weight'}."""
+def one_draw(data: CurveData, k: int | None, seed: int, probe_config: ProbeConfig,
+             mix_strength: float | None = PRIOR_STRENGTH) -> dict:
+    """Probe and zero-shot + photos for one k and one seed: {'probe': (top1, top5), 'mix': (...), 'weight', ...}."""
     idx = sample_per_word(data.train_words, k, seed=seed)
     feats, words, zs = data.train_feats[idx], [data.train_words[i] for i in idx], data.zs_train[idx]
     cfg = ProbeConfig(**{**probe_config.to_dict(), "seed": seed})
@@ -115,10 +116,14 @@ def one_draw(data: CurveData, k: int | None, seed: int, probe_config: ProbeConfi
     def fit(f, w):
         return ProbeModel(cfg, data.classes).fit(f, w)
     p_probe = fit(feats, words).predict_proba(data.val_feats)
-    weight, cv = choose_weight(feats, words, zs, data.classes, fit=fit)
+    # None: how many photos the zero-shot model is worth is cross-validated on these photos alone
+    strength, cv = ((mix_strength, {"folds": 0}) if mix_strength is not None
+                    else choose_strength(feats, words, zs, data.classes, fit=fit))
+    weight = zero_shot_weight(strength, photos_per_word(words))
     p_mix = log_mix(p_probe, data.zs_val, weight)
     return {"probe": _scores(p_probe, data.classes, data.val_words),
-            "mix": _scores(p_mix, data.classes, data.val_words), "weight": weight, "cv_folds": cv["folds"]}
+            "mix": _scores(p_mix, data.classes, data.val_words), "weight": weight, "strength": strength,
+            "cv_folds": cv["folds"]}
 
 
 def _mean_point(k: int | None, cover: dict, draws: list[dict], key: str) -> dict:
@@ -129,12 +134,13 @@ def _mean_point(k: int | None, cover: dict, draws: list[dict], key: str) -> dict
              **cover}
     if key == "mix":
         point["weight"] = round(float(np.mean([d["weight"] for d in draws])), 3)
-        point["weights"] = [d["weight"] for d in draws]
+        point["weights"] = [round(d["weight"], 3) for d in draws]
+        point["strengths"] = [d["strength"] if np.isfinite(d["strength"]) else None for d in draws]
     return point
 
 
 def compute_curve(data: CurveData, *, per_word: Sequence[int | None], seeds: int = 3,
-                  probe_config: ProbeConfig | None = None,
+                  probe_config: ProbeConfig | None = None, mix_strength: float | None = PRIOR_STRENGTH,
                   progress: Callable[[str], None] | None = None) -> dict:
     """{'points': [probe point per k], 'mix_points': [zero-shot + photos point per k]}; means over seeds."""
     if seeds < 1:
@@ -144,7 +150,7 @@ def compute_curve(data: CurveData, *, per_word: Sequence[int | None], seeds: int
     probe_config = probe_config or ProbeConfig()
     points, mix_points = [], []
     for k in per_word:
-        draws = [one_draw(data, k, s, probe_config) for s in range(seeds)]
+        draws = [one_draw(data, k, s, probe_config, mix_strength) for s in range(seeds)]
         cover = coverage(data.train_words, k)
         points.append(_mean_point(k, cover, draws, "probe"))
         mix_points.append(_mean_point(k, cover, draws, "mix"))

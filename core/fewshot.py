@@ -1,13 +1,15 @@
-"""Zero-shot + a few photos: a linear probe's log-probabilities mixed with a zero-shot model's.
+"""Zero-shot + a few photos: a linear probe's log-probabilities pooled with a zero-shot model's.
 
     score(word) = (1 - w) * log p_probe(word | photo) + w * log p_zeroshot(word | photo)
+    w = s / (s + photos per word)
 
-w = 1 is the zero-shot model alone, w = 0 the probe alone. The weight is chosen by
-cross-validation on the few training photos only (never on validation images): the probe
-is refitted on each fold's training part and every weight on a grid scores the held-out
-photos. With one photo per word there is nothing to hold out, so a fixed prior weight is
-used. The zero-shot model needs no training, so its scores for the training photos are
-honest held-out scores; only the probe needs the folds.
+The zero-shot model acts as a prior worth s photos per word (like a Dirichlet prior's
+pseudo-counts): with no photos it decides alone (w = 1), and its say fades as photos
+arrive, while the probe's own probabilities also grow sharper with more photos.
+s is either a fixed prior (PRIOR_STRENGTH) or chosen by cross-validation on the few
+training photos only (never on validation images, `choose_strength`). The zero-shot model
+needs no training, so its scores of the training photos are honest held-out scores;
+only the probe is refitted per fold.
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-WEIGHTS = tuple(float(w) for w in np.round(np.linspace(0.0, 1.0, 11), 2))
-PRIOR_WEIGHT = 0.5        # one photo per word: nothing to cross-validate; trust both equally
+# How many photos per word the zero-shot model is worth; its weight is strength / (strength + photos).
+STRENGTHS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, float("inf"))
+PRIOR_STRENGTH = 2.0      # one photo per word: nothing to hold out, so this prior is used
 MAX_FOLDS = 5
 EPS = 1e-9
 
@@ -73,34 +76,55 @@ def fold_ids(words: Sequence[str], max_folds: int = MAX_FOLDS) -> np.ndarray:
     return out
 
 
-def choose_weight(feats: np.ndarray, words: Sequence[str], zero_shot: np.ndarray, classes: Sequence[str], *,
-                  fit: Callable[[np.ndarray, list[str]], object], weights: Sequence[float] = WEIGHTS,
-                  max_folds: int = MAX_FOLDS) -> tuple[float, dict]:
-    """The grid weight with the best cross-validated top-1 on the training photos (ties: lower log-loss).
+def zero_shot_weight(strength: float, photos_per_word: float) -> float:
+    """The zero-shot model's weight when it is worth `strength` photos and the probe saw `photos_per_word`."""
+    if strength < 0 or photos_per_word < 0:
+        raise ValueError(f"strength and photos per word must be 0 or more, got {strength}, {photos_per_word}")
+    if np.isinf(strength):
+        return 1.0
+    return float(strength / (strength + photos_per_word)) if strength + photos_per_word > 0 else 1.0
 
-    `fit(feats, words)` returns a model with `predict_proba(feats)` over `classes`;
-    `zero_shot` holds the zero-shot scores of the same photos, aligned to `classes`.
-    Returns (weight, {'folds', 'held_out', 'top1': {w: acc}}).
+
+def photos_per_word(words: Sequence[str]) -> float:
+    return len(words) / max(1, len(set(words)))
+
+
+def choose_strength(feats: np.ndarray, words: Sequence[str], zero_shot: np.ndarray, classes: Sequence[str], *,
+                    fit: Callable[[np.ndarray, list[str]], object], strengths: Sequence[float] = STRENGTHS,
+                    max_folds: int = MAX_FOLDS) -> tuple[float, dict]:
+    """How many photos the zero-shot model is worth, by cross-validation on the training photos only.
+
+    Each fold's probe sees fewer photos than the final one, so a strength (not a weight) is
+    chosen: fold f scores weight zero_shot_weight(s, photos per word in f's training part),
+    and the final model then uses zero_shot_weight(s, all photos per word). Best cross-validated
+    top-1 wins (ties: lower log-loss, then the strength nearest the prior). `fit(feats, words)`
+    returns a model with `predict_proba(feats)` over `classes`; `zero_shot` holds the zero-shot
+    scores of the same photos, aligned to `classes`. Returns (strength, {'folds', 'held_out', 'top1'}).
     """
     words = list(words)
     folds = fold_ids(words, max_folds)
     held = np.flatnonzero(folds >= 0)
     if len(held) == 0:
-        return PRIOR_WEIGHT, {"folds": 0, "held_out": 0, "top1": {}}
+        return PRIOR_STRENGTH, {"folds": 0, "held_out": 0, "top1": {}}
     index = {w: i for i, w in enumerate(classes)}
     truth = np.array([index[w] for w in words])
     p_probe = np.zeros((len(words), len(classes)))
+    seen = np.zeros(len(words))
     for f in sorted(set(folds[held])):
         test = folds == f
-        model = fit(feats[~test], [w for w, t in zip(words, test) if not t])
-        p_probe[test] = model.predict_proba(feats[test])
-    best, best_key, table = PRIOR_WEIGHT, None, {}
-    for w in weights:
-        p = log_mix(p_probe[held], zero_shot[held], float(w))
+        train_words = [w for w, t in zip(words, test) if not t]
+        p_probe[test] = fit(feats[~test], train_words).predict_proba(feats[test])
+        seen[test] = photos_per_word(train_words)
+    best, best_key, table = PRIOR_STRENGTH, None, {}
+    for s in strengths:
+        w = np.array([zero_shot_weight(float(s), n) for n in seen[held]])
+        z = (1 - w[:, None]) * np.log(p_probe[held] + EPS) + w[:, None] * np.log(zero_shot[held] + EPS)
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
         acc = float(np.mean(p.argmax(axis=1) == truth[held]))
         nll = float(-np.mean(np.log(p[np.arange(len(held)), truth[held]] + EPS)))
-        table[float(w)] = acc
-        key = (acc, -nll)
+        table[float(s)] = acc
+        key = (acc, -nll, -abs(np.log1p(min(s, 1e6)) - np.log1p(PRIOR_STRENGTH)))
         if best_key is None or key > best_key:
-            best, best_key = float(w), key
+            best, best_key = float(s), key
     return best, {"folds": int(folds.max() + 1), "held_out": int(len(held)), "top1": table}

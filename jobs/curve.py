@@ -15,7 +15,7 @@ import numpy as np
 
 from core.curve import (DEFAULT_PER_WORD, MIX, PROBE, ZERO_SHOT, CurveData, compute_curve, crossing_sentence,
                         mix_sentence, parse_per_word)
-from core.fewshot import align_probs
+from core.fewshot import PRIOR_STRENGTH, align_probs
 from core.metrics import evaluate_scores
 from core.probe import ProbeConfig
 from jobs._modeldata import stored_batch
@@ -87,7 +87,7 @@ def _points(result: dict, scored: list[dict], best: dict, words: int) -> list[di
 
 
 def run_curve(home: Path, *, per_word: str = DEFAULT_PER_WORD, seeds: int = 3, backbone: str | None = None,
-              log=None) -> dict:
+              mix_strength: float | None = PRIOR_STRENGTH, log=None) -> dict:
     """Compute and store the curve on the latest split; returns the --json object."""
     sizes = parse_per_word(per_word)
     if seeds < 1:
@@ -97,7 +97,8 @@ def run_curve(home: Path, *, per_word: str = DEFAULT_PER_WORD, seeds: int = 3, b
     if split_run is None:
         raise ValueError("no train/val split yet: run `python -m jobs train` (or `python -m jobs demo`) first")
     probe_cfg = ProbeConfig(**({"backbone": backbone} if backbone else {}))
-    config = {"split_run_id": split_run, "per_word": per_word, "seeds": seeds, "probe": probe_cfg.to_dict()}
+    config = {"split_run_id": split_run, "per_word": per_word, "seeds": seeds, "probe": probe_cfg.to_dict(),
+              "mix_strength": "cv" if mix_strength is None else mix_strength}
     with job_run(home, "curve", config) as run:
         import sklearn.linear_model  # noqa: F401  (its BLAS must be loaded for the limit below to reach it)
         from threadpoolctl import threadpool_limits
@@ -106,7 +107,7 @@ def run_curve(home: Path, *, per_word: str = DEFAULT_PER_WORD, seeds: int = 3, b
             data, scored = _read(home, split_run, probe_cfg.backbone, run)
             best = next(s for s in scored if s.get("best"))
             result = compute_curve(data, per_word=sizes, seeds=seeds, probe_config=probe_cfg,
-                                   progress=log or run.log)
+                                   mix_strength=mix_strength, progress=log or run.log)
         wh_curve.save_curve(home, run.run_id, _points(result, scored, best, len(data.classes)))
         run.count("done", len(sizes) * seeds)
         run.extra.update(words=len(data.classes), train=len(data.train_words), val=len(data.val_words),
@@ -118,7 +119,8 @@ def run_curve(home: Path, *, per_word: str = DEFAULT_PER_WORD, seeds: int = 3, b
 def _summary(run_id: int, split_run: int, data: CurveData, result: dict, scored: list[dict], best: dict) -> dict:
     mix = {p["per_word"]: p for p in result["mix_points"]}
     points = [{**p, "zero_shot_plus_photos": {k: mix[p["per_word"]][k] for k in
-                                              ("top1", "top5", "top1_std", "top5_std", "weight", "weights")}}
+                                              ("top1", "top5", "top1_std", "top5_std", "weight", "weights",
+                                                        "strengths")}}
               for p in result["points"]]
     return {"run_id": run_id, "split_run_id": split_run, "words": len(data.classes),
             "train_photos": len(data.train_words), "val_photos": len(data.val_words),
@@ -147,12 +149,26 @@ def format_curve(out: dict) -> str:
     return "\n".join(lines)
 
 
+def _strength(text: str) -> float | None:
+    if str(text).strip().lower() == "cv":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ValueError(f"--mix-strength takes a number of photos (0 or more) or 'cv', got {text!r}")
+    return value
+
+
 def _cmd(args) -> int:
     # With --json, stdout carries the JSON object alone; the job's own lines go to stderr.
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     try:
+        strength = _strength(args.mix_strength)
         with quiet:
-            out = run_curve(args.home, per_word=args.per_word, seeds=args.seeds, backbone=args.backbone)
+            out = run_curve(args.home, per_word=args.per_word, seeds=args.seeds, backbone=args.backbone,
+                            mix_strength=strength)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -170,5 +186,8 @@ def register(sub) -> None:
                    help=f"photos per word to try, comma-separated, 'all' = every train photo ({DEFAULT_PER_WORD})")
     p.add_argument("--seeds", type=int, default=3, help="draws per size, averaged (default 3)")
     p.add_argument("--backbone", help="features for the probe (default efficientnet_lite0)")
+    p.add_argument("--mix-strength", default=f"{PRIOR_STRENGTH:g}",
+                   help="zero-shot + photos: how many photos per word the zero-shot prior is worth "
+                        f"(default {PRIOR_STRENGTH:g}), or 'cv' to choose it by cross-validation on the train photos")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=_cmd)
