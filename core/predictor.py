@@ -20,7 +20,7 @@ from PIL import Image
 from core.hashtags import DEFAULT_N_TAGS, SUPERVISED_K, ZERO_SHOT_K, sample_hashtags
 
 ARTIFACT_FILES = {"bovw_svm": "model.joblib", "finetune": "model.pt", "linear_probe": "model.npz",
-                  "conse": "model.npz"}
+                  "conse": "model.npz", "clip": "model.npz"}
 
 
 class ModelLoadError(RuntimeError):
@@ -98,7 +98,7 @@ class LoadedModel:
             return self.model.predict_proba(batch.outputs(self.backbone, need_logits=False)[0])
         if self.kind == "bovw_svm":
             return self.model.predict_images(batch.images())
-        if self.kind == "finetune":
+        if self.kind in ("finetune", "clip"):
             return self.model.predict_images(batch.images())
         raise ModelLoadError(f"unknown model kind {self.kind!r}")
 
@@ -123,6 +123,9 @@ def load_model(record: dict, artifact_path: Path | str | None = None) -> LoadedM
         elif kind == "linear_probe":
             from core.probe import ProbeModel
             model = ProbeModel.load(path, cfg, classes)
+        elif kind == "clip":
+            from core.clip import CLIPZeroShot
+            model = CLIPZeroShot.load(path, cfg, classes)
         elif kind == "bovw_svm":
             from core.bovw import BoVWModel
             model = BoVWModel.load(path, cfg, classes)

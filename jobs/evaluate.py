@@ -62,7 +62,7 @@ def evaluate(home: Path, *, model_ids: list[int] | None = None, all_scope: bool 
                 run.count("failed")
                 continue
             scopes = [("val", rec["split_run_id"])]
-            if rec["kind"] == "conse" and all_scope:
+            if rec["kind"] in wh.ZERO_SHOT_KINDS and all_scope:
                 scopes.append(("all", None))
             for scope, split_run in scopes:
                 if scope == "val":
@@ -96,7 +96,7 @@ def comparison_table(rows: list[dict]) -> str:
         return "no evaluations yet: run `python -m jobs train` then `python -m jobs evaluate`"
     lines = []
     for scope, title in (("val", "the val split"), ("all", "every stored image (ConSE needs no training data)")):
-        rank = {"bovw_svm": 0, "finetune": 1, "linear_probe": 2, "conse": 3}
+        rank = {"bovw_svm": 0, "finetune": 1, "linear_probe": 2, "conse": 3, "clip": 4}
         part = sorted((r for r in rows if r["scope"] == scope), key=lambda r: (rank.get(r["kind"], 9), r["model_id"]))
         if not part:
             continue

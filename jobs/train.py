@@ -28,6 +28,7 @@ from warehouse.words import hashtags_for
 
 ORDER = 41
 ALL_MODELS = ("bovw", "finetune", "probe", "conse")
+KNOWN_MODELS = (*ALL_MODELS, "clip")  # clip only when asked for: it needs downloaded weights (--clip-model)
 PRETTY = {"efficientnet_lite0": "EfficientNet-Lite0", "resnet18": "ResNet-18"}
 
 
@@ -161,19 +162,33 @@ def train_conse(home, classes: list[str], split_run: int, configs: list[ConSECon
     return ids
 
 
+def train_clip(home, classes: list[str], split_run: int, clip_model: str | None) -> int:
+    """CLIP zero-shot: embed each word's prompts (no training photos needed)."""
+    from core.clip import CLIPZeroShot, CLIPZeroShotConfig
+    cfg = CLIPZeroShotConfig(model=clip_model or "")
+    with job_run(home, "train-clip", {"split_run_id": split_run, **cfg.to_dict()}) as run:
+        model = CLIPZeroShot.build(cfg, classes, hashtags=hashtags_for(home))
+        run.count("done", len(classes))
+        art = _save(home, run.run_id, "clip", cfg.to_dict(), classes, model.save)
+        wh.add_model(home, model_id=run.run_id, kind="clip", name=cfg.label(), backbone=None,
+                     split_run_id=split_run, config=cfg.to_dict(), classes=classes, artifact=art)
+        return run.run_id
+
+
 def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DEFAULT_BACKBONE,
           weights: str | None = None, word_vectors: str = "glove", top_t: int = 10, temperature: float = 2.0,
           conse_variants: bool = True, seed: int = 0, val_fraction: float = 0.2, exclude_flagged: bool = False,
           new_split: bool = False, train_blocks: int | None = None, threads: int = 2,
-          skip_existing: bool = False) -> dict:
+          skip_existing: bool = False, clip_model: str | None = None) -> dict:
     """Train the chosen models on the current split; returns {'split_run_id', 'model_ids', 'failed'}.
 
     With `skip_existing`, a model whose kind and settings were already trained on this
     split is kept instead of trained again (what makes re-running the demo cheap).
     """
-    unknown = sorted(set(models) - set(ALL_MODELS))
+    models = (*models, "clip") if clip_model and "clip" not in models else tuple(models)
+    unknown = sorted(set(models) - set(KNOWN_MODELS))
     if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(ALL_MODELS)}")
+        raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(KNOWN_MODELS)}")
     if epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {epochs}")
     ensure_ready(home)
@@ -193,6 +208,7 @@ def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DE
         "conse": lambda: train_conse(home, data.classes, split_run,
                                      standard_variants(word_vectors, top_t, backbone, temperature) if conse_variants
                                      else [ConSEConfig(word_vectors=word_vectors, top_t=top_t, backbone=backbone)]),
+        "clip": lambda: [train_clip(home, data.classes, split_run, clip_model)],
     }
     existing = {}
     if skip_existing:
@@ -203,8 +219,9 @@ def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DE
             "finetune": ("finetune", {"backbone": backbone, "epochs": epochs, "seed": seed,
                                       **({"train_blocks": train_blocks} if train_blocks is not None else {})}),
             "probe": ("linear_probe", {"backbone": backbone, "seed": seed}),
-            "conse": ("conse", {"backbone": backbone, "word_vectors": word_vectors, "top_t": top_t})}
-    for name in ALL_MODELS:
+            "conse": ("conse", {"backbone": backbone, "word_vectors": word_vectors, "top_t": top_t}),
+            "clip": ("clip", {"model": clip_model})}
+    for name in KNOWN_MODELS:
         if name not in models:
             continue
         kind, keys = want[name]
@@ -226,7 +243,8 @@ def _cmd(args) -> int:
                 weights=str(args.weights) if args.weights else None, word_vectors=args.word_vectors,
                 top_t=args.top_t, temperature=args.temperature, conse_variants=not args.plain_conse_only,
                 seed=args.seed, val_fraction=args.val_fraction, exclude_flagged=args.exclude_flagged,
-                new_split=args.new_split, train_blocks=args.train_blocks, threads=args.threads)
+                new_split=args.new_split, train_blocks=args.train_blocks, threads=args.threads,
+                clip_model=args.clip_model)
     print(f"[train] models {', '.join(map(str, out['model_ids'])) or 'none'} stored; "
           f"next: `python -m jobs evaluate`")
     return 1 if out["failed"] else 0
@@ -238,7 +256,8 @@ def register(sub) -> None:
                                    "out of date). Each model is its own recorded run and is saved under "
                                    "<data dir>/models/<run_id>/ with the config that rebuilds it.")
     p.add_argument("--models", default=",".join(ALL_MODELS),
-                   help=f"comma-separated subset of {','.join(ALL_MODELS)} (default: all)")
+                   help=f"comma-separated subset of {','.join(KNOWN_MODELS)} (default: {','.join(ALL_MODELS)}; "
+                        "clip needs --clip-model)")
     p.add_argument("--epochs", type=int, default=13, help="fine-tuning epochs (default 13)")
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=available_backbones(),
                    help="CNN for fine-tuning, probe and ConSE (fine-tuning: efficientnet_lite0 or resnet18)")
@@ -251,6 +270,8 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=2.0,
                    help="ConSE temperature variant: softmax(logits / this) over all classes (default 2)")
     p.add_argument("--plain-conse-only", action="store_true", help="build plain ConSE without the variants")
+    p.add_argument("--clip-model", help="also build the CLIP zero-shot model from this folder (save_pretrained "
+                                        "layout) or hub name (online); no CLIP weights install offline")
     p.add_argument("--new-split", action="store_true", help="make a new split even if the latest still fits")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     add_split_args(p)

@@ -10,7 +10,7 @@ from warehouse.db import connect
 
 MODELS_DIR = "models"
 SUPERVISED_KINDS = ("finetune", "linear_probe", "bovw_svm")
-ZERO_SHOT_KINDS = ("conse",)
+ZERO_SHOT_KINDS = ("conse", "clip")
 
 
 def _rows(cur) -> list[dict]:
