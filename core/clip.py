@@ -11,9 +11,9 @@ real figures need downloaded weights; the tests use a tiny randomly initialised 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -106,7 +106,7 @@ class CLIPZeroShot:
 
     @classmethod
     def build(cls, config: CLIPZeroShotConfig, classes: Sequence[str], *,
-              hashtags: dict[str, list[str]] | None = None) -> "CLIPZeroShot":
+              hashtags: dict[str, list[str]] | None = None) -> CLIPZeroShot:
         if len(classes) < 2:
             raise CLIPError(f"need at least 2 target words, got {len(classes)}")
         net, processor = load_clip(config.model)
@@ -141,7 +141,7 @@ class CLIPZeroShot:
         np.savez(path, text=self.text, logit_scale=np.array(self.logit_scale))
 
     @classmethod
-    def load(cls, path: Path | str, config: CLIPZeroShotConfig | dict, classes: list[str]) -> "CLIPZeroShot":
+    def load(cls, path: Path | str, config: CLIPZeroShotConfig | dict, classes: list[str]) -> CLIPZeroShot:
         if not isinstance(config, CLIPZeroShotConfig):
             config = CLIPZeroShotConfig(**{k: v for k, v in config.items()
                                            if k in CLIPZeroShotConfig.__dataclass_fields__})

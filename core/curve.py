@@ -8,12 +8,18 @@ out: the caller reads features and zero-shot scores from the warehouse.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
-from core.fewshot import PRIOR_STRENGTH, choose_strength, log_mix, photos_per_word, zero_shot_weight
+from core.fewshot import (
+    PRIOR_STRENGTH,
+    choose_strength,
+    log_mix,
+    photos_per_word,
+    zero_shot_weight,
+)
 from core.metrics import evaluate_scores
 from core.probe import ProbeConfig, ProbeModel
 
@@ -38,7 +44,7 @@ def parse_per_word(text: str) -> list[int | None]:
         out.add(int(part))
     if not out:
         raise ValueError("--per-word is empty: give sizes such as 1,2,5,10,all")
-    return sorted((k for k in out if k is not None)) + ([None] if None in out else [])
+    return sorted(k for k in out if k is not None) + ([None] if None in out else [])
 
 
 def label(k: int | None) -> str:
@@ -149,8 +155,12 @@ def compute_curve(data: CurveData, *, per_word: Sequence[int | None], seeds: int
         raise ValueError("no photo counts given")
     probe_config = probe_config or ProbeConfig()
     points, mix_points = [], []
+    import sklearn.linear_model  # noqa: F401  (its BLAS must be loaded for the thread limit to reach it)
+    from threadpoolctl import threadpool_limits
     for k in per_word:
-        draws = [one_draw(data, k, s, probe_config, mix_strength) for s in range(seeds)]
+        # Many small fits: BLAS threads cost far more than they give (25x slower on a loaded 2-core machine).
+        with threadpool_limits(1):
+            draws = [one_draw(data, k, s, probe_config, mix_strength) for s in range(seeds)]
         cover = coverage(data.train_words, k)
         points.append(_mean_point(k, cover, draws, "probe"))
         mix_points.append(_mean_point(k, cover, draws, "mix"))
@@ -159,6 +169,11 @@ def compute_curve(data: CurveData, *, per_word: Sequence[int | None], seeds: int
                      f"zero-shot + photos {mix_points[-1]['top1']:.1%} "
                      f"({cover['words_with_k']}/{cover['words']} words had {label(k)})")
     return {"points": points, "mix_points": mix_points}
+
+
+def as_sentence(text: str) -> str:
+    """'supervised passes ...' -> 'Supervised passes ....' (str.capitalize would lower-case 'ConSE')."""
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def crossing(points: Sequence[dict], zero_shot_top1: float) -> dict | None:

@@ -13,7 +13,7 @@ only the probe is refitted per fold.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -127,4 +127,4 @@ def choose_strength(feats: np.ndarray, words: Sequence[str], zero_shot: np.ndarr
         key = (acc, -nll, -abs(np.log1p(min(s, 1e6)) - np.log1p(PRIOR_STRENGTH)))
         if best_key is None or key > best_key:
             best, best_key = float(s), key
-    return best, {"folds": int(folds.max() + 1), "held_out": int(len(held)), "top1": table}
+    return best, {"folds": int(folds.max() + 1), "held_out": len(held), "top1": table}

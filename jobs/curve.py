@@ -13,8 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
-from core.curve import (DEFAULT_PER_WORD, MIX, PROBE, ZERO_SHOT, CurveData, compute_curve, crossing_sentence,
-                        mix_sentence, parse_per_word)
+from core.curve import (
+    DEFAULT_PER_WORD,
+    MIX,
+    PROBE,
+    ZERO_SHOT,
+    CurveData,
+    as_sentence,
+    compute_curve,
+    crossing_sentence,
+    mix_sentence,
+    parse_per_word,
+)
 from core.fewshot import PRIOR_STRENGTH, align_probs
 from core.metrics import evaluate_scores
 from core.probe import ProbeConfig
@@ -100,14 +110,10 @@ def run_curve(home: Path, *, per_word: str = DEFAULT_PER_WORD, seeds: int = 3, b
     config = {"split_run_id": split_run, "per_word": per_word, "seeds": seeds, "probe": probe_cfg.to_dict(),
               "mix_strength": "cv" if mix_strength is None else mix_strength}
     with job_run(home, "curve", config) as run:
-        import sklearn.linear_model  # noqa: F401  (its BLAS must be loaded for the limit below to reach it)
-        from threadpoolctl import threadpool_limits
-        # Many small fits: BLAS threads cost far more than they give on a loaded 2-core machine.
-        with threadpool_limits(1):
-            data, scored = _read(home, split_run, probe_cfg.backbone, run)
-            best = next(s for s in scored if s.get("best"))
-            result = compute_curve(data, per_word=sizes, seeds=seeds, probe_config=probe_cfg,
-                                   mix_strength=mix_strength, progress=log or run.log)
+        data, scored = _read(home, split_run, probe_cfg.backbone, run)
+        best = next(s for s in scored if s.get("best"))
+        result = compute_curve(data, per_word=sizes, seeds=seeds, probe_config=probe_cfg,
+                               mix_strength=mix_strength, progress=log or run.log)
         wh_curve.save_curve(home, run.run_id, _points(result, scored, best, len(data.classes)))
         run.count("done", len(sizes) * seeds)
         run.extra.update(words=len(data.classes), train=len(data.train_words), val=len(data.val_words),
@@ -134,19 +140,28 @@ def _summary(run_id: int, split_run: int, data: CurveData, result: dict, scored:
 
 def format_curve(out: dict) -> str:
     """The curve as a table plus the crossing sentence."""
-    lines = [f"Data-efficiency curve (curve run {out['run_id']}, split run {out['split_run_id']}: "
-             f"{out['words']} words, {out['train_photos']} train / {out['val_photos']} val photos)",
-             f"zero-shot (0 photos): {out['zero_shot_model']['name']}: top-1 {out['zero_shot_top1']:.1%}, "
-             f"top-5 {out['zero_shot_top5']:.1%}",
-             f"{'per word':>9} | {'words with k':>12} | {'probe top-1':>11} | {'top-5':>6} | "
-             f"{'zs+photos top-1':>15} | {'top-5':>6} | zs weight"]
+    lines = [(f"Data-efficiency curve (curve run {out['run_id']}, split run {out['split_run_id']}: "
+              f"{out['words']} words, {out['train_photos']} train / {out['val_photos']} val photos)"),
+             (f"zero-shot (0 photos): {out['zero_shot_model']['name']}: top-1 {out['zero_shot_top1']:.1%}, "
+              f"top-5 {out['zero_shot_top5']:.1%}"),
+             (f"{'per word':>9} | {'words with k':>12} | {'probe top-1':>11} | {'top-5':>6} | "
+              f"{'zs+photos top-1':>15} | {'top-5':>6} | zs weight")]
     for p in out["points"]:
         m = p["zero_shot_plus_photos"]
         lines.append(f"{p['per_word']:>9} | {p['words_with_k']:>5}/{p['words']:<6} | "
                      f"{p['top1']:>6.1%} ±{p['top1_std']:>3.0%} | {p['top5']:>6.1%} | "
                      f"{m['top1']:>10.1%} ±{m['top1_std']:>3.0%} | {m['top5']:>6.1%} | {m['weight']:.2f}")
-    lines += [out["crossing"].capitalize() + ".", out["zero_shot_plus_photos"].capitalize() + "."]
+    lines += [as_sentence(out["crossing"]), as_sentence(out["zero_shot_plus_photos"])]
     return "\n".join(lines)
+
+
+def print_curve(home: Path, *, title: str | None = None, **options) -> dict:
+    """Compute, store and print the curve (what `demo` runs after evaluation)."""
+    if title:
+        print(title)
+    out = run_curve(home, **options)
+    print(format_curve(out))
+    return out
 
 
 def _strength(text: str) -> float | None:

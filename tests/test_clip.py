@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 from core.predictor import ImageBatch, ModelLoadError, load_model
-from warehouse import models as wh
 
 torch.set_num_threads(1)
 WORDS = ["bird", "flowers", "fruit", "music"]
@@ -19,7 +18,13 @@ WORDS = ["bird", "flowers", "fruit", "music"]
 
 def save_tiny_clip(folder: Path) -> Path:
     """A 1-layer CLIP (16-d towers, 8-d projection, 32-px images) and a letters-only BPE tokenizer."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+    )
     folder.mkdir(parents=True, exist_ok=True)
     letters = "abcdefghijklmnopqrstuvwxyz"
     vocab = ["<|startoftext|>", "<|endoftext|>", *letters, *(c + "</w>" for c in letters)]
@@ -80,23 +85,3 @@ def test_clip_with_missing_weights_says_what_to_do(tiny_clip, tmp_path):
     with pytest.raises(ModelLoadError, match="cannot load CLIP"):
         load_model({"model_id": 1, "kind": "clip", "config": cfg, "classes": WORDS,
                     "artifact_path": str(tmp_path)})
-
-
-def test_clip_trains_evaluates_in_both_scopes_and_joins_the_curve(tiny_clip, demo_home):
-    from jobs.curve import run_curve
-    from jobs.evaluate import evaluate
-    from jobs.train import train
-    out = train(demo_home, models=("conse",), conse_variants=False, clip_model=str(tiny_clip), threads=1)
-    assert out["failed"] == []
-    clip = [r for r in wh.models(demo_home) if r["kind"] == "clip"]
-    assert len(clip) == 1 and clip[0]["classes"] == WORDS and clip[0]["config"]["model"] == str(tiny_clip)
-    evaluate(demo_home, threads=1)
-    evals = {(e["kind"], e["scope"]): e for e in wh.evaluations(demo_home)}
-    assert evals[("clip", "val")]["n_images"] == 8 and evals[("clip", "all")]["n_images"] == 32
-    assert 0 <= evals[("clip", "val")]["top1"] <= evals[("clip", "val")]["top5"] <= 1
-    curve = run_curve(demo_home, per_word="1,all", seeds=1)
-    kinds = {m["kind"] for m in curve["zero_shot_models"]}
-    assert kinds == {"conse", "clip"}
-    best = max(curve["zero_shot_models"], key=lambda m: (m["top1"], m["top5"], m["model_id"]))
-    assert curve["zero_shot_model"]["model_id"] == best["model_id"]
-    assert curve["zero_shot_top1"] == best["top1"]
