@@ -62,7 +62,7 @@ names[None] = "(none)"
 c1, c2 = st.columns(2)
 sup_id = c1.selectbox("Supervised model", sup_opts, format_func=names.get, key="pred_sup",
                       index=sup_opts.index(best.get("supervised")) if best.get("supervised") in sup_opts else 0)
-zs_id = c2.selectbox("Zero-shot model (ConSE)", zs_opts, format_func=names.get, key="pred_zs",
+zs_id = c2.selectbox("Zero-shot model (ConSE or CLIP)", zs_opts, format_func=names.get, key="pred_zs",
                      index=zs_opts.index(best.get("zero_shot")) if best.get("zero_shot") in zs_opts else 0)
 if sup_id is None and zs_id is None:
     st.warning("Choose at least one model.")
