@@ -7,6 +7,7 @@ out: the caller reads features and zero-shot scores from the warehouse.
 """
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -159,7 +160,9 @@ def compute_curve(data: CurveData, *, per_word: Sequence[int | None], seeds: int
     from threadpoolctl import threadpool_limits
     for k in per_word:
         # Many small fits: BLAS threads cost far more than they give (25x slower on a loaded 2-core machine).
-        with threadpool_limits(1):
+        with threadpool_limits(1), warnings.catch_warnings():
+            # one photo per word: sklearn warns that there are as many classes as samples, which is the point
+            warnings.filterwarnings("ignore", message="The number of unique classes", category=UserWarning)
             draws = [one_draw(data, k, s, probe_config, mix_strength) for s in range(seeds)]
         cover = coverage(data.train_words, k)
         points.append(_mean_point(k, cover, draws, "probe"))

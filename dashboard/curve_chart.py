@@ -46,13 +46,13 @@ def curve_figure(points: list[dict]) -> go.Figure:
                               "<extra></extra>"), row=1, col=col)
         if zs is not None:
             fig.add_hline(y=zs[metric], line=dict(color=COLOURS[ZERO_SHOT], dash="dash"), row=1, col=col,
-                          annotation_text=f"zero-shot {zs[metric]:.0%}" if col == 1 else None)
+                          annotation_text=f"zero-shot {zs[metric]:.0%}", annotation_position="bottom right")
     ticks = sorted({p["photos_per_word"] for p in points if p["method"] == PROBE})
     labels = {p["photos_per_word"]: p["per_word"] for p in points if p["method"] == PROBE}
     fig.update_xaxes(type="log", title_text="photos per word", tickvals=ticks,
-                     ticktext=[labels[t] if labels[t] != "all" else f"all (~{t:g})" for t in ticks])
+                     ticktext=[labels[t] if labels[t] != "all" else f"all (~{t:.0f})" for t in ticks])
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
-    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(height=380, margin=dict(l=50, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
 
 
