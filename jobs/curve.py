@@ -124,10 +124,8 @@ def run_curve(home: Path, *, per_word: str = DEFAULT_PER_WORD, seeds: int = 3, b
 
 def _summary(run_id: int, split_run: int, data: CurveData, result: dict, scored: list[dict], best: dict) -> dict:
     mix = {p["per_word"]: p for p in result["mix_points"]}
-    points = [{**p, "zero_shot_plus_photos": {k: mix[p["per_word"]][k] for k in
-                                              ("top1", "top5", "top1_std", "top5_std", "weight", "weights",
-                                                        "strengths")}}
-              for p in result["points"]]
+    keys = ("top1", "top5", "top1_std", "top5_std", "weight", "weights", "strengths")
+    points = [{**p, "zero_shot_plus_photos": {k: mix[p["per_word"]][k] for k in keys}} for p in result["points"]]
     return {"run_id": run_id, "split_run_id": split_run, "words": len(data.classes),
             "train_photos": len(data.train_words), "val_photos": len(data.val_words),
             "zero_shot_top1": best["top1"], "zero_shot_top5": best["top5"],
