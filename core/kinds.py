@@ -38,6 +38,7 @@ class ModelKind:
     alias: str = ""                             # old CLI name, and its runs' name (train-<alias>)
     label: str = ""                             # how the comparison table names the kind
     study: tuple[str, float] | None = None      # the original study's (model name, top-1)
+    default: bool = True                        # trained when `train` is given no --models
 
     @property
     def run_kind(self) -> str:
@@ -189,6 +190,30 @@ def _conse_load(path, cfg, classes):
     return ConSEModel.load(path, cfg, classes)
 
 
+# ------------------------------------------------------------------ CLIP (zero-shot, needs downloaded weights)
+
+def _clip_config():
+    from core.clip import CLIPZeroShotConfig
+    return CLIPZeroShotConfig
+
+
+def _clip_configs(o: dict) -> list:
+    if not o.get("clip_model"):
+        raise ValueError("clip needs --clip-model PATH (a save_pretrained folder) or a hub name when online")
+    return [_clip_config()(model=o["clip_model"])]
+
+
+def _clip_fit(cfg, data):
+    from core.clip import CLIPZeroShot
+    model = CLIPZeroShot.build(cfg, list(data.vocabulary), hashtags=data.hashtags)
+    return model, cfg.label(), {"counts": {"words": len(model.classes)}}
+
+
+def _clip_load(path, cfg, classes):
+    from core.clip import CLIPZeroShot
+    return CLIPZeroShot.load(path, cfg, classes)
+
+
 def _simple(factory: Callable[[], type], *fields_: str) -> Callable[[dict], list]:
     """Options -> one config built from the named options."""
     return lambda o: [factory()(**{f: o[f] for f in fields_})]
@@ -205,6 +230,8 @@ KINDS: dict[str, ModelKind] = {k.name: k for k in (
               label="linear probe"),
     ModelKind("conse", ZERO_SHOT, "model.npz", "logits", _conse_config, _conse_configs, _conse_fit,
               _conse_load, label="ConSE", study=("ConSE", 0.32)),
+    ModelKind("clip", ZERO_SHOT, "model.npz", "images", _clip_config, _clip_configs, _clip_fit, _clip_load,
+              label="CLIP", default=False),
 )}
 
 

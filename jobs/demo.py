@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from jobs.curve import print_curve
 from jobs.evaluate import evaluate
 from jobs.features import compute_features
 from jobs.import_folder import import_folder
@@ -30,6 +31,7 @@ def run_demo(home: Path, *, fast: bool = False) -> int:
     trained = train(home, epochs=2 if fast else 13, skip_existing=True)
     print("[demo] 5. evaluate and compare with the original study")
     evaluate(home)
+    print_curve(home, title="[demo] 6. data-efficiency curve: photos per word needed to beat zero-shot")
     print(f"[demo] done. Open the dashboard: `make dashboard` (or HASHTAG_HOME={home} "
           "streamlit run dashboard/app.py), then http://127.0.0.1:8501")
     print(f"[demo] wall time of the whole demo: {time.monotonic() - t0:.0f} s")

@@ -23,7 +23,7 @@ from jobs.split import add_split_args, current_split
 from warehouse import models as wh
 from warehouse.words import hashtags_for, list_words
 
-ALL_MODELS = tuple(KINDS)
+ALL_MODELS = tuple(name for name, k in KINDS.items() if k.default)
 DEFAULT_BACKBONE = "efficientnet_lite0"  # core.backbones' default, named here so importing train needs no torch
 
 
@@ -140,16 +140,16 @@ def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DE
           weights: str | None = None, word_vectors: str = "spacy", top_t: int = 10, temperature: float = 2.0,
           conse_variants: bool = True, seed: int = 0, val_fraction: float = 0.2, exclude_flagged: bool = False,
           new_split: bool = False, train_blocks: int | None = None, threads: int = 2, codebook: int = 256,
-          skip_existing: bool = False) -> dict:
+          skip_existing: bool = False, clip_model: str | None = None) -> dict:
     """Train the chosen kinds; returns {'split_run_id', 'model_ids', 'failed'}.
 
     Supervised kinds train on the current split (made if needed); zero-shot kinds need no images.
     With `skip_existing`, a model with the same settings (and split, or vocabulary) is kept, not rebuilt.
     """
-    chosen = [resolve(m) for m in models]
+    chosen = [resolve(m) for m in models] + ([KINDS["clip"]] if clip_model and "clip" not in models else [])
     opts = _options(epochs=epochs, backbone=backbone, weights=weights, word_vectors=word_vectors, top_t=top_t,
                     temperature=temperature, conse_variants=conse_variants, seed=seed, train_blocks=train_blocks,
-                    codebook=codebook)
+                    codebook=codebook, clip_model=clip_model)
     ensure_ready(home)
     if any(k.role == SUPERVISED for k in chosen):
         import torch
@@ -193,7 +193,8 @@ def _cmd(args) -> int:
                 weights=str(args.weights) if args.weights else None, word_vectors=args.word_vectors,
                 top_t=args.top_t, temperature=args.temperature, conse_variants=not args.plain_conse_only,
                 seed=args.seed, val_fraction=args.val_fraction, exclude_flagged=args.exclude_flagged,
-                new_split=args.new_split, train_blocks=args.train_blocks, threads=args.threads)
+                new_split=args.new_split, train_blocks=args.train_blocks, threads=args.threads,
+                clip_model=args.clip_model)
     print(f"[train] models {', '.join(map(str, out['model_ids'])) or 'none'} stored; "
           f"next: `python -m jobs evaluate`")
     return 1 if out["failed"] else 0
@@ -223,6 +224,8 @@ def register(sub) -> None:
                    help="ConSE temperature variant: softmax(logits / this) over all classes (default 2)")
     p.add_argument("--plain-conse-only", action="store_true",
                    help="build only the default ConSE configuration, not the variants side by side")
+    p.add_argument("--clip-model", help="also build the CLIP zero-shot model from this folder (save_pretrained "
+                                        "layout) or hub name (online); no CLIP weights install offline")
     p.add_argument("--new-split", action="store_true", help="make a new split even if the latest still fits")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     add_runtime_arg(p)

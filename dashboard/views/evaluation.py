@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.metrics import STUDY_TOP1
 from dashboard.common import empty_state, home, thumb
+from dashboard.curve_chart import render_curve
 from warehouse import dashboard_queries as q
 
 # Top-1 accuracy in the original study (76 classes, 200 images each, 80:20 split).
@@ -88,6 +89,8 @@ if not curves.empty:
     fig.update_yaxes(matches=None)
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10))
     st.plotly_chart(fig, key="curves")
+
+render_curve(H)
 
 st.subheader("One model in detail")
 opts = list(comp.itertuples(index=False))
