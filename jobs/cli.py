@@ -28,6 +28,7 @@ JOBS: dict[str, str] = {
     "split": "split",
     "train": "train",
     "evaluate": "evaluate",
+    "curve": "curve",
     "predict": "predict",
     "words": "words",
     "check": "check",

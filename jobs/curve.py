@@ -34,7 +34,6 @@ from jobs.runner import job_run
 from warehouse import curve as wh_curve
 from warehouse import models as wh
 
-ORDER = 43
 
 
 def _zero_shot_records(home: Path, split_run: int) -> list[dict]:
