@@ -30,17 +30,19 @@ from core.metrics import evaluate_scores
 from core.probe import ProbeConfig
 from jobs._modeldata import stored_batch
 from jobs.common import ensure_ready
-from jobs.runner import job_run
+from jobs.runner import JobError, job_run
+from jobs.split import current_split
 from warehouse import curve as wh_curve
 from warehouse import models as wh
+from warehouse.images import word_counts
 
 
 
-def _zero_shot_records(home: Path, split_run: int) -> list[dict]:
-    recs = [r for r in wh.models(home) if r["kind"] in wh.ZERO_SHOT_KINDS and r["split_run_id"] == split_run]
+def _zero_shot_records(home: Path) -> list[dict]:
+    """The newest zero-shot model of each name: they need no split, and are scored on its words here."""
+    recs = wh.models(home, latest_per_name=True, kinds=list(wh.ZERO_SHOT_KINDS))
     if not recs:
-        raise ValueError(f"no zero-shot model was built for split run {split_run}: run "
-                         "`python -m jobs train --models conse` (or `python -m jobs demo`) first")
+        raise JobError("no zero-shot model yet: run `python -m jobs train --models conse` (or `python -m jobs demo`)")
     return recs
 
 
@@ -59,13 +61,13 @@ def _score_zero_shot(recs: list[dict], batch, classes: list[str], val: np.ndarra
         scored.append({"model_id": rec["model_id"], "name": rec["name"], "kind": rec["kind"],
                        "top1": round(res["top1"], 4), "top5": round(res["top5"], 4), "probs": probs})
     if not scored:
-        raise ValueError("no zero-shot model could be rebuilt: run `python -m jobs train --models conse` again")
+        raise JobError("no zero-shot model could be rebuilt: run `python -m jobs train --models conse` again")
     return scored
 
 
 def _read(home: Path, split_run: int, backbone: str, run) -> tuple[CurveData, list[dict]]:
     rows = wh.split_rows(home, split_run)
-    recs = _zero_shot_records(home, split_run)
+    recs = _zero_shot_records(home)
     backbones = tuple(sorted({backbone} | {r["backbone"] for r in recs if r.get("backbone")}))
     batch, found = stored_batch(home, rows, backbones)
     if backbone not in batch.known:
@@ -102,9 +104,9 @@ def run_curve(home: Path, *, per_word: str = DEFAULT_PER_WORD, seeds: int = 3, b
     if seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
     ensure_ready(home)
-    split_run = wh.latest_split_run(home)
-    if split_run is None:
-        raise ValueError("no train/val split yet: run `python -m jobs train` (or `python -m jobs demo`) first")
+    if not any(r["stored"] for r in word_counts(home)):
+        raise JobError("no labelled photos yet: run `python -m jobs import-folder PATH` (or `python -m jobs demo`)")
+    split_run = current_split(home)
     probe_cfg = ProbeConfig(**({"backbone": backbone} if backbone else {}))
     config = {"split_run_id": split_run, "per_word": per_word, "seeds": seeds, "probe": probe_cfg.to_dict(),
               "mix_strength": "cv" if mix_strength is None else mix_strength}

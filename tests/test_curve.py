@@ -108,12 +108,14 @@ def curve_home(demo_home_template, tmp_path_factory):
     from jobs.cli import main
     from jobs.evaluate import evaluate
     from jobs.features import compute_features
+    from jobs.split import current_split
     from jobs.train import train
     from tests.test_clip import save_tiny_clip
     base = tmp_path_factory.mktemp("curve")
     h = base / "home"
     shutil.copytree(demo_home_template, h)
     compute_features(h)  # once: train, evaluate and curve then read the stored features and logits
+    current_split(h)     # zero-shot models need no split; the curve's supervised points do
     clip = save_tiny_clip(base / "tiny-clip")
     assert train(h, models=("conse",), conse_variants=False, clip_model=str(clip), threads=1)["failed"] == []
     evaluate(h, threads=1)
