@@ -6,6 +6,7 @@ that opens a short read-only connection; results are cached with a short TTL.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from dashboard import launcher  # noqa: E402
 from warehouse import dashboard_queries as q  # noqa: E402
 from warehouse import words as wh_words  # noqa: E402
 from warehouse.db import WarehouseLocked  # noqa: E402
@@ -23,6 +25,7 @@ from warehouse.store import resolve_home  # noqa: E402
 from warehouse.thumbs import thumbnail  # noqa: E402
 
 THUMB_SIZE = 192
+JOBS_PAGE = "views/jobs.py"
 
 
 def home() -> Path:
@@ -69,3 +72,20 @@ _MD_SPECIAL = "\\`*_{}[]()<>#+-.!|~:$"
 def md_escape(text: str) -> str:
     """Text from users or scraped pages, made inert for a markdown context (no links, images or HTML)."""
     return "".join("\\" + c if c in _MD_SPECIAL else c for c in str(text)).replace("\n", " ")
+
+
+def start_job(args: list[str]) -> dict | None:
+    """Start `python -m jobs ARGS...` in the background and open the Jobs page, where its progress shows."""
+    h = home()
+    try:
+        rec = launcher.start_job(h, args, before_run_id=q.max_run_id(str(h)))
+    except (ValueError, OSError, WarehouseLocked) as exc:
+        st.error(f"Cannot start `python -m jobs {shlex.join(args)}`: {exc}")
+        return None
+    st.session_state["jobs_msg"] = (f"Started `python -m jobs {shlex.join(args)}` (process {rec['pid']}); "
+                                    f"its output goes to logs/{rec['log']}.")
+    try:
+        st.switch_page(JOBS_PAGE)
+    except Exception:  # a page run on its own (tests, bare mode) has no navigation to switch in
+        st.success(st.session_state.pop("jobs_msg"))
+    return rec

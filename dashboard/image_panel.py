@@ -46,7 +46,8 @@ def _provenance(d: dict) -> pd.DataFrame:
     fields = [("label now", d["word"]), ("collected as", d["original_word"]), ("review", d["review"]),
               ("origin", d["origin"]), ("title", d.get("title")), ("source URL", d.get("source_url")),
               ("page URL", d.get("page_url")), ("search query", d.get("query")), ("search source", d.get("source")),
-              ("local file", d.get("source_path")), ("size", f"{d['width']} × {d['height']}" if d.get("width") else None),
+              ("local file", d.get("source_path")),
+              ("size", f"{d['width']} × {d['height']}" if d.get("width") else None),
               ("added", d.get("added_at")), ("import run", d.get("run_id")), ("stored as", d["path"])]
     return pd.DataFrame([{"field": k, "value": str(v)} for k, v in fields if v not in (None, "")])
 

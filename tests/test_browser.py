@@ -165,7 +165,10 @@ def test_review_keys_right_after_choosing_a_word_land_on_that_word(served, page)
     page.locator(".st-key-review_word_box").click()
     page.get_by_role("option", name=re.compile(r"^music ")).click()
     page.keyboard.press("k")                    # at once: the focus is still in the Word box
-    new = lambda: [r for r in curation.recent_decisions(home, limit=1000) if r["decision_id"] not in done_before]
+
+    def new():
+        return [r for r in curation.recent_decisions(home, limit=1000) if r["decision_id"] not in done_before]
+
     wait_until(lambda: len(new()) >= 1, what="the first keep")
     for n in (2, 3):
         settle(page)
@@ -192,7 +195,8 @@ def test_evaluation_cell_click_shows_its_images(served, page):
     heat.wait_for(timeout=120_000)
     settle(page)
     pick = page.locator(".st-key-eval_pick input").input_value()
-    best = next(r for r in comp if pick.endswith(f" · {r['scope']} (model {r['model_id']}, eval run {r['eval_run_id']})"))
+    best = next(r for r in comp
+                if pick.endswith(f" · {r['scope']} (model {r['model_id']}, eval run {r['eval_run_id']})"))
     held = [r for r in comp if r["scope"] != "all"] or comp
     assert best["top1"] == max(r["top1"] for r in held)     # the best model is chosen first
     conf = q.confusion(home, best["eval_run_id"], best["model_id"], best["scope"])

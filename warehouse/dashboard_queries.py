@@ -72,6 +72,19 @@ def word_status(home: Path | str, detector: str | None = None) -> list[dict]:
         return _rows(con, sql, [] if detector is None else [detector])
 
 
+def pipeline_state(home: Path | str) -> dict:
+    """How far the pipeline got: stored images, images with features / outlier scores, models, evaluated models."""
+    sql = f"""SELECT (SELECT count(*) FROM image_labels) AS images,
+                     (SELECT count(DISTINCT image_id) FROM features
+                      WHERE image_id IN (SELECT image_id FROM image_labels)) AS featured,
+                     (SELECT count(DISTINCT image_id) FROM ({_LATEST_SCORES})
+                      WHERE image_id IN (SELECT image_id FROM image_labels)) AS scored,
+                     (SELECT count(*) FROM models) AS models,
+                     (SELECT count(DISTINCT model_id) FROM evaluations) AS evaluated"""
+    with connect(home, read_only=True) as con:
+        return _rows(con, sql)[0]
+
+
 # ---------------------------------------------------------------- review
 
 def detectors(home: Path | str, word: str | None = None) -> list[str]:
