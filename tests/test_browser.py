@@ -2,7 +2,7 @@
 
 Review: reject an image with the X shortcut, see it in the warehouse, undo it (U); choose a word and press K
 at once and twice more: every decision lands on that word's images. Evaluation: a click on a confusion cell
-shows that cell's images. Predict: upload a photo, see hashtags. Every page: a screenshot in
+shows that cell's images. Embedding map: lasso every point, keep the whole selection. Predict: upload a photo, see hashtags. Every page: a screenshot in
 test-artifacts/screenshots/.
 """
 from __future__ import annotations
@@ -273,3 +273,9 @@ def test_embedding_lasso_shows_the_selected_images(served, page):
     page.get_by_text(f"Selected images ({shown})").wait_for(timeout=60_000)
     settle(page)
     assert page.locator('[data-testid="stImage"] img').count() == shown
+    before = {r["decision_id"] for r in curation.recent_decisions(home, limit=1000)}
+    page.get_by_role("button", name=f"Keep {shown} selected").click()     # act on the whole selection
+    kept = wait_until(lambda: [r for r in curation.recent_decisions(home, limit=1000)
+                               if r["decision_id"] not in before], what="the selection kept")
+    assert len(kept) == shown and {r["decision"] for r in kept} == {"keep"}
+    page.get_by_text(f"Kept {shown} images.").wait_for(timeout=60_000)
