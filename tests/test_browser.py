@@ -2,8 +2,8 @@
 
 Review: reject an image with the X shortcut, see it in the warehouse, undo it (U); choose a word and press K
 at once and twice more: every decision lands on that word's images. Evaluation: a click on a confusion cell
-shows that cell's images. Embedding map: lasso every point, keep the whole selection. Predict: upload a photo, see hashtags. Every page: a screenshot in
-test-artifacts/screenshots/.
+shows that cell's images. Embedding map: lasso every point, keep the whole selection. Predict: upload a
+photo, see hashtags. Every page: a screenshot in test-artifacts/screenshots/.
 """
 from __future__ import annotations
 
