@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from core.review_order import group_duplicates, page_bounds
-from dashboard.common import empty_state, fmt_score, home, thumb
+from dashboard.common import empty_state, fmt_score, home, thumb, word_status
 from dashboard.image_panel import image_panel, relabel_targets
 from dashboard.review_grid import data_uri, review_grid
 from warehouse import curation
@@ -57,7 +57,7 @@ def _after_write() -> None:
     _items.clear()
     _recent.clear()
     _status.clear()
-    st.cache_data.clear()  # other pages' counts (Overview, Embedding map) change too
+    word_status.clear()  # the Overview's counts; not every cache: a key press must not drop a t-SNE map
 
 
 # ---------------------------------------------------------------- the view the person chose, worked out now
