@@ -6,10 +6,12 @@ that opens a short read-only connection; results are cached with a short TTL.
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import streamlit as st
 
+from dashboard import launcher
 from warehouse import dashboard_queries as q
 from warehouse import words as wh_words
 from warehouse.db import WarehouseLocked
@@ -19,6 +21,7 @@ from warehouse.thumbs import thumbnail
 ROOT = Path(__file__).resolve().parent.parent
 
 THUMB_SIZE = 192
+JOBS_PAGE = "views/jobs.py"
 
 
 def home() -> Path:
@@ -65,3 +68,20 @@ _MD_SPECIAL = "\\`*_{}[]()<>#+-.!|~:$"
 def md_escape(text: str) -> str:
     """Text from users or scraped pages, made inert for a markdown context (no links, images or HTML)."""
     return "".join("\\" + c if c in _MD_SPECIAL else c for c in str(text)).replace("\n", " ")
+
+
+def start_job(args: list[str]) -> dict | None:
+    """Start `python -m jobs ARGS...` in the background and open the Jobs page, where its progress shows."""
+    h = home()
+    try:
+        rec = launcher.start_job(h, args, before_run_id=q.max_run_id(str(h)))
+    except (ValueError, OSError, WarehouseLocked) as exc:
+        st.error(f"Cannot start `python -m jobs {shlex.join(args)}`: {exc}")
+        return None
+    st.session_state["jobs_msg"] = (f"Started `python -m jobs {shlex.join(args)}` (process {rec['pid']}); "
+                                    f"its output goes to logs/{rec['log']}.")
+    try:
+        st.switch_page(JOBS_PAGE)
+    except Exception:  # a page run on its own (tests, bare mode) has no navigation to switch in
+        st.success(st.session_state.pop("jobs_msg"))
+    return rec

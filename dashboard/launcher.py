@@ -173,3 +173,21 @@ def stop_job(pid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception)|error|[a-z][a-z0-9-]*: error)\b:?\s*(.*)$")
+
+
+def failure_line(log_text: str, error: str | None = None) -> str:
+    """One readable line saying why a job failed: the last error line of its log (the message of a
+    traceback's last line, or an `error: ...` line), else the run's recorded error, else the last line."""
+    lines = [ln.strip() for ln in (log_text or "").splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        m = _ERROR_LINE.match(ln)
+        if m and m.group(1):
+            return m.group(1)
+    if error and error.strip():
+        first = error.strip().splitlines()[0]
+        m = _ERROR_LINE.match(first)
+        return m.group(1) if m and m.group(1) else first
+    return lines[-1] if lines else "it printed nothing"

@@ -4,7 +4,7 @@ A page of 60 images drawn as 60 native Streamlit cells with their own buttons co
 hundreds of widgets, which made a page change take several seconds in the browser.
 Here the whole grid is one element: images inline (data URIs of the on-disk
 thumbnails), captions set as text (never HTML), and a click on an image's
-keep / reject / relabel / select button comes back to Python as one trigger value.
+keep / reject / relabel / select button (or on the image: open) comes back to Python as one trigger value.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ CSS = """
 .cell.flagged { border-color: #f0a202; }
 .cell.selected { background: #eef4ff; border-color: #1c62e8; }
 .cell.current { outline: 3px solid #ff4b4b; outline-offset: -1px; }
-.cell img { width: 100%; aspect-ratio: 4 / 3; object-fit: contain; background: #f4f4f6; border-radius: 4px; }
+.cell img { width: 100%; aspect-ratio: 4 / 3; object-fit: contain; background: #f4f4f6; border-radius: 4px;
+            cursor: zoom-in; }
 .cap { min-height: 2.6em; word-break: break-word; }
 .bar { display: flex; gap: 4px; }
 .bar button { flex: 1; padding: 3px 0; border: 1px solid rgba(49, 51, 63, 0.25); border-radius: 6px;
@@ -31,8 +32,31 @@ CSS = """
 """
 
 JS = """
+// Keys typed while a Review select box still has the focus (right after choosing a word) would go
+// into that box, not to the page's shortcuts: send them to the shortcut's button instead.
+const SHORTCUTS = {k: 'kb_keep', x: 'kb_reject', n: 'kb_next', b: 'kb_prev', u: 'kb_undo'};
+const BOXES = '.st-key-review_word_box, .st-key-review_detector, .st-key-review_show, .st-key-review_per_page';
+function installKeys() {
+  if (window.__hashtagReviewKeys) return;
+  window.__hashtagReviewKeys = true;
+  document.addEventListener('keydown', (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const name = SHORTCUTS[(e.key || '').toLowerCase()];
+    const el = e.composedPath ? e.composedPath()[0] : e.target;
+    if (!name || !el || el.tagName !== 'INPUT' || !el.closest || !el.closest(BOXES)) return;
+    if (el.getAttribute('aria-expanded') === 'true') return;   // the list is open: the key filters it
+    const btn = document.querySelector('.st-key-' + name + ' button');
+    if (!btn || btn.disabled) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    el.blur();
+    btn.click();
+  }, true);
+}
+
 export default function (component) {
   const { data, setTriggerValue, parentElement } = component;
+  if (data.keys) installKeys();
   let root = parentElement.querySelector('.rg');
   if (!root) {
     root = document.createElement('div');
@@ -49,15 +73,19 @@ export default function (component) {
     const img = document.createElement('img');
     if (c.src) img.src = c.src;
     img.alt = 'image ' + c.id;
+    img.title = 'open large';
+    img.onclick = () => setTriggerValue('action', { id: c.id, act: 'open', t: Date.now() });
     const cap = document.createElement('div');
     cap.className = 'cap';
     cap.textContent = c.caption;           // text only: never parsed as HTML
     const bar = document.createElement('div');
     bar.className = 'bar';
-    const acts = [['keep', '\\u2713', 'keep'], ['reject', '\\u2717', 'reject'],
-                  ['relabel', '\\u21aa', 'relabel to ' + (data.relabel || '(choose a target word)')],
-                  ['select', c.selected ? '\\u2611' : '\\u2610', c.selected ? 'unselect' : 'select']];
-    for (const [act, label, title] of acts) {
+    const all = {keep: ['\\u2713', 'keep'], reject: ['\\u2717', 'reject'],
+                 relabel: ['\\u21aa', 'relabel to ' + (data.relabel || '(choose a target word first)')],
+                 select: [c.selected ? '\\u2611' : '\\u2610', c.selected ? 'unselect' : 'select'],
+                 review: ['\\u2197', 'open in Review']};
+    for (const act of (data.acts || ['keep', 'reject', 'relabel', 'select'])) {
+      const [label, title] = all[act];
       const b = document.createElement('button');
       b.type = 'button';
       b.textContent = label;
@@ -82,12 +110,21 @@ def data_uri(path: str | Path | None) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def review_grid(cells: list[dict], *, relabel: str | None, cols: int = 6, key: str = "review_grid") -> dict | None:
+ACTS = ("keep", "reject", "relabel", "select", "review")
+
+
+def review_grid(cells: list[dict], *, relabel: str | None, cols: int = 6, key: str = "review_grid",
+                acts: tuple[str, ...] = ACTS[:4], keys: bool = False) -> dict | None:
     """Draw the grid; returns the action clicked in this run ({id, act}) or None.
 
     cells: {id, src (data URI or None), caption (plain text), flagged, current, selected}.
+    acts: the buttons under each image (a click on the image itself is act "open").
+    keys: route the Review shortcuts typed in its select boxes to their buttons.
     """
-    res = _grid(data={"cells": cells, "relabel": relabel, "cols": cols}, key=key,
+    unknown = set(acts) - set(ACTS)
+    if unknown:
+        raise ValueError(f"unknown grid actions: {sorted(unknown)}")
+    res = _grid(data={"cells": cells, "relabel": relabel, "cols": cols, "acts": list(acts), "keys": keys}, key=key,
                 on_action_change=lambda: None)
     act = None
     try:

@@ -15,22 +15,55 @@ from tqdm import tqdm
 
 from warehouse import runs
 from warehouse.faults import crash_point
+from warehouse.progress import write_progress
 from warehouse.check import sweep_dead_run_artifacts
 from warehouse.store import sweep_temp_files
 
 
 class _Bar(tqdm):
     """A tqdm bar whose every item is a crash point, so the crash tests can kill any job
-    that iterates through its progress bar after its n-th item."""
+    that iterates through its progress bar after its n-th item. With `report` set it also
+    hands n / total to it (at most every REPORT_EVERY seconds) for the dashboard's progress bar."""
 
-    def __init__(self, *args, crash_label: str, **kwargs):
+    REPORT_EVERY = 0.5
+
+    def __init__(self, *args, crash_label: str, report=None, **kwargs):
         self._crash_label = crash_label
+        self._report = report
+        self._reported = 0.0
+        self._label, self._unit = kwargs.get("desc") or "", kwargs.get("unit") or "it"
+        self._done = 0  # counted here: a bar without a terminal (a job started by the dashboard) keeps n at 0
         super().__init__(*args, **kwargs)
+        self._tell(force=True)
 
     def __iter__(self):
         for item in super().__iter__():
             crash_point(self._crash_label)
+            self._done += 1
+            self._tell()
             yield item
+        self._tell(force=True)
+
+    def update(self, n=1):
+        self._done += n
+        out = super().update(n)
+        self._tell()
+        return out
+
+    def close(self):
+        self._tell(force=True)
+        self._report = None  # closed: later calls (tqdm closes twice) report nothing
+        super().close()
+
+    def _tell(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if getattr(self, "_report", None) is None or (not force and now - self._reported < self.REPORT_EVERY):
+            return
+        self._reported = now
+        try:
+            self._report(self._done, self.total, self._label, self._unit)
+        except OSError:  # progress is a courtesy: a full disk must not stop the job
+            self._report = None
 
 
 class JobRun:
@@ -71,8 +104,12 @@ class JobRun:
         return {**self.counts, **self.extra}
 
     def progress(self, iterable=None, total: int | None = None, desc: str | None = None, unit: str = "img"):
+        """A progress bar for the terminal that also tells the dashboard how far it got (n of total)."""
         return _Bar(iterable, total=total, desc=desc or self.kind, unit=unit, file=sys.stderr,
-                    dynamic_ncols=True, disable=None, crash_label=f"{self.kind}:item")
+                    dynamic_ncols=True, disable=None, crash_label=f"{self.kind}:item", report=self._progress_file)
+
+    def _progress_file(self, n: int, total: int | None, desc: str, unit: str) -> None:
+        write_progress(self.home, self.run_id, n=n, total=total, desc=desc, unit=unit)
 
     def summary(self) -> str:
         elapsed = time.monotonic() - self.started

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from jobs.common import ensure_ready
+from warehouse import runs
 from warehouse.images import word_counts
 
 
@@ -21,7 +22,11 @@ def format_counts(rows: list[dict], *, only_nonempty: bool = True) -> str:
 
 def _cmd(args) -> int:
     ensure_ready(args.home)
+    rid = runs.start_run(args.home, "stats", {"json": args.json, "all": args.all})  # shown in the run history
     rows = word_counts(args.home)
+    runs.finish_run(args.home, rid, "ok", {"words": sum(1 for r in rows if r["stored"] or r["failed"]),
+                                           "stored": sum(r["stored"] for r in rows),
+                                           "failed": sum(r["failed"] for r in rows)})
     if args.json:
         print(json.dumps({r["word"]: {"stored": r["stored"], "failed": r["failed"]} for r in rows
                           if args.all or r["stored"] or r["failed"]}, indent=1))

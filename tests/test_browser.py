@@ -1,11 +1,14 @@
 """End to end in real headless Chromium (Debian's build) against `streamlit run dashboard/app.py` on 127.0.0.1.
 
-Review: reject an image with the X shortcut, see it in the warehouse, undo it (U).
-Predict: upload a photo, see hashtags. Every page: a screenshot in test-artifacts/screenshots/.
+Review: reject an image with the X shortcut, see it in the warehouse, undo it (U); choose a word and press K
+at once and twice more: every decision lands on that word's images. Evaluation: a click on a confusion cell
+shows that cell's images. Embedding map: lasso every point, keep the whole selection. Predict: upload a
+photo, see hashtags. Every page: a screenshot in test-artifacts/screenshots/.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -154,6 +157,68 @@ def test_review_reject_with_keyboard_then_undo(served, page):
     page.screenshot(path=str(SHOTS / "review-after-reject.png"), full_page=True)
 
 
+def test_review_keys_right_after_choosing_a_word_land_on_that_word(served, page):
+    base, home = served
+    goto(page, base, "review")
+    page.wait_for_selector(".cell img", timeout=60_000)
+    done_before = {r["decision_id"] for r in curation.recent_decisions(home, limit=1000)}
+    page.locator(".st-key-review_word_box").click()
+    page.get_by_role("option", name=re.compile(r"^music ")).click()
+    page.keyboard.press("k")                    # at once: the focus is still in the Word box
+
+    def new():
+        return [r for r in curation.recent_decisions(home, limit=1000) if r["decision_id"] not in done_before]
+
+    wait_until(lambda: len(new()) >= 1, what="the first keep")
+    for n in (2, 3):
+        settle(page)
+        page.keyboard.press("k")
+        wait_until(lambda: len(new()) >= n, what=f"keep number {n}")
+    settle(page)
+    decisions = new()[::-1]
+    assert [d["decision"] for d in decisions] == ["keep"] * 3
+    ids = [d["image_id"] for d in decisions]
+    labels = curation.current_labels(home, ids)
+    assert len(set(ids)) == 3 and {v["word"] for v in labels.values()} == {"music"}, labels
+    det = "kmeans_2sigma" if "kmeans_2sigma" in q.detectors(home) else None
+    assert ids == [it["image_id"] for it in q.review_items(home, "music", det)][:3]   # in the order shown
+    assert page.locator(".st-key-review_word_box input").input_value().startswith("music (")   # no stray "k" in it
+    page.get_by_text("Kept 1 image").wait_for(timeout=30_000)
+
+
+def test_evaluation_cell_click_shows_its_images(served, page):
+    base, home = served
+    comp = q.model_comparison(home)
+    assert comp, "the seeded warehouse has evaluations"
+    goto(page, base, "evaluation")
+    heat = page.locator("[class*='st-key-eval_heat_'] .nsewdrag").first
+    heat.wait_for(timeout=120_000)
+    settle(page)
+    pick = page.locator(".st-key-eval_pick input").input_value()
+    best = next(r for r in comp
+                if pick.endswith(f" · {r['scope']} (model {r['model_id']}, eval run {r['eval_run_id']})"))
+    held = [r for r in comp if r["scope"] != "all"] or comp
+    assert best["top1"] == max(r["top1"] for r in held)     # the best model is chosen first
+    conf = q.confusion(home, best["eval_run_id"], best["model_id"], best["scope"])
+    labels = sorted({c["true_word"] for c in conf} | {c["pred_word"] for c in conf})
+    counts = {(c["true_word"], c["pred_word"]): c["n"] for c in conf}
+    true, pred = max(counts, key=lambda k: (counts[k], k[0] != "bird"))   # a busy cell, not the default one
+    heat.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    box = heat.bounding_box()
+    i, j, n = labels.index(true), labels.index(pred), len(labels)
+    page.mouse.click(box["x"] + (j + 0.5) * box["width"] / n, box["y"] + (i + 0.5) * box["height"] / n)
+    page.get_by_text(f"{counts[(true, pred)]} images: true {true}, predicted {pred}").wait_for(timeout=60_000)
+    settle(page)
+    shown = page.locator(".st-key-eval_cell_grid .cell")
+    assert shown.count() == counts[(true, pred)]
+    want = {r["image_id"] for r in q.eval_examples(home, best["eval_run_id"], best["model_id"], best["scope"],
+                                                   true_word=true, pred_word=pred)}
+    assert {int(shown.nth(k).get_attribute("data-id")) for k in range(shown.count())} == want
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "evaluation-cell.png"), full_page=True)
+
+
 def test_predict_upload_shows_hashtags(served, page):
     base, home = served
     goto(page, base, "predict")
@@ -208,3 +273,9 @@ def test_embedding_lasso_shows_the_selected_images(served, page):
     page.get_by_text(f"Selected images ({shown})").wait_for(timeout=60_000)
     settle(page)
     assert page.locator('[data-testid="stImage"] img').count() == shown
+    before = {r["decision_id"] for r in curation.recent_decisions(home, limit=1000)}
+    page.get_by_role("button", name=f"Keep {shown} selected").click()     # act on the whole selection
+    kept = wait_until(lambda: [r for r in curation.recent_decisions(home, limit=1000)
+                               if r["decision_id"] not in before], what="the selection kept")
+    assert len(kept) == shown and {r["decision"] for r in kept} == {"keep"}
+    page.get_by_text(f"Kept {shown} images.").wait_for(timeout=60_000)

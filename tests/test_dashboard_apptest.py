@@ -42,10 +42,19 @@ def seeded(seeded_template, tmp_path, monkeypatch):
     return h
 
 
-def grid_cells(at: AppTest) -> list[dict]:
-    """The cells the Review page handed to its grid component."""
+def grid_data(at: AppTest) -> dict:
+    """What the Review page handed to its grid component."""
     import json
-    return next((json.loads(el.proto.json).get("cells", []) for el in at.get("bidi_component")), [])
+    return next((json.loads(el.proto.json) for el in at.get("bidi_component")), {})
+
+
+def grid_cells(at: AppTest) -> list[dict]:
+    return grid_data(at).get("cells", [])
+
+
+def word_label(at: AppTest, word: str) -> str:
+    """The Review page's Word box label for one word (it carries live counts)."""
+    return next(o for o in at.selectbox(key="review_word_box").options if o.startswith(f"{word} ("))
 
 
 def has_models(h) -> bool:
@@ -76,10 +85,43 @@ def test_overview_counts_and_warnings(seeded):
     assert not at.exception
     frame = next(d.value for d in at.dataframe if "rejected" in d.value.columns)
     row = frame.set_index("word").loc["bird"]
-    assert (row["stored"], row["kept"], row["rejected"]) == (8, 6, 2)
-    assert "words have fewer than 20 kept images: bird (6)" in texts(at)
+    assert (row["collected"], row["kept (reviewed)"], row["unreviewed"], row["rejected"]) == (8, 0, 6, 2)
+    assert "words have fewer than 20 usable images (kept or unreviewed): bird (6)" in texts(at)
+    assert [m.value for m in at.metric][:3] == ["32", "0", "30"]     # stored, kept by a person, unreviewed
     runs = next(d.value for d in at.dataframe if "kind" in d.value.columns)
     assert "import-folder" in set(runs["kind"])
+
+
+def test_overview_counts_stay_consistent_after_relabels(seeded):
+    birds = [r["image_id"] for r in q.review_items(seeded, "bird", None)]
+    curation.decide(seeded, birds[:3], "relabel", "music")
+    curation.decide(seeded, birds[3:4], "keep")
+    curation.decide(seeded, birds[4:5], "reject")
+    at = page("overview").run()
+    frame = next(d.value for d in at.dataframe if "rejected" in d.value.columns).set_index("word")
+    assert frame["collected"].sum() == frame["labelled now"].sum() == 32
+    assert (frame["labelled now"] == frame["kept (reviewed)"] + frame["unreviewed"] + frame["rejected"]).all()
+    assert tuple(frame.loc["bird", ["collected", "labelled now", "kept (reviewed)", "rejected"]]) == (8, 5, 1, 1)
+    assert tuple(frame.loc["music", ["collected", "labelled now", "kept (reviewed)", "unreviewed"]]) == (8, 11, 3, 8)
+    assert [m.value for m in at.metric][:2] == ["32", "4"]
+
+
+def test_overview_next_steps_and_export_button_start_jobs(seeded, tmp_path):
+    at = page("overview").run()
+    labels = [b.label for b in at.button]
+    assert any(lbl.startswith("Review ") and lbl.endswith(" flagged images") for lbl in labels)
+    assert "Collect more images" in labels                      # 8 images per word is below the warning line
+    out = tmp_path / "exported"
+    at.text_input(key="export_to").input(str(out))
+    at.multiselect(key="export_words").select("fruit")
+    next(b for b in at.button if b.label == "Export").click().run()
+    assert "Started `python -m jobs export --to" in texts(at)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((seeded / "logs").glob("*.rc")):
+        time.sleep(0.5)
+    assert next((seeded / "logs").glob("*.rc")).read_text() == "0"
+    assert len(list((out / "images" / "fruit").iterdir())) == 8 and (out / "images.csv").exists()
+    assert recent_runs(seeded, limit=1)[0]["kind"] == "export"
 
 
 def test_words_page_adds_renames_and_edits_hashtags(seeded):
@@ -140,14 +182,65 @@ def test_review_keyboard_buttons_bulk_and_undo(seeded):
     at.session_state["review_selected"] = ids      # what the grid's select buttons build up
     at.run()
     assert sum(c["selected"] for c in grid_cells(at)) == 3
+    assert at.selectbox(key="review_relabel_to").value is None      # no default target
     at.selectbox(key="review_relabel_to").select("music").run()
     at.button(key="bulk_relabel").click().run()
+    assert "Relabel 3 images from 'bird' to 'music'?" in texts(at)
+    assert {v["word"] for v in curation.current_labels(seeded, ids).values()} == {"bird"}   # not yet
+    at.button(key="bulk_relabel_confirm").click().run()
     assert not at.exception
     labels = curation.current_labels(seeded, ids)
     assert {v["word"] for v in labels.values()} == {"music"}
     at.multiselect(key="undo_pick").select(curation.recent_decisions(seeded)[0]["decision_id"]).run()
     at.button(key="undo_selected").click().run()
     assert "Undid 1 decision" in texts(at)
+
+
+def test_review_word_stays_chosen_while_counts_change(seeded):
+    at = page("review").run()
+    at.selectbox(key="review_word_box").select("music").run()
+    first_label = word_label(at, "music")
+    for _ in range(3):
+        at.button(key="kb_keep").click().run()
+        assert at.selectbox(key="review_word_box").value == "music"
+    assert word_label(at, "music") != first_label                    # its counts moved on
+    decisions = curation.recent_decisions(seeded)
+    det = "kmeans_2sigma" if "kmeans_2sigma" in q.detectors(seeded) else None
+    assert [d["image_id"] for d in decisions[::-1]] == [i["image_id"] for i in q.review_items(seeded, "music", det)][:3]
+    at.button(key="sel_all").click().run()
+    assert len(at.session_state["review_selected"]) == 8            # music's page, not the default word's
+    cells = grid_cells(at)
+    assert [c["flagged"] for c in cells if "keep" in c["caption"]] == [False] * 3   # kept: no flagged style
+
+
+def test_review_relabel_targets_are_active_words_and_flag_counts_follow_the_detector(seeded):
+    wh_words.set_active(seeded, "fruit", False)
+    at = page("review").run()
+    targets = at.selectbox(key="review_relabel_to").options
+    assert "fruit" not in targets and "bird" not in targets and {"flowers", "music", "dog"} <= set(targets)
+    assert grid_data(at)["relabel"] is None                          # the ↪ buttons wait for a target
+    for det in q.detectors(seeded):
+        at.selectbox(key="review_detector").select(det).run()
+        flagged = {r["word"]: r["flagged"] for r in q.word_status(seeded, det)}
+        assert word_label(at, "bird").startswith(f"bird ({flagged['bird']} flagged")
+        at.selectbox(key="review_show").select("flagged").run()
+        assert len(grid_cells(at)) == flagged["bird"]
+        at.selectbox(key="review_show").select("all").run()
+
+
+def test_review_opens_an_image_large_and_acts_on_it(seeded):
+    music = q.review_items(seeded, "music", None)[-1]["image_id"]
+    at = page("review")
+    at.session_state["review_focus"] = music                         # what "Open in Review" elsewhere sets
+    at.run()
+    assert at.selectbox(key="review_word_box").value == "music"
+    assert any("Image #%d" % music in m.value for m in at.markdown)
+    fields = next(d.value for d in at.dataframe if "field" in d.value.columns).set_index("field")["value"]
+    assert fields["label now"] == "music" and fields["origin"] == "import" and "local file" in fields
+    at.selectbox(key="review_panel_to").select("bird").run()
+    at.button(key="review_panel_relabel").click().run()
+    assert curation.current_labels(seeded, [music])[music]["word"] == "bird"
+    assert f"Relabelled image #{music} to 'bird'." in texts(at)
 
 
 def test_review_paging(seeded):
@@ -180,9 +273,21 @@ def test_evaluation_page(seeded):
     comp = at.dataframe[0].value
     assert {"top1", "top5", "study top-1"} <= set(comp.columns)
     assert len(at.get("plotly_chart")) >= 2  # confusion heatmap and per-word bars (curves when stored)
+    rows = q.model_comparison(seeded)
+    held = [r for r in rows if r["scope"] != "all"] or rows
+    assert rows[at.selectbox(key="eval_pick").value]["top1"] == max(r["top1"] for r in held)   # the best first
+    heat = next(c for c in at.get("plotly_chart") if "eval_heat_" in c.proto.id)
+    assert '"texttemplate":"%{text}"' in heat.proto.spec.replace(" ", "")      # counts in the cells
     at.selectbox(key="cell_true").select("bird").run()
     at.selectbox(key="cell_pred").select("bird").run()
     assert not at.exception
+    sel = rows[at.selectbox(key="eval_pick").value]
+    img = q.eval_examples(seeded, sel["eval_run_id"], sel["model_id"], sel["scope"], true_word="bird",
+                          pred_word="bird")[0]["image_id"]
+    at.session_state["eval_open"] = img                              # a click on the image in the grid
+    at.run()
+    at.button(key="eval_panel_reject").click().run()
+    assert curation.current_labels(seeded, [img])[img]["review"] == "reject"
 
 
 def test_predict_from_url(seeded, httpserver, monkeypatch):
@@ -241,6 +346,25 @@ def test_jobs_page_starts_a_job_and_shows_history(seeded, tmp_path):
     at.selectbox(key="run_detail").select(runs[0]["run_id"]).run()
     assert not at.exception
     assert any(str(tree.parent) in str(j.value) for j in at.json)  # the run's config
+    at.text_input(key="jp_import-folder_path").input(str(tmp_path / "no-such-folder"))
+    at.button[0].click().run()
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list(log_dir.glob("*.rc"))) < 2:
+        time.sleep(1)
+    at.run()
+    failed = [e.value for e in at.error if "import-folder failed: " in e.value]
+    assert failed and "no-such-folder is not a folder" in failed[0] and "Traceback" not in failed[0]
+
+
+def test_jobs_page_shows_a_running_jobs_own_progress(seeded):
+    from warehouse.progress import write_progress
+    from warehouse.runs import finish_run, start_run
+    rid = start_run(seeded, "features", {})                       # this process: alive, so the run is running
+    write_progress(seeded, rid, n=12, total=48, desc="efficientnet_lite0", unit="img")
+    at = page("jobs").run()
+    bars = at.get("progress")
+    assert bars and bars[0].proto.value == 25 and "efficientnet_lite0: 12 / 48 img" in bars[0].proto.text
+    finish_run(seeded, rid, "ok", {})
 
 
 def test_pages_work_while_another_process_writes(seeded):

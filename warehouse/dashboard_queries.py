@@ -35,16 +35,25 @@ def _rows(con, sql: str, params: list | None = None) -> list[dict]:
 
 # ---------------------------------------------------------------- overview
 
-def word_status(home: Path | str) -> list[dict]:
-    """Per word: stored (ok rows collected for it), kept (current label, not rejected), flagged
-    (flagged by any detector and not yet reviewed), rejected, reviewed and failed counts."""
+def word_status(home: Path | str, detector: str | None = None) -> list[dict]:
+    """Per word, counted by the label an image has now (curation applied):
+
+    labelled = kept_reviewed + unreviewed + rejected (every stored image labelled with the word now);
+    kept = labelled and not rejected (reviewed-and-kept plus unreviewed); kept_reviewed = a person
+    kept it or relabelled it to this word; flagged = unreviewed and flagged by `detector` (any
+    detector when None); collected = ok images collected under the word (before any relabel), so
+    the totals of `collected` and `labelled` agree; `stored` is the old name of `collected`.
+    """
+    det = "" if detector is None else "WHERE detector = ?"
     sql = f"""
         WITH w AS (SELECT word, active FROM words
                    UNION SELECT DISTINCT word, NULL FROM images
                    WHERE word IS NOT NULL AND word NOT IN (SELECT word FROM words)),
-        f AS (SELECT image_id, bool_or(flagged) AS flagged FROM ({_LATEST_SCORES}) GROUP BY image_id),
-        lab AS (SELECT l.word,
+        f AS (SELECT image_id, bool_or(flagged) AS flagged FROM ({_LATEST_SCORES}) {det} GROUP BY image_id),
+        lab AS (SELECT l.word, count(*) AS labelled,
                        count(*) FILTER (WHERE l.review <> 'reject') AS kept,
+                       count(*) FILTER (WHERE l.review IN ('keep', 'relabel')) AS kept_reviewed,
+                       count(*) FILTER (WHERE l.review = 'unreviewed') AS unreviewed,
                        count(*) FILTER (WHERE l.review = 'reject') AS rejected,
                        count(*) FILTER (WHERE l.review <> 'unreviewed') AS reviewed,
                        count(*) FILTER (WHERE l.review = 'unreviewed' AND f.flagged) AS flagged
@@ -52,13 +61,28 @@ def word_status(home: Path | str) -> list[dict]:
         col AS (SELECT word, count(*) FILTER (WHERE status = 'ok') AS stored,
                        count(*) FILTER (WHERE status = 'failed') AS failed
                 FROM images GROUP BY word)
-        SELECT w.word, w.active, coalesce(col.stored, 0) AS stored, coalesce(lab.kept, 0) AS kept,
+        SELECT w.word, w.active, coalesce(col.stored, 0) AS stored, coalesce(col.stored, 0) AS collected,
+               coalesce(lab.labelled, 0) AS labelled, coalesce(lab.kept, 0) AS kept,
+               coalesce(lab.kept_reviewed, 0) AS kept_reviewed, coalesce(lab.unreviewed, 0) AS unreviewed,
                coalesce(lab.flagged, 0) AS flagged, coalesce(lab.rejected, 0) AS rejected,
                coalesce(lab.reviewed, 0) AS reviewed, coalesce(col.failed, 0) AS failed
         FROM w LEFT JOIN lab ON lab.word = w.word LEFT JOIN col ON col.word = w.word
         ORDER BY stored DESC, w.word"""
     with connect(home, read_only=True) as con:
-        return _rows(con, sql)
+        return _rows(con, sql, [] if detector is None else [detector])
+
+
+def pipeline_state(home: Path | str) -> dict:
+    """How far the pipeline got: stored images, images with features / outlier scores, models, evaluated models."""
+    sql = f"""SELECT (SELECT count(*) FROM image_labels) AS images,
+                     (SELECT count(DISTINCT image_id) FROM features
+                      WHERE image_id IN (SELECT image_id FROM image_labels)) AS featured,
+                     (SELECT count(DISTINCT image_id) FROM ({_LATEST_SCORES})
+                      WHERE image_id IN (SELECT image_id FROM image_labels)) AS scored,
+                     (SELECT count(*) FROM models) AS models,
+                     (SELECT count(DISTINCT model_id) FROM evaluations) AS evaluated"""
+    with connect(home, read_only=True) as con:
+        return _rows(con, sql)[0]
 
 
 # ---------------------------------------------------------------- review
@@ -67,7 +91,9 @@ def detectors(home: Path | str, word: str | None = None) -> list[str]:
     """Outlier detectors with scores (for one word's images when `word` is given)."""
     with connect(home, read_only=True) as con:
         if word is None:
-            return [r[0] for r in con.execute("SELECT DISTINCT detector FROM outlier_scores ORDER BY 1").fetchall()]
+            return [r[0] for r in con.execute(
+                "SELECT DISTINCT detector FROM outlier_scores "
+                "WHERE run_id IN (SELECT run_id FROM runs WHERE status = 'ok') ORDER BY 1").fetchall()]
         return [r[0] for r in con.execute(
             "SELECT DISTINCT s.detector FROM outlier_scores s JOIN image_labels l USING (image_id) "
             "WHERE l.word = ? ORDER BY 1", [word]).fetchall()]
@@ -92,7 +118,8 @@ def review_items(home: Path | str, word: str, detector: str | None = None, *, sh
     sql = f"""
         WITH l AS (SELECT * FROM image_labels WHERE word = ?),
         s AS (SELECT image_id, arg_max(score, run_id) AS score, arg_max(flagged, run_id) AS flagged
-              FROM outlier_scores WHERE detector = ? AND image_id IN (SELECT image_id FROM l) GROUP BY image_id),
+              FROM outlier_scores WHERE detector = ? AND image_id IN (SELECT image_id FROM l)
+                AND run_id IN (SELECT run_id FROM runs WHERE status = 'ok') GROUP BY image_id),
         d AS (SELECT image_id, min(group_id) AS group_id, min(kind) AS dup_kind FROM duplicate_groups
               WHERE run_id = (SELECT max(run_id) FROM duplicate_groups) AND image_id IN (SELECT image_id FROM l)
               GROUP BY image_id)
@@ -119,6 +146,30 @@ def images_by_id(home: Path | str, image_ids: list[int]) -> list[dict]:
                              WHERE l.image_id IN (SELECT unnest(?))""", [ids])
     by_id = {r["image_id"]: r for r in rows}
     return [by_id[i] for i in ids if i in by_id]
+
+
+def image_detail(home: Path | str, image_id: int) -> dict | None:
+    """One stored image with its provenance, current label, latest outlier scores and every decision.
+
+    Returns {image_id, sha256, path, word, original_word, review, origin, source_path, source_url,
+    page_url, title, query, source, width, height, added_at, run_id, scores: [{detector, score,
+    flagged, run_id}], decisions: [{decision_id, decision, old_word, new_word, decided_at, undone}]}.
+    """
+    with connect(home, read_only=True) as con:
+        rows = _rows(con, """SELECT l.image_id, l.sha256, l.path, l.word, l.original_word, l.review, i.origin,
+                                    i.source_path, i.source_url, i.page_url, i.title, i.query, i.source,
+                                    i.width, i.height, i.added_at, i.run_id
+                             FROM image_labels l JOIN images i ON i.image_id = l.image_id
+                             WHERE l.image_id = ?""", [int(image_id)])
+        if not rows:
+            return None
+        out = rows[0]
+        out["scores"] = _rows(con, f"SELECT detector, score, flagged, run_id FROM ({_LATEST_SCORES}) "
+                                   "WHERE image_id = ? ORDER BY detector", [int(image_id)])
+        out["decisions"] = _rows(con, "SELECT decision_id, decision, old_word, new_word, decided_at, undone "
+                                      "FROM curation_log WHERE image_id = ? ORDER BY decision_id DESC",
+                                 [int(image_id)])
+    return out
 
 
 def image_paths(home: Path | str, image_ids: list[int] | None = None, *, limit: int | None = None) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Embedding map: every image's features in 2-D, coloured by word, flagged points marked; select to see images."""
+"""Embedding map: every image's features in 2-D, coloured by word, flagged points marked; select points to see
+their images and act on them (keep, reject, relabel, open in Review)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +9,7 @@ import streamlit as st
 
 from core.maps import to_2d
 from dashboard.common import empty_state, home, thumb
+from dashboard.image_panel import act, open_in_review, relabel_targets
 from warehouse import dashboard_queries as q
 
 TSNE_MAX = 3000
@@ -16,6 +18,7 @@ SHOW_MAX = 60
 st.title("Embedding map")
 HOME = home()
 H = str(HOME)
+ss = st.session_state
 
 
 @st.cache_data(ttl=60, show_spinner="Reading features ...")
@@ -73,7 +76,9 @@ for word, part in df.groupby("word", sort=True):
         hovertemplate=f"{word}" + " · image %{customdata}<extra></extra>"))
 fig.update_layout(height=600, margin=dict(l=10, r=10, t=10, b=10), dragmode="lasso",
                   legend=dict(itemsizing="constant"))
-event = st.plotly_chart(fig, key="emb_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
+# a new key after an action drops the old selection (its points may have moved or gone)
+event = st.plotly_chart(fig, key=f"emb_chart_{ss.get('emb_gen', 0)}", on_select="rerun",
+                        selection_mode=("points", "box", "lasso"))
 
 ids: list[int] = []
 points = (event or {}).get("selection", {}).get("points", []) if event else []
@@ -87,10 +92,50 @@ for p in points:
     if cd is not None and int(cd) not in ids:
         ids.append(int(cd))
 
+
+
+def _apply(ids: list[int], decision: str, new_word: str | None = None) -> None:
+    error = act(H, ids, decision, new_word)
+    verb = {"keep": "Kept", "reject": "Rejected", "relabel": f"Relabelled to {new_word!r}:"}[decision]
+    ss["emb_msg"] = ("error", error) if error else ("ok", f"{verb} {len(ids)} image{'s' * (len(ids) != 1)}.")
+    if not error:
+        st.cache_data.clear()
+        ss["emb_gen"] = ss.get("emb_gen", 0) + 1
+    ss.pop("emb_confirm", None)
+
+
+def _actions(ids: list[int]) -> None:
+    """Act on every selected image at once; relabelling asks for a target and confirms the count."""
+    n = len(ids)
+    bar = st.container(horizontal=True)
+    bar.button(f"Keep {n} selected", key="emb_keep", on_click=_apply, args=(ids, "keep"), icon=":material/check:")
+    bar.button(f"Reject {n} selected", key="emb_reject", on_click=_apply, args=(ids, "reject"),
+               icon=":material/close:")
+    to = bar.selectbox("Relabel to", relabel_targets(H, None), index=None, placeholder="relabel to ...",
+                       key="emb_to", label_visibility="collapsed")
+    if bar.button(f"Relabel {n} to {to}…" if to else "Relabel", key="emb_relabel", disabled=not to):
+        ss["emb_confirm"] = {"ids": ids, "to": to}
+    pending = ss.get("emb_confirm")
+    if pending and pending["ids"] == ids:
+        st.warning(f"Relabel {n} image{'s' * (n != 1)} to {pending['to']!r}?")
+        cc = st.container(horizontal=True)
+        cc.button(f"Relabel {n}", key="emb_relabel_confirm", type="primary", on_click=_apply,
+                  args=(ids, "relabel", pending["to"]))
+        cc.button("Cancel", key="emb_relabel_cancel", on_click=lambda: ss.pop("emb_confirm", None))
+    one = st.container(horizontal=True)
+    pick = one.selectbox("Open one in Review", ids, key="emb_open_pick", format_func=lambda i: f"image #{i}")
+    if one.button("Open in Review", key="emb_open", icon=":material/fact_check:"):
+        open_in_review(pick)
+
+
+msg = ss.pop("emb_msg", None)
+if msg:
+    (st.success if msg[0] == "ok" else st.error)(msg[1])
 st.subheader(f"Selected images ({len(ids)})")
 if not ids:
-    st.write("Select points on the map (box or lasso) to see their images here.")
+    st.write("Select points on the map (box or lasso) to see their images here, then keep, reject or relabel them.")
 else:
+    _actions(ids)
     rows = q.images_by_id(H, ids[:SHOW_MAX])
     cols = st.columns(6)
     for n, r in enumerate(rows):

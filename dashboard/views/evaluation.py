@@ -9,6 +9,8 @@ import streamlit as st
 from core.metrics import STUDY_TOP1
 from dashboard.common import empty_state, home, thumb
 from dashboard.curve_chart import render_curve
+from dashboard.image_panel import image_panel, open_in_review
+from dashboard.review_grid import data_uri, review_grid
 from warehouse import dashboard_queries as q
 
 # Top-1 accuracy in the original study (76 classes, 200 images each, 80:20 split).
@@ -48,19 +50,63 @@ def _examples(h: str, run_id: int, model_id: int, scope: str, true_word, pred_wo
                            misclassified_only=wrong, limit=GRID * 4)
 
 
-def _grid(rows: list[dict]) -> None:
+def _after_write() -> None:
+    st.cache_data.clear()  # labels changed: every page's counts and lists
+
+
+def _grid(rows: list[dict], key: str) -> None:
+    """Evaluated images; click one to open it large (keep / reject / relabel), ↗ opens it in Review."""
     if not rows:
         st.write("No images.")
         return
-    for r0 in range(0, len(rows), GRID):
-        cols = st.columns(GRID)
-        for col, r in zip(cols, rows[r0:r0 + GRID]):
-            with col:
-                p = thumb(H, r["sha256"], r["path"])
-                if p:
-                    st.image(p, width="stretch")
-                prob = "" if r["prob"] is None else f" ({r['prob']:.0%})"
-                st.text(f"#{r['image_id']} {r['true_word']} → {r['pred_word']}{prob}")
+    cells = [{"id": r["image_id"], "src": data_uri(thumb(H, r["sha256"], r["path"])), "flagged": False,
+              "current": r["image_id"] == ss.get("eval_open"), "selected": False,
+              "caption": f"#{r['image_id']} {r['true_word']} → {r['pred_word']}"
+                         + ("" if r["prob"] is None else f" ({r['prob']:.0%})")} for r in rows]
+    action = review_grid(cells, relabel=None, cols=GRID, key=key, acts=("review",))
+    if action and action["act"] == "review":
+        open_in_review(int(action["id"]))
+    elif action and action["act"] == "open":
+        ss["eval_open"] = int(action["id"])
+        st.rerun()
+
+
+def best_model(comp: pd.DataFrame) -> int:
+    """Row of the best evaluation: highest top-1 on held-out images (scope other than 'all') when there are any."""
+    held = comp[comp["scope"] != "all"]
+    pool = held if not held.empty else comp
+    ranked = pool.sort_values(["top1", "n_images", "model_id"], ascending=False, kind="stable")
+    return int(comp.index.get_loc(ranked.index[0]))
+
+
+def _heatmap(mat: pd.DataFrame, labels: list[str], normalise: bool) -> go.Figure:
+    """The confusion heatmap with counts in its cells and an invisible marker on every cell centre:
+    heatmaps cannot be selected in Streamlit, scatter points can, so a click on a cell selects its marker."""
+    z = mat.div(mat.sum(axis=1).replace(0, 1), axis=0) if normalise else mat
+    fig = go.Figure(go.Heatmap(z=z.values, x=labels, y=labels, colorscale="Blues", text=mat.values,
+                               texttemplate="%{text}", hoverinfo="skip"))
+    cx = [p for _ in labels for p in labels]
+    cy = [t for t in labels for _ in labels]
+    n = [int(mat.loc[t, p]) for t, p in zip(cy, cx)]
+    size = max(12, min(60, 420 // max(1, len(labels))))
+    fig.add_trace(go.Scatter(x=cx, y=cy, mode="markers", customdata=n, showlegend=False,
+                             marker=dict(symbol="square", size=size, color="rgba(0,0,0,0)", opacity=0.01),
+                             hovertemplate="true %{y} → predicted %{x}: %{customdata} images<extra></extra>"))
+    fig.update_layout(height=max(350, 18 * len(labels) + 120), margin=dict(l=10, r=10, t=10, b=10),
+                      yaxis=dict(autorange="reversed"), xaxis=dict(side="top"), clickmode="event+select",
+                      dragmode=False)
+    return fig
+
+
+def _cell_from_click(ev, key: str) -> None:
+    """A newly clicked cell becomes the chosen cell (an old selection never overrides the select boxes)."""
+    pts = (ev or {}).get("selection", {}).get("points", []) if ev else []
+    if not pts:
+        return
+    cell = (pts[0].get("y"), pts[0].get("x"))
+    if ss.get("eval_heat_last") != (key, cell):
+        ss["eval_heat_last"] = (key, cell)
+        ss["cell_true"], ss["cell_pred"] = cell
 
 
 comp = _comparison(H)
@@ -95,7 +141,8 @@ render_curve(H)
 st.subheader("One model in detail")
 opts = list(comp.itertuples(index=False))
 label = {i: f"{r.name} · {r.scope} (model {r.model_id}, eval run {r.eval_run_id})" for i, r in enumerate(opts)}
-pick = st.selectbox("Model and scope", list(label), format_func=label.get, key="eval_pick")
+pick = st.selectbox("Model and scope", list(label), format_func=label.get, key="eval_pick", index=best_model(comp))
+st.caption("Chosen first: the best top-1 on held-out images.")
 sel = opts[pick]
 run_id, model_id, scope = int(sel.eval_run_id), int(sel.model_id), str(sel.scope)
 
@@ -109,23 +156,20 @@ with left:
         mat = conf.pivot_table(index="true_word", columns="pred_word", values="n", fill_value=0, aggfunc="sum")
         labels = sorted(set(mat.index) | set(mat.columns))
         mat = mat.reindex(index=labels, columns=labels, fill_value=0)
-        normalise = st.toggle("Row-normalise", value=False, key="eval_norm")
-        z = mat.div(mat.sum(axis=1).replace(0, 1), axis=0) if normalise else mat
-        heat = go.Figure(go.Heatmap(z=z.values, x=labels, y=labels, colorscale="Blues",
-                                    customdata=mat.values, hovertemplate="true %{y} → predicted %{x}: %{customdata}"
-                                                                         "<extra></extra>"))
-        heat.update_layout(height=max(350, 18 * len(labels) + 120), margin=dict(l=10, r=10, t=10, b=10),
-                           yaxis=dict(autorange="reversed"), xaxis=dict(side="top"))
-        ev = st.plotly_chart(heat, key="eval_heat", on_select="rerun", selection_mode=("points",))
-        pts = (ev or {}).get("selection", {}).get("points", []) if ev else []
-        if pts:
-            ss["cell_true"], ss["cell_pred"] = pts[0].get("y"), pts[0].get("x")
+        normalise = st.toggle("Row-normalise colours", value=False, key="eval_norm")
+        heat_key = f"eval_heat_{model_id}_{scope}_{run_id}"
+        ev = st.plotly_chart(_heatmap(mat, labels, normalise), key=heat_key, on_select="rerun",
+                             selection_mode=("points",))
+        _cell_from_click(ev, heat_key)
+        for k in ("cell_true", "cell_pred"):
+            if ss.get(k) not in labels:  # words of another model's evaluation
+                ss.pop(k, None)
         c1, c2 = st.columns(2)
         tw = c1.selectbox("True word", labels, key="cell_true")
         pw = c2.selectbox("Predicted word", labels, key="cell_pred")
         n = int(mat.loc[tw, pw]) if tw in mat.index and pw in mat.columns else 0
-        st.caption(f"{n} images: true {tw}, predicted {pw}")
-        _grid(_examples(H, run_id, model_id, scope, tw, pw, False))
+        st.caption(f"{n} images: true {tw}, predicted {pw} · click an image to open it, ↗ to open it in Review")
+        _grid(_examples(H, run_id, model_id, scope, tw, pw, False), "eval_cell_grid")
 with right:
     st.markdown("**Per-word precision and recall**")
     pw_df = _per_word(H, run_id, model_id, scope)
@@ -139,5 +183,10 @@ with right:
         bars.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10), legend_title=None)
         st.plotly_chart(bars, key="eval_bars")
 
+if ss.get("eval_open") is not None:
+    st.subheader("Opened image")
+    image_panel(H, ss["eval_open"], key="eval_panel", after_write=_after_write,
+                on_close=lambda: ss.pop("eval_open", None))
+
 st.subheader("Misclassified examples")
-_grid(_examples(H, run_id, model_id, scope, None, None, True))
+_grid(_examples(H, run_id, model_id, scope, None, None, True), "eval_wrong_grid")

@@ -9,10 +9,11 @@ import streamlit as st
 from dashboard import launcher
 from dashboard.common import home
 from warehouse import dashboard_queries as q
+from warehouse.progress import read_progress
 from warehouse.runs import get_run, recent_runs
 
 FEATURED = ("import-folder", "scrape-images", "scrape-hashtags", "features", "outliers", "train", "evaluate",
-            "predict", "demo", "check", "stats")
+            "predict", "export", "demo", "check", "stats")
 
 st.title("Jobs")
 HOME = home()
@@ -36,7 +37,42 @@ def _runs(h: str) -> list[dict]:
     return recent_runs(h, limit=50)
 
 
+def _bar(run_id: int) -> None:
+    """The job's own progress bar (n of total, written by the job as it goes), when it has one."""
+    p = read_progress(H, run_id)
+    if not p:
+        return
+    total = p.get("total")
+    text = f"{p['desc'] or 'progress'}: {p['n']}" + (f" / {total}" if total else "") + f" {p['unit']}"
+    st.progress(min(1.0, p["n"] / total) if total else 0.0, text=text)
+
+
+def _launched(rec: dict) -> None:
+    """One job started from this dashboard: its run, progress, and (when it failed) why, in one line."""
+    rc = rec["returncode"]
+    state = "running" if rc is None else ("finished" if rc == 0 else f"ended with exit code {rc}")
+    runs = [r for r in q.runs_since(H, rec["before_run_id"]) if r["kind"] == rec["command"]]
+    log = launcher.log_tail(HOME, rec["log"])
+    with st.expander(f"{shlex.join(rec['args'])} — {state}", expanded=rc is None or rc not in (0,)):
+        if rc not in (None, 0):
+            err = runs[0]["error"] if runs else None
+            st.error(f"{rec['command']} failed: {launcher.failure_line(log, err)}")
+        for r in runs[:1]:
+            counts = r["counts"] or "{}"
+            st.text(f"run {r['run_id']}: {r['status']} · counts {counts}"
+                    + (f" · {r['duration_s']:.1f} s" if r["duration_s"] else ""))
+            if rc is None:
+                _bar(r["run_id"])
+        st.caption("Log")
+        st.code(log or "(no output yet)", language=None)
+        if rc is None and st.button("Stop", key=f"stop_{rec['pid']}"):
+            launcher.stop_job(rec["pid"])
+
+
 # ---------------------------------------------------------------- start a job
+msg = ss.pop("jobs_msg", None)
+if msg:
+    st.success(msg)
 st.subheader("Start a job")
 commands = _commands()
 if not commands:
@@ -87,22 +123,13 @@ def _progress() -> None:
         for r in running:
             st.text(f"run {r['run_id']} {r['kind']} (process {r['pid']}) since {r['started_at']:%H:%M:%S} · "
                     f"counts so far {r['counts'] or '{}'}")
+            _bar(r["run_id"])
     started = launcher.launched(HOME, limit=5)
     if not started:
         return
     st.subheader("Started from the dashboard")
     for rec in started:
-        rc = rec["returncode"]
-        state = "running" if rc is None else ("finished" if rc == 0 else f"ended with exit code {rc}")
-        runs = [r for r in q.runs_since(H, rec["before_run_id"]) if r["kind"] == rec["command"]]
-        with st.expander(f"{shlex.join(rec['args'])} — {state}", expanded=rc is None or rc not in (0,)):
-            for r in runs[:1]:
-                counts = r["counts"] or "{}"
-                st.text(f"run {r['run_id']}: {r['status']} · counts {counts}"
-                        + (f" · {r['duration_s']:.1f} s" if r["duration_s"] else ""))
-            st.code(launcher.log_tail(HOME, rec["log"]) or "(no output yet)", language=None)
-            if rc is None and st.button("Stop", key=f"stop_{rec['pid']}"):
-                launcher.stop_job(rec["pid"])
+        _launched(rec)
 
 
 _progress()
@@ -114,6 +141,11 @@ if not runs:
     st.info("No job has run yet. Start one above, or run:\n\n```\npython -m jobs demo\n```")
 else:
     df = pd.DataFrame(runs)
+    kinds = sorted(df["kind"].unique())
+    shown = st.multiselect("Kinds (empty = all)", kinds, key="run_kinds")
+    if shown:
+        df = df[df["kind"].isin(shown)]
+    df["error"] = df["error"].map(lambda e: e.strip().splitlines()[0] if isinstance(e, str) and e.strip() else "")
     df["duration"] = df["duration_s"].map(lambda s: "" if pd.isna(s) else f"{s:.1f} s")
     df["counts"] = df["counts"].map(lambda c: ", ".join(f"{k} {v}" for k, v in c.items()
                                                         if not isinstance(v, (list, dict))))

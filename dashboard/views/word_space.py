@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from core.maps import nearest, to_2d
@@ -55,6 +55,27 @@ def _layout(spec: str, targets: tuple[str, ...], k: int, method: str) -> tuple[p
     return pts, neigh, missing
 
 
+def _figure(pts: pd.DataFrame, label_names: bool) -> go.Figure:
+    """Target words: large red diamonds, always labelled; ImageNet classes: small grey-blue dots, named on hover
+    (or labelled, small and light, with the toggle), so the words the study cares about stay readable."""
+    names = pts[pts["kind"] == "ImageNet class"]
+    tgt = pts[pts["kind"] == "target word"]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=names["x"], y=names["y"], mode="markers+text" if label_names else "markers",
+                             name="ImageNet class", text=names["label"], textposition="bottom center",
+                             textfont=dict(size=9, color="#7f8c9a"),
+                             marker=dict(size=7, color="#8fb3d9", line=dict(width=0)),
+                             hovertemplate="ImageNet class: %{text}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=tgt["x"], y=tgt["y"], mode="markers+text", name="target word", text=tgt["label"],
+                             textposition="top center", textfont=dict(size=13, color="#b71c1c"),
+                             marker=dict(size=13, color="#d62728", symbol="diamond",
+                                         line=dict(width=1, color="white")),
+                             hovertemplate="target word: %{text}<extra></extra>"))
+    fig.update_layout(height=700, margin=dict(l=10, r=10, t=10, b=10), xaxis_title=None, yaxis_title=None,
+                      legend=dict(orientation="h", y=1.02, x=0))
+    return fig
+
+
 targets = words(H, active_only=True)
 if not targets:
     empty_state("No words yet.", "python -m jobs stats      # loads the shipped vocabulary (or: python -m jobs demo)")
@@ -74,12 +95,8 @@ except Exception as exc:  # a missing word-vector package or file: say so instea
 if missing:
     st.caption(f"No vector for: {', '.join(missing)}")
 
-fig = px.scatter(pts, x="x", y="y", color="kind", text="label", symbol="kind",
-                 color_discrete_map={"target word": "#d62728", "ImageNet class": "#1f77b4"},
-                 hover_name="label")
-fig.update_traces(textposition="top center", textfont_size=10)
-fig.update_layout(height=700, margin=dict(l=10, r=10, t=10, b=10), xaxis_title=None, yaxis_title=None)
-st.plotly_chart(fig, key="ws_chart")
+label_names = st.toggle("Label the ImageNet classes too (otherwise: hover to see them)", key="ws_label_names")
+st.plotly_chart(_figure(pts, label_names), key="ws_chart")
 
 st.subheader("Nearest ImageNet classes")
 pick = st.selectbox("Word", sorted(set(neigh["word"])) if not neigh.empty else [], key="ws_word")
