@@ -247,7 +247,7 @@ def model_comparison(home: Path | str) -> list[dict]:
     """Each model's latest evaluation per scope, newest model first."""
     sql = """WITH e AS (SELECT *, row_number() OVER (PARTITION BY model_id, scope ORDER BY run_id DESC) AS rn
                         FROM evaluations)
-             SELECT m.model_id, m.name, m.kind, m.backbone, e.scope, e.n_images, e.top1, e.top5,
+             SELECT m.model_id, m.name, m.kind, m.backbone, e.scope, e.n_images, e.n_words, e.top1, e.top5,
                     e.run_id AS eval_run_id, m.created_at
              FROM models m JOIN e ON e.model_id = m.model_id AND e.rn = 1
              ORDER BY m.model_id DESC, e.scope"""

@@ -6,7 +6,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.metrics import STUDY_TOP1
+from core.metrics import SCOPE_TITLES, STUDY_TOP1
 from dashboard.common import empty_state, home, thumb
 from dashboard.curve_chart import render_curve
 from dashboard.image_panel import image_panel, open_in_review
@@ -119,9 +119,15 @@ if comp.empty:
 
 st.subheader("Model comparison")
 table = comp.merge(STUDY[["kind", "study top-1"]], on="kind", how="left")
-st.dataframe(table[["model_id", "name", "kind", "backbone", "scope", "n_images", "top1", "top5", "study top-1"]],
-             hide_index=True, width="stretch",
-             column_config={c: st.column_config.NumberColumn(format="percent") for c in ("top1", "top5", "study top-1")})
+for scope, title in SCOPE_TITLES.items():  # one table per scope, so nobody compares across them
+    part = table[table["scope"] == scope]
+    if part.empty:
+        continue
+    st.markdown(f"**{scope}**: {title}")
+    st.dataframe(part[["model_id", "name", "kind", "backbone", "n_words", "n_images", "top1", "top5", "study top-1"]],
+                 hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="percent")
+                                for c in ("top1", "top5", "study top-1")})
 st.caption("Study figures: 76 classes × 200 images, 80:20 split. Here: the words and images in this warehouse.")
 
 curves = _curves(H)
