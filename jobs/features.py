@@ -11,6 +11,8 @@ import torch
 from core.backbones import DEFAULT_BACKBONE, WeightsError, available_backbones, load_backbone
 from core.features import DEFAULT_PCA_COMPONENTS, extract, fit_pca
 from jobs.common import ensure_ready
+from jobs.engines.options import add_engine_options, check_engine
+from jobs.engines.ingest import ingest_leftovers
 from jobs.runner import job_run
 from warehouse import features as wh
 from warehouse.images import labelled_images
@@ -49,24 +51,33 @@ def fit_and_store_pca(home: Path, run, backbone: str, *, n_components: int = DEF
 
 def compute_features(home: Path, *, backbone: str = DEFAULT_BACKBONE, weights: Path | str | None = None,
                      batch_size: int = 16, workers: int = 1, threads: int | None = None,
-                     retry_failed: bool = False, pca_components: int = DEFAULT_PCA_COMPONENTS) -> dict:
+                     retry_failed: bool = False, pca_components: int = DEFAULT_PCA_COMPONENTS,
+                     engine: str = "local", address: str | None = None) -> dict:
     """Features for every stored image not yet done for `backbone`, then PCA if anything changed.
 
     Resumable: rows are written every WRITE_EVERY images, and a re-run only does
     images without a row (and, with `retry_failed`, those that failed before).
+    `engine="ray"` computes them on a Ray cluster (jobs/engines/ray_features.py).
     """
     if backbone not in available_backbones():
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(available_backbones())}")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    check_engine(engine, workers)
     ensure_ready(home)
     config = {"backbone": backbone, "weights": str(weights) if weights else None, "batch_size": batch_size,
-              "workers": workers, "retry_failed": retry_failed, "pca_components": pca_components}
+              "workers": workers, "retry_failed": retry_failed, "pca_components": pca_components, "engine": engine}
     with job_run(home, "features", config) as run:
+        ingest_leftovers(home, run)  # shards a killed Ray run wrote are kept, not computed again
         images = labelled_images(home, include_rejected=True)
         done = wh.feature_ids(home, backbone, include_failed=not retry_failed)
         todo = [im for im in images if im["image_id"] not in done]
         run.count("skipped", len(images) - len(todo))
+        if todo and engine == "ray":
+            from jobs.engines.ray_features import compute_on_ray
+            compute_on_ray(home, run, todo, backbone=backbone, weights=weights, batch_size=batch_size,
+                           workers=workers, threads=threads, address=address)
+            todo = []
         if todo:
             torch.set_num_threads(threads or default_threads())
             model = load_backbone(backbone, weights)
@@ -114,7 +125,7 @@ def _cmd(args) -> int:
     try:
         compute_features(args.home, backbone=args.backbone, weights=args.weights, batch_size=args.batch_size,
                          workers=args.workers, threads=args.threads, retry_failed=args.retry_failed,
-                         pca_components=args.pca_components)
+                         pca_components=args.pca_components, engine=args.engine, address=args.address)
     except (WeightsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -132,8 +143,10 @@ def register(sub) -> None:
     p.add_argument("--weights", type=Path, help="weights file for the backbone (a torchvision state dict)")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     p.add_argument("--workers", type=int, default=1,
-                   help="decoding threads beside the forward pass (default 1: on 2 cores a second one slows it)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: up to 4)")
+                   help="local: decoding threads beside the forward pass (default 1: on 2 cores a second one "
+                        "slows it); ray: model workers, each loading the model once")
+    p.add_argument("--threads", type=int, help="torch CPU threads (local default: up to 4; ray: per worker, default 1)")
+    add_engine_options(p)
     p.add_argument("--pca-components", type=int, default=DEFAULT_PCA_COMPONENTS,
                    help="PCA dimensions (default 128; capped by the number of images)")
     p.add_argument("--retry-failed", action="store_true", help="try again images that failed before")
