@@ -1,0 +1,176 @@
+"""The Ray engine on a real local Ray cluster (2 CPUs, no dashboard), started once for this module.
+
+Features via Ray must equal the local job's; a scrape via Ray must store what the local
+engine stores; a driver killed with SIGKILL leaves whole shards that the re-run ingests
+instead of recomputing; every shard is ingested exactly once.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from pytest_httpserver import HTTPServer
+
+from jobs.engines import shardfiles
+from jobs.engines.cluster import worker_env
+from jobs.features import compute_features
+from jobs.scrape_images import ScrapeSettings, scrape_images
+from jobs.web import DownloadLimits
+from tests.conftest import ROOT
+from tests.fake_sites import FakeDDG, truncated_jpeg
+from tests.fake_sites import home, seeded_template  # noqa: F401 (fixtures: a pre-seeded warehouse copy)
+from warehouse import runs
+from warehouse.check import check_warehouse
+from warehouse.db import connect
+from warehouse.features import feature_matrix
+from warehouse.shards import ingest_feature_shards
+
+BACKBONE = "efficientnet_lite0"
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """One local Ray for the module (its start-up takes several seconds on 2 loaded cores)."""
+    import ray
+    ctx = ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, runtime_env=worker_env())
+    yield ctx.address_info["address"]
+    ray.shutdown()
+
+
+def _features(home: Path) -> dict[int, np.ndarray]:
+    ids, X = feature_matrix(home, BACKBONE)
+    return dict(zip(ids.tolist(), X))
+
+
+def _shard_rows(home: Path) -> list[tuple]:
+    with connect(home, read_only=True) as con:
+        return con.execute("SELECT path, run_id, ingest_run_id, n_rows, inserted, failed FROM feature_shards "
+                           "ORDER BY path").fetchall()
+
+
+def test_features_on_ray_equal_local_and_each_shard_is_ingested_once(demo_home, tmp_path, ray_address):
+    local_home = tmp_path / "local"
+    shutil.copytree(demo_home, local_home)
+    compute_features(local_home, backbone=BACKBONE)
+    counts = compute_features(demo_home, backbone=BACKBONE, engine="ray", workers=2, batch_size=8)
+    assert counts["done"] == 32 and counts.get("failed", 0) == 0
+    assert counts["ray_address"] == "already connected" and counts["pca_images"] == 32
+
+    ray_vecs, local_vecs = _features(demo_home), _features(local_home)
+    assert sorted(ray_vecs) == sorted(local_vecs) and len(ray_vecs) == 32
+    cos = [float(a @ local_vecs[i] / np.linalg.norm(a) / np.linalg.norm(local_vecs[i])) for i, a in ray_vecs.items()]
+    assert min(cos) >= 0.999
+    with connect(demo_home, read_only=True) as con:
+        assert con.execute("SELECT DISTINCT run_id FROM features").fetchall() == [(counts["run_id"],)]
+        assert con.execute("SELECT count(*) FROM features WHERE logits IS NULL").fetchone()[0] == 0
+
+    shards = _shard_rows(demo_home)
+    assert len(shards) == 4                                 # 32 images in batches of 8
+    assert sum(s[3] for s in shards) == 32 and sum(s[4] for s in shards) == 32
+    assert all(s[1] == s[2] == counts["run_id"] for s in shards)
+    assert shardfiles.shard_files(demo_home) == []          # ingested shards are deleted
+    # Ingesting the same shards again does nothing; a re-run has nothing to compute.
+    again = ingest_feature_shards(demo_home, [s[0] for s in shards], ingest_run_id=999)
+    assert again["shards"] == 0 and _shard_rows(demo_home) == shards
+    rerun = compute_features(demo_home, backbone=BACKBONE, engine="ray", workers=2)
+    assert rerun.get("done", 0) == 0 and rerun["skipped"] == 32 and _shard_rows(demo_home) == shards
+
+
+def test_shard_ingestion_skips_present_rows_and_duplicates(demo_home):
+    """Pure warehouse logic (no Ray): a shard twice, an image in two shards, a failure then a success."""
+    d = shardfiles.run_shard_dir(demo_home, 7)
+    v = np.arange(8, dtype=np.float32).reshape(2, 4)
+    a = shardfiles.write_shard(d, shardfiles.shard_table(run_id=7, backbone="b", image_ids=[1, 2], vecs=v,
+                                                         logits=v, failures=[(3, "unreadable")]), name_hint="a")
+    b = shardfiles.write_shard(d, shardfiles.shard_table(run_id=7, backbone="b", image_ids=[2, 3], vecs=v + 1,
+                                                         logits=v, failures=[]), name_hint="b")
+    rel = [str(p.relative_to(demo_home)) for p in (a, b)]
+    first = ingest_feature_shards(demo_home, rel[:1] * 2, ingest_run_id=8)
+    assert first == {"shards": 1, "rows": 3, "inserted": 2, "failed": 1, "skipped": 0}
+    second = ingest_feature_shards(demo_home, rel, ingest_run_id=9)
+    assert second == {"shards": 1, "rows": 2, "inserted": 1, "failed": 0, "skipped": 1}
+    with connect(demo_home, read_only=True) as con:
+        feats = con.execute("SELECT image_id, vec FROM features WHERE backbone = 'b' ORDER BY 1").fetchall()
+        assert [(i, list(vec)) for i, vec in feats] == [(1, [0, 1, 2, 3]), (2, [4, 5, 6, 7]), (3, [5, 6, 7, 8])]
+        assert con.execute("SELECT count(*) FROM feature_failures WHERE backbone = 'b'").fetchone()[0] == 0
+    assert [r[0] for r in _shard_rows(demo_home)] == sorted(rel)
+    assert pq.read_table(a).num_rows == 3     # the files stay until the job deletes them
+
+
+def test_killed_driver_leaves_shards_that_the_rerun_ingests(demo_home, ray_address):
+    env = {**os.environ, "HASHTAG_HOME": str(demo_home), "RAY_ADDRESS": ray_address,
+           "HASHTAG_CRASH_AFTER": "features:shard:3", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "jobs", "features", "--engine", "ray", "--workers", "1",
+                           "--batch-size", "4"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    killed = runs.recent_runs(demo_home, 1, kind="features")[0]
+    assert killed["status"] == "running"
+    assert _shard_rows(demo_home) == []                     # 3 shards received, none ingested yet
+    left = shardfiles.shard_files(demo_home)
+    assert len(left) >= 3
+
+    counts = compute_features(demo_home, backbone=BACKBONE, engine="ray", workers=2, batch_size=8)
+    assert runs.get_run(demo_home, killed["run_id"])["status"] == "interrupted"
+    with connect(demo_home, read_only=True) as con:
+        by_run = dict(con.execute("SELECT run_id, count(*) FROM features GROUP BY run_id").fetchall())
+    # The killed run's shards were ingested, not computed again; the rest was computed once.
+    assert by_run[killed["run_id"]] == counts["recovered"] >= 12
+    assert by_run[killed["run_id"]] + by_run.get(counts["run_id"], 0) == 32 == sum(by_run.values())
+    assert counts.get("done", 0) == 32 - counts["recovered"]
+    shards = _shard_rows(demo_home)
+    assert len({s[0] for s in shards}) == len(shards) and set(left) <= {s[0] for s in shards}
+    assert shardfiles.shard_files(demo_home) == []
+    assert [f.line() for f in check_warehouse(demo_home).problems] == []
+
+
+# ----------------------------------------------------------------------------- scrape
+
+@pytest.fixture
+def ddg(monkeypatch):
+    srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    srv.start()
+    fake = FakeDDG(srv)
+    monkeypatch.setenv("HASHTAG_DDG_URL", fake.base)
+    monkeypatch.setenv("HASHTAG_ALLOW_PRIVATE_URLS", "1")   # the fake site serves images on 127.0.0.1
+    yield fake
+    srv.clear()
+    srv.stop()
+
+
+def _fast(**kw) -> ScrapeSettings:
+    return ScrapeSettings(search_delay=0.0, block_backoff=0.01, workers=2,
+                          limits=DownloadLimits(connect_timeout=2.0, read_timeout=2.0, retries=1, backoff=0.01,
+                                                deadline=10.0), **kw)
+
+
+def _stored(home: Path) -> set[tuple]:
+    with connect(home, read_only=True) as con:
+        return set(con.execute("SELECT word, source_url, status, sha256, path, width, height, error, query "
+                               "FROM images").fetchall())
+
+
+def test_scrape_on_ray_stores_the_same_images_as_local(home, seeded_template, tmp_path, ddg, ray_address):
+    urls = ddg.add_photos("b", 8) + [ddg.add_image("cut.jpg", truncated_jpeg()), ddg.url("missing.jpg")]
+    ddg.set_results("bird", [urls[:6] + [urls[0]], urls[6:]])
+    local_home = tmp_path / "local"
+    shutil.copytree(seeded_template, local_home)
+    local = scrape_images(local_home, words=["bird"], settings=_fast(per_class=20))
+    ddg.image_hits.clear()
+    counts = scrape_images(home, words=["bird"], settings=_fast(per_class=20), engine="ray")
+    assert counts["done"] == local["done"] == 8 and counts["failed"] == local["failed"] == 2
+    assert counts["ray_address"] == "already connected"
+    assert _stored(home) == _stored(local_home) and len(_stored(home)) == 10
+    assert max(ddg.image_hits.values()) == 1                 # each URL fetched once
+    files = sorted(p.relative_to(home) for p in (home / "images").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(local_home) for p in (local_home / "images").rglob("*") if p.is_file())
+    assert len(files) == 8
+    assert runs.get_run(home, counts["run_id"])["status"] == "ok"
+    assert [f.line() for f in check_warehouse(home).problems] == []
