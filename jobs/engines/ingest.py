@@ -27,10 +27,12 @@ def ingest(home: Path, run, relpaths: list[str], *, outcome: str = "done") -> di
 
 def ingest_leftovers(home: Path, run) -> int:
     """Ingest whole shards that earlier, killed runs wrote but never ingested; tidy what is left."""
-    taken = wh_shards.ingested_shards(home)
     files = shardfiles.shard_files(home)
-    shardfiles.remove_shards(home, [f for f in files if f in taken])  # ingested, killed before deleting
     shardfiles.sweep_stale_temp_shards(home)
+    if not files:
+        return 0
+    taken = wh_shards.ingested_shards(home)
+    shardfiles.remove_shards(home, [f for f in files if f in taken])  # ingested, killed before deleting
     left = [f for f in files if f not in taken]
     if not left:
         return 0

@@ -24,8 +24,8 @@ TASK_RETRIES = 2      # a task whose worker process died is run again this often
 _session = None       # one HTTP session per worker process, reused by its tasks
 
 
-@ray.remote(max_retries=TASK_RETRIES)
-def download_and_store(home: str, cand: dict, settings: ScrapeSettings) -> Fetched:
+def store_download(home: str, cand: dict, settings: ScrapeSettings) -> Fetched:
+    """One task's work: download and check `cand`, store a valid image, return its metadata."""
     global _session
     if _session is None:
         _session = new_session()
@@ -34,6 +34,10 @@ def download_and_store(home: str, cand: dict, settings: ScrapeSettings) -> Fetch
         return f
     rel = put_image(Path(home), f.info.sha256, f.info.ext, f.data)
     return dataclasses.replace(f, data=None, stored_path=rel)  # the bytes stay on the worker's side
+
+
+# A task whose worker process dies (killed, out of memory) is run again by Ray, up to TASK_RETRIES times.
+download_and_store = ray.remote(max_retries=TASK_RETRIES)(store_download)
 
 
 class RayDownloadPool:
@@ -49,6 +53,7 @@ class RayDownloadPool:
             self._stack.close()
             raise
         self.info = info
+        self.task = download_and_store
         self._inflight: dict = {}
         if run is not None:
             run.extra["ray_address"] = info["address"]
@@ -60,7 +65,7 @@ class RayDownloadPool:
         while queue or self._inflight:
             while queue and len(self._inflight) < self.settings.workers:
                 cand = queue.pop()
-                self._inflight[download_and_store.remote(self.home, cand, self.settings)] = cand
+                self._inflight[self.task.remote(self.home, cand, self.settings)] = cand
             # A timeout keeps the driver responsive to Ctrl-C.
             ready, _ = ray.wait(list(self._inflight), num_returns=1, timeout=0.25)
             for ref in ready:
