@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Iterator
 
@@ -30,6 +31,20 @@ def init_options(*, address: str | None, cpus: int) -> dict:
     return {"num_cpus": cpus, **common}
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail at once, in one line, when nothing listens at a cluster address (ray.init would wait for minutes)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--address must look like HOST:PORT (as `ray start --head` prints), got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with "
+                           "`ray start --head`, or leave out --address and $RAY_ADDRESS to use a local Ray") from None
+
+
 @contextlib.contextmanager
 def ray_cluster(*, address: str | None = None, cpus: int = 1) -> Iterator[dict]:
     """Ray for the length of one job.
@@ -45,6 +60,8 @@ def ray_cluster(*, address: str | None = None, cpus: int = 1) -> Iterator[dict]:
         yield {"address": "already connected", "cpus": int(ray.cluster_resources().get("CPU", 0)), "started": False}
         return
     address = address or os.environ.get(ENV_ADDRESS) or None
+    if address:
+        check_reachable(address)
     try:
         ctx = ray.init(**init_options(address=address, cpus=cpus))
     except ConnectionError as exc:

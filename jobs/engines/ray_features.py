@@ -7,7 +7,10 @@ transaction (warehouse.shards); workers never open the warehouse.
 """
 from __future__ import annotations
 
+import logging
 import math
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -66,29 +69,45 @@ def compute_on_ray(home: Path, run, todo: list[dict], *, backbone: str, weights,
         run.extra["ray_address"] = info["address"]
         run.log(f"{backbone}: {len(todo)} images on Ray ({info['address']}, {info['cpus']} CPUs), "
                 f"{workers} worker(s) x {threads} thread(s)")
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # the job prints its own progress
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False      # the job's own bar counts images
         ctx.max_errored_blocks = -1           # a batch that keeps failing becomes failed rows below
         items = [{"image_id": im["image_id"], "path": im["path"]} for im in todo]
         ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / batch_size))
-        out = ds.map_batches(FeatureActor, batch_size=batch_size, batch_format="numpy",
-                             compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads,
-                             max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES,
-                             fn_constructor_kwargs={"home": str(home), "run_id": run.run_id, "backbone": backbone,
-                                                    "weights": str(weights) if weights else None,
-                                                    "threads": threads})
-        bar = run.progress(total=len(todo), desc=f"features {backbone} (ray)")
-        pending: list[str] = []
-        for row in out.iter_rows():
-            pending.append(row["shard"])
-            bar.update(int(row["images"]))
-            run.crash_point("shard")
-            if len(pending) >= INGEST_EVERY:
-                ingest(home, run, pending)
-                pending = []
-        ingest(home, run, pending)
-        bar.close()
+        with warnings.catch_warnings():
+            # Ray 2.60 warns that actor restart options passed this way go away in 2.64; they are pinned here.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            out = ds.map_batches(FeatureActor, batch_size=batch_size, batch_format="numpy",
+                                 compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads,
+                                 max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES,
+                                 fn_constructor_kwargs={"home": str(home), "run_id": run.run_id,
+                                                        "backbone": backbone, "threads": threads,
+                                                        "weights": str(weights) if weights else None})
+        _collect(home, run, out, total=len(todo), desc=f"features {backbone} (ray)")
     _record_lost(home, run, todo, backbone)
+
+
+def _collect(home: Path, run, out, *, total: int, desc: str) -> None:
+    """Ingest shards as the workers report them, a few per transaction; note the steady rate."""
+    bar = run.progress(total=total, desc=desc)
+    pending: list[str] = []
+    first_at, after_first = None, 0
+    for row in out.iter_rows():
+        pending.append(row["shard"])
+        bar.update(int(row["images"]))
+        if first_at is None:
+            first_at = time.monotonic()     # workers have loaded the model: the rate from here on is the steady one
+        else:
+            after_first += int(row["images"])
+        run.crash_point("shard")
+        if len(pending) >= INGEST_EVERY:
+            ingest(home, run, pending)
+            pending = []
+    ingest(home, run, pending)
+    bar.close()
+    if after_first and time.monotonic() > first_at:
+        run.extra["ray_steady_images_per_s"] = round(after_first / (time.monotonic() - first_at), 2)
 
 
 def _record_lost(home: Path, run, todo: list[dict], backbone: str) -> None:
