@@ -92,12 +92,13 @@ def _collect(home: Path, run, out, *, total: int, desc: str) -> None:
     """Ingest shards as the workers report them, a few per transaction; note the steady rate."""
     bar = run.progress(total=total, desc=desc)
     pending: list[str] = []
-    first_at, after_first = None, 0
+    started, first_at, after_first = time.monotonic(), None, 0
     for row in out.iter_rows():
         pending.append(row["shard"])
         bar.update(int(row["images"]))
         if first_at is None:
             first_at = time.monotonic()     # workers have loaded the model: the rate from here on is the steady one
+            run.extra["ray_first_shard_s"] = round(first_at - started, 1)
         else:
             after_first += int(row["images"])
         run.crash_point("shard")

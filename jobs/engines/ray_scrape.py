@@ -75,10 +75,13 @@ class RayDownloadPool:
     def _result(self, ref, cand: dict) -> Fetched:
         try:
             return ray.get(ref)
-        except ray.exceptions.RayError as exc:  # the worker kept dying: a failed row, never a crashed job
-            why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-            return Fetched(cand, error=f"download worker failed {TASK_RETRIES + 1} times "
-                                       f"({type(exc).__name__}: {why})", permanent=False)
+        except ray.exceptions.RayTaskError as exc:  # the task raised (e.g. the store's disk is full)
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            return Fetched(cand, error=f"download task failed ({type(cause).__name__}: {str(cause)[:200]})",
+                           permanent=False)
+        except ray.exceptions.RayError as exc:  # its worker kept dying: a failed row, never a crashed job
+            return Fetched(cand, error=f"download worker failed {TASK_RETRIES + 1} times ({type(exc).__name__})",
+                           permanent=False)
 
     def close(self) -> None:
         for ref in list(self._inflight):
