@@ -11,8 +11,8 @@ import torch
 from core.backbones import DEFAULT_BACKBONE, WeightsError, available_backbones, load_backbone
 from core.features import DEFAULT_PCA_COMPONENTS, extract, fit_pca
 from jobs.common import ensure_ready
-from jobs.engines.options import add_engine_options, check_engine
 from jobs.engines.ingest import ingest_leftovers
+from jobs.engines.options import add_engine_options, check_engine
 from jobs.runner import job_run
 from warehouse import features as wh
 from warehouse.images import labelled_images

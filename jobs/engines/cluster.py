@@ -5,8 +5,8 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 ENV_ADDRESS = "RAY_ADDRESS"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
