@@ -25,7 +25,8 @@ from jobs.features import compute_features
 from jobs.scrape_images import ScrapeSettings, scrape_images
 from jobs.web import DownloadLimits
 from tests.conftest import ROOT, small_demo_tree
-from tests.fake_sites import FakeDDG, home, seeded_template, truncated_jpeg
+from tests.fake_sites import FakeDDG, truncated_jpeg
+from tests.fake_sites import home, seeded_template  # noqa: F401 (fixtures: a pre-seeded warehouse copy)
 from warehouse import runs
 from warehouse.check import check_warehouse
 from warehouse.db import connect
