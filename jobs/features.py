@@ -10,6 +10,8 @@ from core.backbones import DEFAULT_BACKBONE, WeightsError, available_backbones
 from core.features import DEFAULT_PCA_COMPONENTS, extract, fit_pca
 from infra.onnxrt import DEFAULT_RUNTIME, load_for_runtime
 from jobs.common import add_runtime_arg, ensure_ready
+from jobs.engines.ingest import ingest_leftovers
+from jobs.engines.options import add_engine_options, check_engine
 from jobs.runner import job_run
 from warehouse import features as wh
 from warehouse.images import labelled_images
@@ -88,25 +90,33 @@ def extract_and_store(home: Path, run, model, todo: list[dict], *, batch_size: i
 def compute_features(home: Path, *, backbone: str = DEFAULT_BACKBONE, weights: Path | str | None = None,
                      batch_size: int = DEFAULT_BATCH, workers: int = 1, threads: int | None = None,
                      retry_failed: bool = False, pca_components: int = DEFAULT_PCA_COMPONENTS,
-                     runtime: str = DEFAULT_RUNTIME) -> dict:
+                     runtime: str = DEFAULT_RUNTIME, engine: str = "local", address: str | None = None) -> dict:
     """Features for every stored image not yet done for `backbone`, then PCA if anything changed.
 
     Resumable: rows are written every WRITE_EVERY images, and a re-run only does
     images without a row (and, with `retry_failed`, those that failed before).
+    `engine="ray"` computes them on a Ray cluster (jobs/engines/ray_features.py).
     """
     if backbone not in available_backbones():
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(available_backbones())}")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    check_engine(engine, workers)
     ensure_ready(home)
     config = {"backbone": backbone, "weights": str(weights) if weights else None, "batch_size": batch_size,
               "workers": workers, "retry_failed": retry_failed, "pca_components": pca_components,
-              "runtime": runtime}
+              "runtime": runtime, "engine": engine}
     with job_run(home, "features", config) as run:
+        ingest_leftovers(home, run)  # shards a killed Ray run wrote are kept, not computed again
         images = labelled_images(home, include_rejected=True)
         done = wh.feature_ids(home, backbone, include_failed=not retry_failed)
         todo = [im for im in images if im["image_id"] not in done]
         run.count("skipped", len(images) - len(todo))
+        if todo and engine == "ray":
+            from jobs.engines.ray_features import compute_on_ray
+            compute_on_ray(home, run, todo, backbone=backbone, weights=weights, batch_size=batch_size,
+                           workers=workers, threads=threads, address=address, runtime=runtime)
+            todo = []
         if todo:
             model = load_for_runtime(home, backbone, weights, runtime=runtime, threads=threads, say=run.log)
             run.extra["runtime_used"] = model.runtime
@@ -132,7 +142,8 @@ def _cmd(args) -> int:
     try:
         compute_features(args.home, backbone=args.backbone, weights=args.weights, batch_size=args.batch_size,
                          workers=args.workers, threads=args.threads, retry_failed=args.retry_failed,
-                         pca_components=args.pca_components, runtime=args.runtime)
+                         pca_components=args.pca_components, runtime=args.runtime, engine=args.engine,
+                         address=args.address)
     except (WeightsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -151,9 +162,12 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
                    help=f"images per forward pass (default {DEFAULT_BATCH}, chosen by benchmarks/features.py)")
     p.add_argument("--workers", type=int, default=1,
-                   help="decoding threads beside the forward pass (default 1: on 2 cores a second one slows it)")
-    p.add_argument("--threads", type=int, help="CPU threads for the forward pass (default: all cores)")
+                   help="local: decoding threads beside the forward pass (default 1: on 2 cores a second one "
+                        "slows it); ray: model workers, each loading the model once")
+    p.add_argument("--threads", type=int, help="CPU threads for the forward pass (local default: all cores; "
+                                              "ray: per worker, default 1)")
     add_runtime_arg(p)
+    add_engine_options(p)
     p.add_argument("--pca-components", type=int, default=DEFAULT_PCA_COMPONENTS,
                    help="PCA dimensions (default 128; capped by the number of images)")
     p.add_argument("--retry-failed", action="store_true", help="try again images that failed before")

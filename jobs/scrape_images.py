@@ -23,6 +23,7 @@ from core.vocabulary import check_word
 from infra.http import FetchError, FetchLimits, Spacer, ddg_base_url, describe_status, fetch, new_session
 from infra.retry import retry_call
 from jobs.common import ensure_ready, split_list
+from jobs.engines.options import add_engine_options, check_engine
 from jobs.runner import job_run
 from warehouse import collect
 from warehouse import images as wh_images
@@ -146,6 +147,7 @@ class Fetched:
     info: CheckedImage | None = None
     error: str | None = None
     permanent: bool = True
+    stored_path: str | None = None   # set when a Ray worker stored the file already (data is then None)
 
 
 def download_one(session: requests.Session, cand: dict, settings: ScrapeSettings,
@@ -276,7 +278,7 @@ class _WordScraper:
                                "error": "same bytes as an image stored already"})
             self.run.count("duplicate")
             return False
-        rel = put_image(self.home, f.info.sha256, f.info.ext, f.data)
+        rel = f.stored_path or put_image(self.home, f.info.sha256, f.info.ext, f.data)
         self.stored.add(f.info.sha256)
         self.batch.append({**base, "status": "ok", "sha256": f.info.sha256,
                            "row": {**row, "sha256": f.info.sha256, "path": rel, "width": f.info.width,
@@ -332,25 +334,30 @@ class _WordScraper:
 
 
 def scrape_images(home: Path, *, words: list[str] | None = None, settings: ScrapeSettings | None = None,
-                  dry_run: bool = False, out=None) -> dict:
+                  dry_run: bool = False, out=None, engine: str = "local", address: str | None = None) -> dict:
     """Collect up to `per_class` stored images for each word (default: every active word).
+
+    `engine="ray"` runs the downloads as Ray tasks (jobs/engines/ray_scrape.py); the search
+    and every warehouse write stay here.
 
     Returns the run's counts (with run_id), or for a dry run {'would_fetch': {word: [urls]}}.
     """
     s = settings or ScrapeSettings()
     s.check()
+    check_engine(engine, s.workers)
     home = Path(home)
     ensure_ready(home)
     word_list = resolve_words(home, words)
     if dry_run:
         return _dry_run(home, word_list, s, out or sys.stdout)
-    config = {"words": words or "active", "n_words": len(word_list), **asdict(s), "base_url": ddg_base_url()}
+    config = {"words": words or "active", "n_words": len(word_list), **asdict(s), "base_url": ddg_base_url(),
+              "engine": engine}
     with job_run(home, KIND, config) as run:
         stored = wh_images.stored_shas(home)
         needs = {w: max(0, s.per_class - n) for w, n in collect.stored_counts(home, word_list).items()}
         run.extra["words"] = len(word_list)
         search = DdgSearch(s)
-        pool = DownloadPool(s)
+        pool = DownloadPool(s) if engine == "local" else _ray_pool(home, s, address, run)
         bar = run.progress(total=sum(needs.values()), desc=KIND)
         scraper = _WordScraper(home, run, s, search, pool, stored, bar)
         try:
@@ -375,6 +382,11 @@ def scrape_images(home: Path, *, words: list[str] | None = None, settings: Scrap
             bar.close()
         run.extra["search_requests"] = search.requests
         return {"run_id": run.run_id, **run.all_counts()}
+
+
+def _ray_pool(home: Path, s: ScrapeSettings, address: str | None, run):
+    from jobs.engines.ray_scrape import RayDownloadPool
+    return RayDownloadPool(home, s, address=address, run=run)
 
 
 def _dry_run(home: Path, word_list: list[str], s: ScrapeSettings, out) -> dict:
@@ -417,7 +429,8 @@ def _cmd(args) -> int:
     if args.block_backoff is not None:
         settings.block_backoff = args.block_backoff
     try:
-        scrape_images(args.home, words=split_list(args.words), settings=settings, dry_run=args.dry_run)
+        scrape_images(args.home, words=split_list(args.words), settings=settings, dry_run=args.dry_run,
+                      engine=args.engine, address=args.address)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -431,7 +444,9 @@ def register(sub) -> None:
                                    "for good are never fetched again. Base URL: $HASHTAG_DDG_URL.")
     p.add_argument("--words", help="comma-separated words (default: every active word)")
     p.add_argument("--per-class", type=int, default=200, help="stored images wanted per word, counting those already stored (default 200)")
-    p.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8)")
+    p.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8; with --engine ray, "
+                                                          "Ray tasks at once)")
+    add_engine_options(p)
     p.add_argument("--dry-run", action="store_true", help="list the image URLs that would be fetched; store nothing")
     p.add_argument("--search-delay", type=float, default=1.5,
                    help="seconds between search requests (default 1.5)")
