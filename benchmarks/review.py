@@ -226,7 +226,8 @@ def main() -> int:
         print(f"warehouse: {n_total} images; reviewing {word!r} ({n_word} images, {PER_PAGE} per page)")
         print(f"review query (median of 5): {time_query(home, word) * 1000:.0f} ms")
         cold, warm, n_img = time_apptest(home, word)
-        print(f"Review page script, AppTest: first run {cold:.2f} s (fresh process; makes missing thumbnails); warm median "
+        print(f"Review page script, AppTest: first run {cold:.2f} s (fresh process; makes missing thumbnails); "
+              f"warm median "
               f"{statistics.median(warm):.2f} s, max {max(warm):.2f} s over {len(warm)} runs; {n_img} thumbnails")
         times = None
         if not args.no_browser:

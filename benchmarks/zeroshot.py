@@ -73,6 +73,7 @@ def photo_logits(photos: list[dict], backbone: str, cache: Path) -> tuple[np.nda
             print(f"skipped {p['path']}: {exc}", file=sys.stderr)
     if todo:
         import torch
+
         from core.predictor import compute_features, get_backbone
         torch.set_num_threads(2)
         print(f"computing {backbone} logits for {len(todo)} photos ...", file=sys.stderr)

@@ -7,9 +7,9 @@ decision values passed through a softmax (a ranking, not a calibrated probabilit
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -69,7 +69,7 @@ class BoVWModel:
         return out
 
     def fit(self, descriptors: Sequence[np.ndarray], labels: Sequence[str],
-            progress: Callable[[str], None] | None = None) -> "BoVWModel":
+            progress: Callable[[str], None] | None = None) -> BoVWModel:
         from sklearn.cluster import MiniBatchKMeans
         from sklearn.svm import SVC
         cfg = self.config
@@ -121,7 +121,7 @@ class BoVWModel:
         joblib.dump({"centers": self.centers, "svm": self.svm}, path)
 
     @classmethod
-    def load(cls, path: Path | str, config: BoVWConfig | dict, classes: list[str]) -> "BoVWModel":
+    def load(cls, path: Path | str, config: BoVWConfig | dict, classes: list[str]) -> BoVWModel:
         import joblib
         cfg = config if isinstance(config, BoVWConfig) else BoVWConfig(**config)
         # The artifact is written by this code into the user's own data directory.

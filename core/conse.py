@@ -154,7 +154,7 @@ class ConSEModel:
                  n_imagenet=np.array(self.n_imagenet))
 
     @classmethod
-    def load(cls, path: Path | str, config: ConSEConfig | dict, classes: list[str]) -> "ConSEModel":
+    def load(cls, path: Path | str, config: ConSEConfig | dict, classes: list[str]) -> ConSEModel:
         if not isinstance(config, ConSEConfig):
             # stored configs carry extra notes (e.g. the vectors' display name); keep the fields only
             config = ConSEConfig(**{k: v for k, v in config.items() if k in ConSEConfig.__dataclass_fields__})

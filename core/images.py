@@ -71,7 +71,8 @@ def decode_rgb(data: bytes, *, min_side: int = 32, max_bytes: int = MAX_BYTES,
         raise ImageRejected(f"unreadable image ({type(exc).__name__}: {exc})") from None
     rgb.info["source_format"] = fmt
     if min(rgb.size) < min_side:
-        raise ImageRejected(f"too small ({rgb.size[0]}x{rgb.size[1]} px; need at least {min_side} px on the short side)")
+        raise ImageRejected(f"too small ({rgb.size[0]}x{rgb.size[1]} px; "
+                            f"need at least {min_side} px on the short side)")
     return rgb
 
 

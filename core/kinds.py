@@ -16,9 +16,9 @@ returns (model, display name, extra) where extra may hold `curve` (epoch rows),
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 SUPERVISED = "supervised"
 ZERO_SHOT = "zero_shot"
@@ -67,7 +67,7 @@ def vocabulary_fingerprint(words, hashtags: dict[str, list[str]]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
-def predict_with(kind: ModelKind, model, batch, backbone: str | None) -> "object":
+def predict_with(kind: ModelKind, model, batch, backbone: str | None) -> object:
     """(n, len(classes)) probabilities of a loaded model for an ImageBatch."""
     if kind.reads == "logits":
         return model.predict_proba(batch.outputs(backbone)[1])

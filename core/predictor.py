@@ -9,9 +9,9 @@ and pass it in; nothing here touches the database. The dashboard's Predict page 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -76,7 +76,7 @@ class ImageBatch:
     _images: dict[int, Image.Image] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, images: Sequence[Image.Image]) -> "ImageBatch":
+    def of(cls, images: Sequence[Image.Image]) -> ImageBatch:
         images = list(images)
         return cls(len(images), lambda i: images[i])
 

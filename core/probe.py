@@ -1,9 +1,9 @@
 """Linear probe: standardised frozen CNN features -> multinomial logistic regression (a fast reference)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -27,7 +27,7 @@ class ProbeModel:
         self.classes = list(classes)
         self.mean, self.scale, self.coef, self.intercept = mean, scale, coef, intercept
 
-    def fit(self, feats: np.ndarray, labels: Sequence[str]) -> "ProbeModel":
+    def fit(self, feats: np.ndarray, labels: Sequence[str]) -> ProbeModel:
         from sklearn.linear_model import LogisticRegression
         feats = np.asarray(feats, dtype=np.float64)
         if feats.ndim != 2 or len(feats) != len(labels):
@@ -58,7 +58,7 @@ class ProbeModel:
         np.savez(path, mean=self.mean, scale=self.scale, coef=self.coef, intercept=self.intercept)
 
     @classmethod
-    def load(cls, path: Path | str, config: ProbeConfig | dict, classes: list[str]) -> "ProbeModel":
+    def load(cls, path: Path | str, config: ProbeConfig | dict, classes: list[str]) -> ProbeModel:
         cfg = config if isinstance(config, ProbeConfig) else ProbeConfig(**config)
         with np.load(path) as z:
             return cls(cfg, classes, z["mean"], z["scale"], z["coef"], z["intercept"])

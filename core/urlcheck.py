@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 ALLOWED_SCHEMES = ("http", "https")

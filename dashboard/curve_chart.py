@@ -68,7 +68,8 @@ def render_curve(home: Path | str) -> None:
     mix = [p for p in points if p["method"] == MIX]
     zs = next((p for p in points if p["method"] == ZERO_SHOT and p["best"]), None)
     zs_top1 = zs["top1"] if zs else 0.0
-    st.markdown(f"**{as_sentence(crossing_sentence(probe, zs_top1))}** {as_sentence(mix_sentence(probe, mix, zs_top1))}")
+    crossing, mixed = as_sentence(crossing_sentence(probe, zs_top1)), as_sentence(mix_sentence(probe, mix, zs_top1))
+    st.markdown(f"**{crossing}** {mixed}")
     st.plotly_chart(curve_figure(points), key="data_curve")
     cfg = curve["config"]
     others = [p for p in points if p["method"] == ZERO_SHOT]

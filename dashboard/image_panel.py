@@ -5,7 +5,7 @@ kept, rejected or relabelled where it is seen, or opened in Review.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st

@@ -99,7 +99,7 @@ def start_job(home: Path | str, args: list[str], *, before_run_id: int = 0) -> d
     logs = _logs_dir(home)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log = logs / f"{stamp}-{args[0]}-{os.getpid()}-{len(_procs)}.log"
-    fh = open(log, "ab")
+    fh = open(log, "ab")  # noqa: SIM115 (handed to the child process, closed right after)
     try:
         proc = subprocess.Popen(_jobs_cmd(home, args), cwd=ROOT, env=_env(), stdout=fh, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)

@@ -9,7 +9,6 @@ from warehouse import runs
 from warehouse.check import Report, check_warehouse
 
 
-
 def run_check(home: Path, *, repair: bool = False, verify_hashes: bool = True, as_json: bool = False) -> int:
     """Print each finding (and repair); returns 0 when no problem remains, else 1."""
     found = check_warehouse(home, repair=repair, verify_hashes=verify_hashes)

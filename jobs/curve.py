@@ -37,7 +37,6 @@ from warehouse import models as wh
 from warehouse.images import word_counts
 
 
-
 def _zero_shot_records(home: Path) -> list[dict]:
     """The newest zero-shot model of each name: they need no split, and are scored on its words here."""
     recs = wh.models(home, latest_per_name=True, kinds=list(wh.ZERO_SHOT_KINDS))

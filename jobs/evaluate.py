@@ -21,7 +21,6 @@ from jobs.runner import job_run
 from warehouse import models as wh
 
 
-
 def _drop_unreadable(batch, rows, run) -> tuple[object, list[dict]]:
     """Decode every image now, so an unreadable file is skipped (and logged) rather than failing a model."""
     ok = []

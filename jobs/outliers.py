@@ -19,7 +19,6 @@ from warehouse.images import labelled_images
 from warehouse.store import image_file
 
 
-
 class NotReady(RuntimeError):
     """An earlier pipeline step has not been run yet."""
 

@@ -8,15 +8,15 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from tqdm import tqdm
 
 from warehouse import runs
+from warehouse.check import sweep_dead_run_artifacts
 from warehouse.faults import crash_point
 from warehouse.progress import write_progress
-from warehouse.check import sweep_dead_run_artifacts
 from warehouse.store import sweep_temp_files
 
 

@@ -11,9 +11,9 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import requests
 
@@ -443,7 +443,8 @@ def register(sub) -> None:
                                    "photos per word. Re-running resumes: stored images and URLs that failed "
                                    "for good are never fetched again. Base URL: $HASHTAG_DDG_URL.")
     p.add_argument("--words", help="comma-separated words (default: every active word)")
-    p.add_argument("--per-class", type=int, default=200, help="stored images wanted per word, counting those already stored (default 200)")
+    p.add_argument("--per-class", type=int, default=200,
+                   help="stored images wanted per word, counting those already stored (default 200)")
     p.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8; with --engine ray, "
                                                           "Ray tasks at once)")
     add_engine_options(p)

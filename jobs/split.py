@@ -10,7 +10,6 @@ from warehouse import models as wh
 from warehouse import runs
 
 
-
 def make_split(home: Path, *, val_fraction: float = 0.2, seed: int = 0, exclude_flagged: bool = False) -> int:
     """Split the usable images (rejected out, relabelled under their new word); returns the split's run id."""
     ensure_ready(home)

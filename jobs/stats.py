@@ -8,7 +8,6 @@ from warehouse import runs
 from warehouse.images import word_counts
 
 
-
 def format_counts(rows: list[dict], *, only_nonempty: bool = True) -> str:
     shown = [r for r in rows if r["stored"] or r["failed"] or not only_nonempty]
     if not shown:

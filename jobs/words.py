@@ -13,7 +13,6 @@ from jobs.common import ensure_ready
 from warehouse import words as wh
 
 
-
 def _list(home, args) -> str:
     rows = wh.list_words(home, active_only=not args.all)
     tags = wh.hashtags_for(home)

@@ -51,7 +51,7 @@ def served(demo_home_template, tmp_path_factory):
     seeded = build_seeded(demo_home_template, tmp_path_factory.getbasetemp())
     home = copy_home(seeded, tmp_path_factory.mktemp("browser") / "home")
     port = _free_port()
-    log = open(home.parent / "streamlit.log", "wb")
+    log = open(home.parent / "streamlit.log", "wb")  # noqa: SIM115 (the server writes to it until teardown)
     env = {**os.environ, "HASHTAG_HOME": str(home)}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
                              "--server.headless", "true", "--server.address", "127.0.0.1",
@@ -173,7 +173,7 @@ def test_review_keys_right_after_choosing_a_word_land_on_that_word(served, page)
     for n in (2, 3):
         settle(page)
         page.keyboard.press("k")
-        wait_until(lambda: len(new()) >= n, what=f"keep number {n}")
+        wait_until(lambda n=n: len(new()) >= n, what=f"keep number {n}")
     settle(page)
     decisions = new()[::-1]
     assert [d["decision"] for d in decisions] == ["keep"] * 3

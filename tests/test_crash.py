@@ -8,6 +8,7 @@ no problem at all.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -237,10 +238,8 @@ def _kill_when_running(code: str, home: Path, kind: str, zygote: Zygote) -> None
         if recent and recent[0]["status"] == "running":
             break
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     rc = zygote.wait()
     assert rc == KILLED, log.read_text()[-3000:]
 

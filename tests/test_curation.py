@@ -122,6 +122,7 @@ def test_fetch_limits_and_redirect_checks(httpserver):
 
 def test_launcher_builds_forms_from_the_job_schema():
     import argparse
+
     from dashboard.launcher import build_args, commands, form_spec
     from jobs.schema import describe
     parser = argparse.ArgumentParser(prog="python -m jobs")
@@ -151,6 +152,7 @@ def test_schema_command_lists_every_job_with_its_arguments(tmp_path):
     import json
     import subprocess
     import sys
+
     from jobs.cli import JOBS
     out = subprocess.run([sys.executable, "-m", "jobs", "--home", str(tmp_path), "schema"], capture_output=True,
                          text=True, check=True)

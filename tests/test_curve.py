@@ -65,7 +65,8 @@ def _synthetic(seed: int = 0) -> cc.CurveData:
         return np.hstack([x, np.full((n, 1), marker)]), y
     tx, ty = rows(30, 0.0)
     vx, vy = rows(12, 99.0)
-    zs = lambda y: align_probs(np.eye(3)[[words.index(w) for w in y]] * 0.4 + 0.2, words, words)
+    def zs(y):
+        return align_probs(np.eye(3)[[words.index(w) for w in y]] * 0.4 + 0.2, words, words)
     return cc.CurveData(words, tx, ty, vx, vy, zs(ty), zs(vy))
 
 

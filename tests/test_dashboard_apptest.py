@@ -31,7 +31,7 @@ def texts(at: AppTest) -> str:
 
 
 @pytest.fixture(scope="session")
-def seeded_template(demo_home_template, tmp_path_factory) -> "Path":  # noqa: F821
+def seeded_template(demo_home_template, tmp_path_factory) -> Path:  # noqa: F821
     return build_seeded(demo_home_template, tmp_path_factory.getbasetemp())
 
 
@@ -234,7 +234,7 @@ def test_review_opens_an_image_large_and_acts_on_it(seeded):
     at.session_state["review_focus"] = music                         # what "Open in Review" elsewhere sets
     at.run()
     assert at.selectbox(key="review_word_box").value == "music"
-    assert any("Image #%d" % music in m.value for m in at.markdown)
+    assert any(f"Image #{music}" in m.value for m in at.markdown)
     fields = next(d.value for d in at.dataframe if "field" in d.value.columns).set_index("field")["value"]
     assert fields["label now"] == "music" and fields["origin"] == "import" and "local file" in fields
     at.selectbox(key="review_panel_to").select("bird").run()

@@ -5,8 +5,16 @@ import pytest
 
 from core.allhashtag import parse_generator
 from core.ddg import SiteChanged, extract_vqd, is_blocked, parse_results
-from tests.fake_sites import (BLOCK_PAGE, CHANGED_TOKEN_PAGE, GENERATOR_ANSWER, LEGACY_TOKEN_PAGE, LEGACY_VQD,
-                              TOKEN_PAGE, VQD, result)
+from tests.fake_sites import (
+    BLOCK_PAGE,
+    CHANGED_TOKEN_PAGE,
+    GENERATOR_ANSWER,
+    LEGACY_TOKEN_PAGE,
+    LEGACY_VQD,
+    TOKEN_PAGE,
+    VQD,
+    result,
+)
 
 
 def test_token_current_format():

@@ -19,14 +19,13 @@ import pyarrow.parquet as pq
 import pytest
 from pytest_httpserver import HTTPServer
 
+from infra.http import FetchLimits as DownloadLimits
 from jobs.engines import shardfiles
 from jobs.engines.cluster import worker_env
 from jobs.features import compute_features
 from jobs.scrape_images import ScrapeSettings, scrape_images
-from jobs.web import DownloadLimits
 from tests.conftest import ROOT, small_demo_tree
 from tests.fake_sites import FakeDDG, truncated_jpeg
-from tests.fake_sites import home, seeded_template  # noqa: F401 (fixtures: a pre-seeded warehouse copy)
 from warehouse import runs
 from warehouse.check import check_warehouse
 from warehouse.db import connect
@@ -35,6 +34,12 @@ from warehouse.shards import ingest_feature_shards
 
 BACKBONE = "efficientnet_lite0"
 N = 12  # photos in the test warehouse: few, since each forward pass is slow on 2 loaded cores
+
+
+@pytest.fixture
+def home(seeded_home):
+    """A pre-seeded warehouse copy (the vocabulary already in)."""
+    return seeded_home
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,16 @@ from infra.http import FetchLimits as DownloadLimits
 from jobs.cli import main
 from jobs.scrape_images import ScrapeSettings, scrape_images
 from tests.conftest import DEMO_PHOTOS, ROOT
-from tests.fake_sites import (BLOCK_PAGE, CHANGED_TOKEN_PAGE, LEGACY_TOKEN_PAGE, LEGACY_VQD, FakeDDG, bomb_png,
-                              jpeg_bytes, truncated_jpeg)
+from tests.fake_sites import (
+    BLOCK_PAGE,
+    CHANGED_TOKEN_PAGE,
+    LEGACY_TOKEN_PAGE,
+    LEGACY_VQD,
+    FakeDDG,
+    bomb_png,
+    jpeg_bytes,
+    truncated_jpeg,
+)
 from warehouse import collect, runs
 from warehouse.db import connect
 

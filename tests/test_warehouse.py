@@ -92,9 +92,9 @@ def test_locked_database_waits_then_says_so(home):
     proc.start()
     try:
         assert ready.wait(30)
-        with pytest.raises(db.WarehouseLocked, match="locked by another process"):
-            with db.connect(home, read_only=True, timeout_s=0.5):
-                pass
+        with pytest.raises(db.WarehouseLocked, match="locked by another process"), \
+                db.connect(home, read_only=True, timeout_s=0.5):
+            pass
     finally:
         release.set()
         proc.join(30)

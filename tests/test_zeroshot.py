@@ -12,7 +12,6 @@ from tests.imagefiles import bomb_png_bytes, good_photo_bytes, truncated_jpeg_by
 from warehouse import models as wh
 from warehouse import runs
 
-
 zs_home_path: list = []
 
 

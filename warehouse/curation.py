@@ -6,8 +6,8 @@ rows `undone`, so the log keeps the whole history.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from warehouse.db import connect
 
@@ -56,7 +56,8 @@ def decide(home: Path | str, image_ids: Iterable[int], decision: str, new_word: 
             out.append(con.execute(
                 "INSERT INTO curation_log (image_id, decision, old_word, new_word, note) "
                 "VALUES (?, ?, ?, ?, ?) RETURNING decision_id",
-                [i, decision, current[i], new_word if decision == "relabel" else current[i], note],  # new_word = label after
+                # new_word is the label after the decision
+                [i, decision, current[i], new_word if decision == "relabel" else current[i], note],
             ).fetchone()[0])
         return out
 

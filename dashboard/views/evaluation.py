@@ -133,7 +133,8 @@ st.caption("Study figures: 76 classes × 200 images, 80:20 split. Here: the word
 curves = _curves(H)
 if not curves.empty:
     st.subheader("Learning curves")
-    long = curves.melt(id_vars=["model_id", "name", "epoch"], value_vars=["train_loss", "val_loss", "train_acc", "val_acc"],
+    long = curves.melt(id_vars=["model_id", "name", "epoch"],
+                       value_vars=["train_loss", "val_loss", "train_acc", "val_acc"],
                        var_name="series", value_name="value").dropna()
     long["metric"] = long["series"].str.split("_").str[1]
     long["split"] = long["series"].str.split("_").str[0]
@@ -183,7 +184,8 @@ with right:
         st.write("No per-word metrics stored for this evaluation.")
     else:
         st.dataframe(pw_df, hide_index=True, width="stretch", height=min(500, 38 + 35 * len(pw_df)),
-                     column_config={c: st.column_config.NumberColumn(format="percent") for c in ("precision", "recall")})
+                     column_config={c: st.column_config.NumberColumn(format="percent")
+                                    for c in ("precision", "recall")})
         bars = px.bar(pw_df.melt(id_vars="word", value_vars=["precision", "recall"]), x="word", y="value",
                       color="variable", barmode="group")
         bars.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10), legend_title=None)

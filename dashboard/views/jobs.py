@@ -87,7 +87,8 @@ else:
     with st.form(f"job_form_{command}"):
         values: dict = {}
         for p in spec["positionals"]:
-            values[p["name"]] = st.text_input(f"{p['name']} (required)", help=p["help"], key=f"jp_{command}_{p['name']}")
+            values[p["name"]] = st.text_input(f"{p['name']} (required)", help=p["help"],
+                                              key=f"jp_{command}_{p['name']}")
         cols = st.columns(2)
         for n, o in enumerate(spec["options"]):
             col = cols[n % 2]

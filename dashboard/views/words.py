@@ -47,20 +47,19 @@ if msg:
 
 table = _table(str(HOME))
 
-with st.expander("Add a word", expanded=table.empty):
-    with st.form("add_word", clear_on_submit=True):
-        new = st.text_input("Word", placeholder="e.g. sunset", key="add_name")
-        tags = st.text_input("Hashtags (optional, space or comma separated)", placeholder="#sunset #sky", key="add_tags")
-        if st.form_submit_button("Add word", key="add_submit"):
-            try:
-                word = check_word(new)
-            except ValueError as exc:
-                st.error(str(exc))
-            else:
-                # the same checks as `python -m jobs words add`: an existing word is refused, nothing changes
-                _do(lambda: wh_words.add_word(HOME, word, source="user", hashtags=parse_hashtags(tags) or None),
-                    f"Added the word {word!r}; zero-shot predictions can answer it now.")
-                st.rerun()
+with st.expander("Add a word", expanded=table.empty), st.form("add_word", clear_on_submit=True):
+    new = st.text_input("Word", placeholder="e.g. sunset", key="add_name")
+    tags = st.text_input("Hashtags (optional, space or comma separated)", placeholder="#sunset #sky", key="add_tags")
+    if st.form_submit_button("Add word", key="add_submit"):
+        try:
+            word = check_word(new)
+        except ValueError as exc:
+            st.error(str(exc))
+        else:
+            # the same checks as `python -m jobs words add`: an existing word is refused, nothing changes
+            _do(lambda: wh_words.add_word(HOME, word, source="user", hashtags=parse_hashtags(tags) or None),
+                f"Added the word {word!r}; zero-shot predictions can answer it now.")
+            st.rerun()
 
 if table.empty:
     empty_state("No words yet: the shipped vocabulary loads with the first job.",

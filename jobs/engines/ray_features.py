@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from infra.onnxrt import load_for_runtime
 from core.features import extract
+from infra.onnxrt import load_for_runtime
 from jobs.engines import shardfiles
 from jobs.engines.cluster import ray_cluster, require_cpus
 from jobs.engines.ingest import INGEST_EVERY, ingest

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import ray
 
+from infra.http import new_session
 from jobs.engines.cluster import ray_cluster, require_cpus
 from jobs.scrape_images import Fetched, ScrapeSettings, download_one
-from jobs.web import new_session
 from warehouse.store import put_image
 
 TASK_RETRIES = 2      # a task whose worker process died is run again this often, then its URL fails

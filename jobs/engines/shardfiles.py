@@ -6,6 +6,7 @@ moment leaves only whole shards for the next run to ingest.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -87,10 +88,8 @@ def remove_shards(home: Path | str, relpaths) -> int:
             removed += 1
         except FileNotFoundError:
             continue
-        try:
+        with contextlib.suppress(OSError):  # not empty yet
             path.parent.rmdir()
-        except OSError:
-            pass  # not empty yet
     return removed
 
 
