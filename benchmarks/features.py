@@ -21,7 +21,8 @@ import numpy as np
 from core.backbones import DEFAULT_BACKBONE
 from core.features import load_photo
 from core.images import decode_rgb
-from infra.onnxrt import cpu_cores, load_for_runtime
+from infra.onnxrt import load_for_runtime
+from infra.runtime import available_cores
 from jobs import features as job
 from jobs.import_folder import import_folder
 from jobs.runner import job_run
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
     ap.add_argument("--backbone", default=DEFAULT_BACKBONE)
     ap.add_argument("--batch-size", type=int, default=job.DEFAULT_BATCH)
     ap.add_argument("--limit", type=int, default=0, help="photos per demo word (default 0: all 216)")
-    ap.add_argument("--threads", type=int, default=cpu_cores(), help="forward-pass threads (default: all cores)")
+    ap.add_argument("--threads", type=int, default=available_cores(), help="forward-pass threads (default: all cores)")
     ap.add_argument("--workers", type=int, default=1, help="decode threads of the features job (default 1)")
     ap.add_argument("--repeats", type=int, default=3, help="alternating rounds; medians reported (default 3)")
     ap.add_argument("--sweep", default="", help="ONNX batch sizes to time as well, e.g. 1,8,16,32")

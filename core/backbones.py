@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(ValueError):
     """A weights file is missing or does not fit the chosen backbone."""
 
 

@@ -23,7 +23,7 @@ from core.kinds import KINDS, ZERO_SHOT, predict_with
 ARTIFACT_FILES = {name: k.artifact for name, k in KINDS.items()}
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(ValueError):
     """A stored model cannot be rebuilt (unknown kind, missing or mismatched artifact)."""
 
 

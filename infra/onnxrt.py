@@ -26,6 +26,7 @@ import numpy as np
 from core.backbones import DEFAULT_BACKBONE, Backbone, WeightsError, backbone_spec
 from core.features import prepare_batch, run_batch
 from core.preprocess import Preprocess
+from infra.runtime import threads as configured_threads
 
 RUNTIMES = ("onnx", "torch")
 DEFAULT_RUNTIME = "onnx"
@@ -39,14 +40,6 @@ SIDECAR_VERSION = 1              # bump when the exported graph changes (e.g. an
 
 class OnnxUnavailable(RuntimeError):
     """The ONNX route cannot be used for this backbone (export, check or runtime failed)."""
-
-
-def cpu_cores() -> int:
-    """Cores this process may run on (its affinity mask, which containers narrow)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 def file_sha256(path: Path) -> str:
@@ -67,7 +60,7 @@ def make_session(model: Path | bytes, threads: int | None = None):
     """An ONNX Runtime CPU session: intra-op threads = cores (or `threads`), one inter-op thread."""
     import onnxruntime as ort
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads or cpu_cores()
+    so.intra_op_num_threads = threads or configured_threads()
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -289,7 +282,7 @@ def load_for_runtime(home: Path, name: str = DEFAULT_BACKBONE, weights: Path | s
 
 def set_torch_threads(threads: int | None = None) -> None:
     import torch
-    torch.set_num_threads(threads or cpu_cores())
+    torch.set_num_threads(threads or configured_threads())
 
 
 _installed: tuple | None = None

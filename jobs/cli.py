@@ -74,9 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     args.threads = configure_threads(args.threads)
     try:
         return int(args.func(args) or 0)
-    except (JobError, WarehouseLocked) as exc:
+    except WarehouseLocked as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 3 if isinstance(exc, WarehouseLocked) else 2
+        return 3
+    except (JobError, ValueError, FileNotFoundError) as exc:  # the user's input: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: work done so far is saved; run the same command again to resume.", file=sys.stderr)
         return 130

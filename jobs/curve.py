@@ -177,14 +177,10 @@ def _strength(text: str) -> float | None:
 def _cmd(args) -> int:
     # With --json, stdout carries the JSON object alone; the job's own lines go to stderr.
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    try:
-        strength = _strength(args.mix_strength)
-        with quiet:
-            out = run_curve(args.home, per_word=args.per_word, seeds=args.seeds, backbone=args.backbone,
-                            mix_strength=strength)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    strength = _strength(args.mix_strength)
+    with quiet:
+        out = run_curve(args.home, per_word=args.per_word, seeds=args.seeds, backbone=args.backbone,
+                        mix_strength=strength)
     print(json.dumps(out, indent=1) if args.json else format_curve(out))
     return 0
 

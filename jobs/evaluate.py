@@ -8,16 +8,16 @@ models (the study's fair comparison); `open`, the same images against every word
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from core.kinds import KINDS, ZERO_SHOT
 from core.metrics import SCOPE_TITLES, STUDY_TOP1, evaluate_scores
 from core.predictor import ModelLoadError, load_model
 from infra.onnxrt import use_runtime
+from infra.runtime import configure_threads
 from jobs._modeldata import stored_batch
 from jobs.common import add_runtime_arg, ensure_ready, split_list
-from jobs.runner import job_run
+from jobs.runner import JobError, job_run
 from warehouse import models as wh
 
 
@@ -58,15 +58,16 @@ def _scopes(home: Path, rec: dict, model, all_scope: bool, split_run: int | None
     return out
 
 
-def evaluate(home: Path, *, model_ids: list[int] | None = None, all_scope: bool = True, threads: int = 2) -> int:
+def evaluate(home: Path, *, model_ids: list[int] | None = None, all_scope: bool = True,
+             threads: int | None = None) -> int:
     """Evaluate the given models (default: the newest model of each name); returns the evaluate run id."""
     ensure_ready(home)
     recs = wh.models(home, ids=model_ids, latest_per_name=not model_ids)
     if not recs:
-        raise ValueError("no trained models to evaluate: run `python -m jobs train` first"
-                         if not model_ids else f"no models with ids {model_ids}")
-    import torch
-    torch.set_num_threads(max(1, threads))
+        raise JobError("no trained models to evaluate: run `python -m jobs train` (or `python -m jobs demo`) first"
+                       if not model_ids else f"no models with ids {model_ids}")
+    if threads:
+        configure_threads(threads)
     split_run = wh.latest_split_run(home)
     with job_run(home, "evaluate", {"model_ids": [r["model_id"] for r in recs], "all_scope": all_scope,
                                     "split_run_id": split_run}) as run:
@@ -131,12 +132,8 @@ def comparison_table(rows: list[dict]) -> str:
 
 def _cmd(args) -> int:
     use_runtime(args.home, args.runtime, args.threads)
-    try:
-        ids = [int(x) for x in split_list(args.models) or []] or None
-        evaluate(args.home, model_ids=ids, all_scope=not args.val_only, threads=args.threads)
-    except ValueError as exc:  # nothing to evaluate, or bad ids: one line, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    ids = [int(x) for x in split_list(args.models) or []] or None
+    evaluate(args.home, model_ids=ids, all_scope=not args.val_only, threads=args.threads)
     return 0
 
 
@@ -148,6 +145,5 @@ def register(sub) -> None:
     p.add_argument("--models", help="comma-separated model ids (default: the newest model of each name)")
     p.add_argument("--val-only", action="store_true",
                    help="skip the zero-shot models' 'all' scope (every stored image); val and open are kept")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     add_runtime_arg(p)
     p.set_defaults(func=_cmd)

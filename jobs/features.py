@@ -1,12 +1,11 @@
 """`features`: penultimate-layer CNN features for every stored image, then PCA-128 projections."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from core.backbones import DEFAULT_BACKBONE, WeightsError, available_backbones
+from core.backbones import DEFAULT_BACKBONE, available_backbones
 from core.features import DEFAULT_PCA_COMPONENTS, extract, fit_pca
 from infra.onnxrt import DEFAULT_RUNTIME, load_for_runtime
 from jobs.common import add_runtime_arg, ensure_ready
@@ -139,14 +138,10 @@ def _refresh_pca(home: Path, run, backbone: str, pca_components: int) -> None:
 
 
 def _cmd(args) -> int:
-    try:
-        compute_features(args.home, backbone=args.backbone, weights=args.weights, batch_size=args.batch_size,
-                         workers=args.workers, threads=args.threads, retry_failed=args.retry_failed,
-                         pca_components=args.pca_components, runtime=args.runtime, engine=args.engine,
-                         address=args.address)
-    except (WeightsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    compute_features(args.home, backbone=args.backbone, weights=args.weights, batch_size=args.batch_size,
+                     workers=args.workers, threads=args.threads, retry_failed=args.retry_failed,
+                     pca_components=args.pca_components, runtime=args.runtime, engine=args.engine,
+                     address=args.address)
     return 0
 
 

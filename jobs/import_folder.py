@@ -1,7 +1,6 @@
 """`import-folder`: import a folder-per-word tree of photos into the image store."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from core.images import MAX_BYTES, ImageRejected, check_image
@@ -125,11 +124,7 @@ def _import_files(home: Path, run, todo, seen: set, stored: set, batch: list, fl
 
 
 def _cmd(args) -> int:
-    try:
-        import_folder(args.home, Path(args.path), add_words=args.add_words, min_side=args.min_side)
-    except FileNotFoundError as exc:  # a mistyped path is the user's mistake: one line, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    import_folder(args.home, Path(args.path), add_words=args.add_words, min_side=args.min_side)
     return 0
 
 

@@ -1,7 +1,6 @@
 """`outliers`: per-word outlier scores and flags from every detector, and duplicate groups."""
 from __future__ import annotations
 
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,13 +12,13 @@ from core.features import load_photo
 from core.images import ImageRejected
 from core.outliers import DETECTORS, run_detectors
 from jobs.common import ensure_ready, split_list
-from jobs.runner import job_run
+from jobs.runner import JobError, job_run
 from warehouse import features as wh
 from warehouse.images import labelled_images
 from warehouse.store import image_file
 
 
-class NotReady(RuntimeError):
+class NotReady(JobError):
     """An earlier pipeline step has not been run yet."""
 
 
@@ -117,13 +116,9 @@ def _record_duplicates(home: Path, run, images: list[dict], X_rows: np.ndarray, 
 
 
 def _cmd(args) -> int:
-    try:
-        find_outliers(args.home, backbone=args.backbone, k=args.k, sigma=args.sigma,
-                      detectors=split_list(args.detectors), knn=args.knn, knn_sigma=args.knn_sigma,
-                      folds=args.folds, max_hash_distance=args.max_hash_distance, min_cosine=args.min_cosine)
-    except (NotReady, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    find_outliers(args.home, backbone=args.backbone, k=args.k, sigma=args.sigma,
+                  detectors=split_list(args.detectors), knn=args.knn, knn_sigma=args.knn_sigma,
+                  folds=args.folds, max_hash_distance=args.max_hash_distance, min_cosine=args.min_cosine)
     return 0
 
 

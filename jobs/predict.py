@@ -116,7 +116,7 @@ def format_result(r: dict, loaded: dict) -> str:
 
 
 def _cmd(args) -> int:
-    use_runtime(args.home, args.runtime, max(1, args.threads))
+    use_runtime(args.home, args.runtime, args.threads)
     return predict_files(args.home, [Path(p) for p in args.images], as_json=args.json, seed=args.seed,
                          supervised_id=args.supervised_model, zero_shot_id=args.zero_shot_model)
 
@@ -135,6 +135,5 @@ def register(sub) -> None:
     p.add_argument("--supervised-model", type=int, help="model id to use instead of the best supervised one")
     p.add_argument("--zero-shot-model", type=int,
                    help="model id to use instead of the default zero-shot model over the current vocabulary")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for the CNN (default 2)")
     add_runtime_arg(p)
     p.set_defaults(func=_cmd)

@@ -122,11 +122,12 @@ class JobRun:
                 + f" in {elapsed:.1f} s ({rate:.1f} items/s) [run {self.run_id}]")
 
 
-class JobError(Exception):
+class JobError(ValueError):
     """A job cannot go on because of its input or the warehouse's state (a user's matter, not a bug).
 
-    The CLI prints the message as one line and exits with status 2; a run in progress ends 'failed'
-    with the message as its error.
+    The CLI prints it, like any ValueError (bad options, unknown words, rejected files, unusable
+    weights or models: core's input errors all derive from ValueError), as one line and exits with
+    status 2; a run in progress ends 'failed' with the message as its error.
     """
 
 

@@ -95,12 +95,8 @@ def scrape_hashtags(home: Path, *, words: list[str] | None = None, delay: float 
 
 
 def _cmd(args) -> int:
-    try:
-        counts = scrape_hashtags(args.home, words=split_list(args.words), delay=args.delay, timeout=args.timeout,
-                                 retries=args.retries)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    counts = scrape_hashtags(args.home, words=split_list(args.words), delay=args.delay, timeout=args.timeout,
+                             retries=args.retries)
     if counts.get("failed") and not counts.get("done"):
         print("no word got hashtags from all-hashtag.com; the hand-made map is still used", file=sys.stderr)
         return 1

@@ -428,12 +428,8 @@ def _cmd(args) -> int:
                               min_side=args.min_side, limits=lim)
     if args.block_backoff is not None:
         settings.block_backoff = args.block_backoff
-    try:
-        scrape_images(args.home, words=split_list(args.words), settings=settings, dry_run=args.dry_run,
-                      engine=args.engine, address=args.address)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    scrape_images(args.home, words=split_list(args.words), settings=settings, dry_run=args.dry_run,
+                  engine=args.engine, address=args.address)
     return 0
 
 

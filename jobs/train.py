@@ -16,6 +16,7 @@ from pathlib import Path
 
 from core.kinds import KINDS, SUPERVISED, ZERO_SHOT, ModelKind, resolve, vocabulary_fingerprint
 from infra.onnxrt import use_runtime
+from infra.runtime import configure_threads
 from jobs._modeldata import read_photo, stored_batch
 from jobs.common import add_runtime_arg, ensure_ready, split_list
 from jobs.runner import job_run
@@ -139,7 +140,7 @@ def _options(**opts) -> dict:
 def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DEFAULT_BACKBONE,
           weights: str | None = None, word_vectors: str = "spacy", top_t: int = 10, temperature: float = 2.0,
           conse_variants: bool = True, seed: int = 0, val_fraction: float = 0.2, exclude_flagged: bool = False,
-          new_split: bool = False, train_blocks: int | None = None, threads: int = 2, codebook: int = 256,
+          new_split: bool = False, train_blocks: int | None = None, threads: int | None = None, codebook: int = 256,
           skip_existing: bool = False, clip_model: str | None = None) -> dict:
     """Train the chosen kinds; returns {'split_run_id', 'model_ids', 'failed'}.
 
@@ -152,8 +153,8 @@ def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DE
                     codebook=codebook, clip_model=clip_model)
     ensure_ready(home)
     if any(k.role == SUPERVISED for k in chosen):
-        import torch
-        torch.set_num_threads(max(1, threads))
+        if threads:
+            configure_threads(threads)
         split_run = current_split(home, val_fraction=val_fraction, seed=seed, exclude_flagged=exclude_flagged,
                                   new=new_split)
         data = _Data(home, split_run)
@@ -184,11 +185,7 @@ def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DE
 
 def _cmd(args) -> int:
     use_runtime(args.home, args.runtime, args.threads)
-    try:
-        names = [resolve(m).name for m in split_list(args.models) or ALL_MODELS]
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    names = [resolve(m).name for m in split_list(args.models) or ALL_MODELS]
     out = train(args.home, models=names, epochs=args.epochs, backbone=args.backbone,
                 weights=str(args.weights) if args.weights else None, word_vectors=args.word_vectors,
                 top_t=args.top_t, temperature=args.temperature, conse_variants=not args.plain_conse_only,
@@ -227,7 +224,6 @@ def register(sub) -> None:
     p.add_argument("--clip-model", help="also build the CLIP zero-shot model from this folder (save_pretrained "
                                         "layout) or hub name (online); no CLIP weights install offline")
     p.add_argument("--new-split", action="store_true", help="make a new split even if the latest still fits")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     add_runtime_arg(p)
     add_split_args(p)
     p.set_defaults(func=_cmd)

@@ -6,8 +6,6 @@ word: no photos and no manual retrain needed. Supervised models keep their own c
 """
 from __future__ import annotations
 
-import sys
-
 from core.vocabulary import check_word, parse_hashtags
 from jobs.common import ensure_ready
 from warehouse import words as wh
@@ -58,11 +56,7 @@ ACTIONS = {"list": _list, "add": _add, "rename": _rename, "activate": _activate,
 
 def _cmd(args) -> int:
     ensure_ready(args.home)
-    try:
-        print(ACTIONS[args.action](args.home, args))
-    except ValueError as exc:  # a user mistake: one line, nothing changed
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    print(ACTIONS[args.action](args.home, args))
     return 0
 
 

@@ -444,11 +444,106 @@ def test_train_killed_at_five_points_then_completes(features_template, tmp_path,
     assert left == []
 
 
+# ------------------------------------------------------- the other model kinds, and evaluate
+
+KIND_CODE = """
+    import os
+    from pathlib import Path
+    import warehouse.models as whm
+    from warehouse.faults import crash_point
+    _add_model = whm.add_model
+
+    def add_model(*a, **k):  # a crash point between saving a model's files and recording it
+        crash_point("train:add-model")
+        return _add_model(*a, **k)
+    whm.add_model = add_model
+    import jobs.train as jt
+    out = jt.train(Path(os.environ["HASHTAG_HOME"]), models=(os.environ["HASHTAG_TEST_KIND"],), epochs=1, threads=1,
+                   conse_variants=False, skip_existing=True)
+    assert not out["failed"], out
+"""
+
+EVALUATE_CODE = """
+    import os
+    from pathlib import Path
+    from jobs.evaluate import evaluate
+    evaluate(Path(os.environ["HASHTAG_HOME"]), threads=1)
+"""
+
+
+@pytest.fixture(scope="module")
+def stored_features_template(features_template, tmp_path_factory) -> Path:
+    """The 24 photos with their features, logits and PCA stored (what train and evaluate read)."""
+    from jobs.features import compute_features
+    home = tmp_path_factory.mktemp("featdone") / "home"
+    shutil.copytree(features_template, home)
+    compute_features(home)
+    return home
+
+
+def _kill_and_check(code: str, home: Path, kind: str, points: list[tuple[str, str]], zygote: Zygote) -> list[str]:
+    """Kill `code` at each point in turn; after each: nothing without its files, the run left 'running'."""
+    steps = ["at start (loading)"]
+    _kill_when_running(code, home, kind, zygote)
+    for crash, what in points:
+        err = run_until_killed(code, home, crash, zygote=zygote)
+        bad = [f.line() for f in check_warehouse(home).problems
+               if f.kind in ("missing_file", "hash_mismatch", "duplicate_ok", "missing_artifact")]
+        assert not bad, bad
+        assert runs.recent_runs(home, 1, kind=kind)[0]["status"] == "running", err[-2000:]
+        steps.append(what)
+    return steps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,stored", [("probe", "linear_probe"), ("conse", "conse"), ("finetune", "finetune")])
+def test_each_model_kind_killed_then_completes(kind, stored, stored_features_template, tmp_path, train_zygote,
+                                               monkeypatch):
+    monkeypatch.setenv("HASHTAG_TEST_KIND", kind)  # HASHTAG_* settings reach the child
+    home = tmp_path / "home"
+    shutil.copytree(stored_features_template, home)
+    run_kind = f"train-{kind}"
+    KILL_POINTS_TRIED[run_kind] = _kill_and_check(KIND_CODE, home, run_kind, [
+        ("train:add-model:1", "model files saved, not recorded"),
+        ("db:before-commit:2", "inside a write transaction"),
+        (f"{run_kind}:before-finish:1", "model recorded, run not closed")], train_zygote)
+    run_to_end(KIND_CODE, home, train_zygote)
+    models = [m for m in _models(home) if m[1] == stored]
+    assert len(models) == 1, models              # the model recorded before the last kill is kept, not made twice
+    assert all((home / m[2]).exists() for m in models)
+    assert [r["status"] for r in runs.recent_runs(home, 20, kind=run_kind)].count("running") == 0
+    assert_consistent(home)
+
+
+@pytest.mark.slow
+def test_evaluate_killed_then_completes(stored_features_template, tmp_path, train_zygote):
+    from jobs.train import train
+    home = tmp_path / "home"
+    shutil.copytree(stored_features_template, home)
+    assert train(home, models=("probe", "conse"), conse_variants=False, threads=1)["failed"] == []
+    KILL_POINTS_TRIED["evaluate"] = _kill_and_check(EVALUATE_CODE, home, "evaluate", [
+        ("db:before-commit:5", "while storing the first results"),
+        ("db:before-commit:6", "between two scopes' results"),
+        ("evaluate:before-finish:1", "every result stored, run not closed")], train_zygote)
+    run_to_end(EVALUATE_CODE, home, train_zygote)
+    last = runs.recent_runs(home, 1, kind="evaluate")[0]
+    assert last["status"] == "ok"
+    with connect(home, read_only=True) as con:
+        per_scope = con.execute("SELECT model_id, scope, count(*) FROM evaluations WHERE run_id = ? "
+                                "GROUP BY ALL", [last["run_id"]]).fetchall()
+    assert per_scope and all(n == 1 for _, _, n in per_scope)   # each model and scope scored once in the re-run
+    assert {m for m, _, _ in per_scope} == {m[0] for m in _models(home)}
+    assert_consistent(home)
+
+
 def test_zz_report_kill_points():
     """Prints jobs x kill points tried in this module (runs last in it)."""
     lines = [f"  {job}: {len(points)} kill points: {', '.join(points)}" for job, points in KILL_POINTS_TRIED.items()]
     print("\nkill points tried:\n" + "\n".join(lines))
-    assert all(len(points) >= 5 for points in KILL_POINTS_TRIED.values())
+    # the data jobs at 5+ points each; every model kind and evaluate at 4 (load, files, transaction, finish)
+    assert all(len(points) >= (4 if job.startswith("train-") or job == "evaluate" else 5)
+               for job, points in KILL_POINTS_TRIED.items())
+    assert {"train", "train-probe", "train-conse", "train-finetune", "evaluate"} <= set(KILL_POINTS_TRIED)
 
 
 @pytest.mark.slow
