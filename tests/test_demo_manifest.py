@@ -15,7 +15,7 @@ from tests.conftest import DEMO_PHOTOS, ROOT
 
 DEMO = ROOT / "datasets" / "demo"
 sys.path.insert(0, str(ROOT / "datasets"))
-import demo_sources  # noqa: E402
+import demo_sources
 
 VOCABULARY = set(json.loads((ROOT / "datasets" / "vocabulary.json").read_text()))
 SCENE_WORDS = {"beach", "sunset", "ocean", "mountains", "lake", "snow", "sky", "clouds", "forest", "city",
