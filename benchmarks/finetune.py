@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     ratio = results["full"]["seconds"] / results["cached"]["seconds"]
     results["speedup"] = round(ratio, 2)
     results["cached_at_least_as_accurate"] = results["cached"]["val_acc"] >= results["full"]["val_acc"]
-    print(f"\nmode    | seconds | final val acc\n--------+---------+--------------")
+    print("\nmode    | seconds | final val acc\n--------+---------+--------------")
     for mode in ("full", "cached"):
         print(f"{mode:<8}| {results[mode]['seconds']:7.1f} | {results[mode]['val_acc']:.1%}")
     print(f"speed-up (full / cached): {ratio:.1f}x; cached val acc >= full: {results['cached_at_least_as_accurate']}")
