@@ -246,9 +246,12 @@ def build_conse(config: ConSEConfig, encoder: PhraseEncoder, imagenet_names: lis
                       tvecs[tmask], len(imagenet_names), report)
 
 
-# The best-measured configuration (benchmarks/zeroshot.py on the demo photos over all 76 words; see
-# README "Zero-shot"): what predict, the Predict page and demo use when nothing else is asked for.
-DEFAULT_SETTINGS = dict(word_vectors="spacy", centre=True, temperature=2.0)
+# What predict, the Predict page and demo use when nothing else is asked for: the best-measured
+# configuration among the sources that build in about a second (benchmarks/zeroshot.py, 536 demo photos,
+# all 76 words: spaCy centre+temp3 30.0 % top-1 / 64.0 % top-5). MiniLM centre+expand+temp2 measured
+# higher (42.2 % / 67.4 %) but loading it and encoding the 1000 names takes ~40 s of CPU per build,
+# and every vocabulary edit rebuilds; choose it with `train --word-vectors minilm` (README "Zero-shot").
+DEFAULT_SETTINGS = dict(word_vectors="spacy", centre=True, temperature=3.0)
 
 
 def default_config(word_vectors: str | None = None, backbone: str = "efficientnet_lite0") -> ConSEConfig:
@@ -257,7 +260,7 @@ def default_config(word_vectors: str | None = None, backbone: str = "efficientne
                           "word_vectors": word_vectors or DEFAULT_SETTINGS["word_vectors"]})
 
 
-def standard_variants(word_vectors: str = "glove", top_t: int = 10, backbone: str = "efficientnet_lite0",
+def standard_variants(word_vectors: str = "spacy", top_t: int = 10, backbone: str = "efficientnet_lite0",
                       temperature: float = 2.0) -> list[ConSEConfig]:
     """The variants `train` builds side by side: plain ConSE first, then each improvement stacked, then the
     default (when it is not one of them already)."""
