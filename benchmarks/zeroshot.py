@@ -88,10 +88,13 @@ def photo_logits(photos: list[dict], backbone: str, cache: Path) -> tuple[np.nda
 def grid_variants(vectors: str, backbone: str) -> list[ConSEConfig]:
     """Every combination of the variant switches (for --grid)."""
     out = []
-    for centre, expand, temp, names, debias in itertools.product(
-            (False, True), (False, True), (None, 1.0, 2.0, 3.0), ("mean", "head", "both"), (False, True)):
+    for centre, expand, temp, names, debias, combine in itertools.product(
+            (False, True), (False, True), (None, 1.0, 2.0, 3.0), ("mean", "head", "both"), (False, True),
+            ("embed", "vote")):
+        if combine == "vote" and debias:
+            continue  # debias rescales cosines of the embedding; votes do not use them
         out.append(ConSEConfig(word_vectors=vectors, backbone=backbone, centre=centre, expand=expand,
-                               temperature=temp, names=names, debias=debias))
+                               temperature=temp, names=names, debias=debias, combine=combine))
     return out
 
 

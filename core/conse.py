@@ -16,7 +16,11 @@ Variants (each a flag, reported next to plain ConSE):
   ("mean", the original), its last word, usually the head noun ("head": great white
   shark -> shark), or the two averaged ("both");
 - debias: rescale each target word's cosine by its mean and spread over the ImageNet
-  names themselves, so a word close to everything (a "hub") stops winning every image.
+  names themselves, so a word close to everything (a "hub") stops winning every image;
+- combine="vote": instead of embedding the image as a mix of name vectors, let each
+  ImageNet name vote for the target words near it (softmax of its cosines / vote
+  temperature) with the image's probability of that name; the score of a word is the
+  probability mass that lands on it, so 40 dog breeds at 2 % each add up to "dog".
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ class ConSEError(ValueError):
 
 
 NAME_MODES = ("mean", "head", "both")
+COMBINE_MODES = ("embed", "vote")
 
 
 @dataclass
@@ -48,8 +53,14 @@ class ConSEConfig:
     score_temperature: float = 0.05         # cosine -> pseudo-probability: softmax(cos / this)
     names: str = "mean"                     # mean | head | both: how multi-word ImageNet names are embedded
     debias: bool = False                    # z-score each target's cosine over the ImageNet names
+    combine: str = "embed"                  # embed (ConSE's convex combination) | vote (names vote for words)
+    vote_temperature: float = 0.05          # vote: how sharply a name's vote goes to its nearest words
 
     def __post_init__(self):
+        if self.combine not in COMBINE_MODES:
+            raise ConSEError(f"combine must be one of {', '.join(COMBINE_MODES)}, got {self.combine!r}")
+        if float(self.vote_temperature) <= 0:
+            raise ConSEError(f"vote_temperature must be positive, got {self.vote_temperature}")
         if self.names not in NAME_MODES:
             raise ConSEError(f"names must be one of {', '.join(NAME_MODES)}, got {self.names!r}")
         if int(self.top_t) < 1:
@@ -72,6 +83,8 @@ class ConSEConfig:
             parts.append(f"names-{self.names}")
         if self.debias:
             parts.append("debias")
+        if self.combine == "vote":
+            parts.append(f"vote{self.vote_temperature:g}")
         return "+".join(parts) or "plain"
 
     def label(self, vectors_name: str) -> str:
@@ -145,8 +158,16 @@ class ConSEModel:
         # scaled back to cosine units, so score_temperature keeps its meaning
         return (sims - ref.mean(axis=0)) / sd * float(sd.mean())
 
+    def votes(self) -> np.ndarray:
+        """(len(kept), len(classes)): where each ImageNet name's probability goes (rows sum to 1)."""
+        centre = self.mean_name if self.config.centre else 0.0
+        cos = _unit(self.name_vectors - centre) @ _unit(self.targets - centre).T
+        return _softmax(cos / float(self.config.vote_temperature), axis=1)
+
     def predict_proba(self, logits: np.ndarray) -> np.ndarray:
-        """Pseudo-probabilities: a softmax of the cosines (ranking is the cosine ranking)."""
+        """Pseudo-probabilities: a softmax of the cosines (ranking is the cosine ranking), or the votes."""
+        if self.config.combine == "vote":
+            return self.name_weights(logits) @ self.votes()
         return _softmax(self.similarities(logits) / float(self.config.score_temperature))
 
     def save(self, path: Path | str) -> None:
@@ -225,9 +246,12 @@ def build_conse(config: ConSEConfig, encoder: PhraseEncoder, imagenet_names: lis
                       tvecs[tmask], len(imagenet_names), report)
 
 
-# The best-measured configuration (benchmarks/zeroshot.py on the demo photos over all 76 words; see
-# README "Zero-shot"): what predict, the Predict page and demo use when nothing else is asked for.
-DEFAULT_SETTINGS = dict(word_vectors="spacy", centre=True, temperature=2.0)
+# What predict, the Predict page and demo use when nothing else is asked for: the best-measured
+# configuration among the sources that build in about a second (benchmarks/zeroshot.py, 536 demo photos,
+# all 76 words: spaCy centre+temp3 30.0 % top-1 / 64.0 % top-5). MiniLM centre+expand+temp2 measured
+# higher (42.2 % / 67.4 %) but loading it and encoding the 1000 names takes ~40 s of CPU per build,
+# and every vocabulary edit rebuilds; choose it with `train --word-vectors minilm` (README "Zero-shot").
+DEFAULT_SETTINGS = dict(word_vectors="spacy", centre=True, temperature=3.0)
 
 
 def default_config(word_vectors: str | None = None, backbone: str = "efficientnet_lite0") -> ConSEConfig:
@@ -236,7 +260,7 @@ def default_config(word_vectors: str | None = None, backbone: str = "efficientne
                           "word_vectors": word_vectors or DEFAULT_SETTINGS["word_vectors"]})
 
 
-def standard_variants(word_vectors: str = "glove", top_t: int = 10, backbone: str = "efficientnet_lite0",
+def standard_variants(word_vectors: str = "spacy", top_t: int = 10, backbone: str = "efficientnet_lite0",
                       temperature: float = 2.0) -> list[ConSEConfig]:
     """The variants `train` builds side by side: plain ConSE first, then each improvement stacked, then the
     default (when it is not one of them already)."""
@@ -258,4 +282,11 @@ def named_variants(word_vectors: str = "glove", backbone: str = "efficientnet_li
             ConSEConfig(**base, names="head"), ConSEConfig(**base, debias=True),
             ConSEConfig(**base, centre=True, expand=True), ConSEConfig(**base, centre=True, temperature=temperature),
             ConSEConfig(**stacked), ConSEConfig(**stacked, names="head"), ConSEConfig(**stacked, names="both"),
-            ConSEConfig(**stacked, debias=True), ConSEConfig(**stacked, names="both", debias=True)]
+            ConSEConfig(**stacked, debias=True), ConSEConfig(**stacked, names="both", debias=True),
+            ConSEConfig(**base, combine="vote"), ConSEConfig(**base, combine="vote", temperature=1.0),
+            ConSEConfig(**base, combine="vote", temperature=1.0, centre=True),
+            ConSEConfig(**base, combine="vote", temperature=1.0, expand=True),
+            ConSEConfig(**base, combine="vote", temperature=1.0, centre=True, expand=True),
+            ConSEConfig(**base, combine="vote", temperature=1.0, vote_temperature=0.02),
+            ConSEConfig(**base, combine="vote", temperature=1.0, vote_temperature=0.1),
+            ConSEConfig(**base, combine="vote", temperature=1.0, expand=True, names="both")]

@@ -138,7 +138,7 @@ def _options(**opts) -> dict:
 
 
 def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DEFAULT_BACKBONE,
-          weights: str | None = None, word_vectors: str = "spacy", top_t: int = 10, temperature: float = 2.0,
+          weights: str | None = None, word_vectors: str | None = None, top_t: int = 10, temperature: float = 2.0,
           conse_variants: bool = True, seed: int = 0, val_fraction: float = 0.2, exclude_flagged: bool = False,
           new_split: bool = False, train_blocks: int | None = None, threads: int | None = None, codebook: int = 256,
           skip_existing: bool = False, clip_model: str | None = None) -> dict:
@@ -147,7 +147,9 @@ def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DE
     Supervised kinds train on the current split (made if needed); zero-shot kinds need no images.
     With `skip_existing`, a model with the same settings (and split, or vocabulary) is kept, not rebuilt.
     """
+    from core.conse import default_config
     chosen = [resolve(m) for m in models] + ([KINDS["clip"]] if clip_model and "clip" not in models else [])
+    word_vectors = word_vectors or default_config().word_vectors
     opts = _options(epochs=epochs, backbone=backbone, weights=weights, word_vectors=word_vectors, top_t=top_t,
                     temperature=temperature, conse_variants=conse_variants, seed=seed, train_blocks=train_blocks,
                     codebook=codebook, clip_model=clip_model)
@@ -213,9 +215,9 @@ def register(sub) -> None:
                    help="CNN for fine-tuning, probe and ConSE (fine-tuning: efficientnet_lite0 or resnet18)")
     p.add_argument("--weights", type=Path, help="backbone weights file (e.g. a torchvision resnet18 state dict)")
     p.add_argument("--train-blocks", type=int, help="trailing CNN blocks to fine-tune (default 3)")
-    p.add_argument("--word-vectors", default="spacy",
-                   help=f"ConSE word vectors: {', '.join(WORD_VECTOR_CHOICES)} (spacy: 300-d, default), or PATH "
-                        "to a word2vec file (binary or text, e.g. GoogleNews-vectors-negative300.bin)")
+    p.add_argument("--word-vectors",
+                   help=f"ConSE word vectors: {', '.join(WORD_VECTOR_CHOICES)} (default: the best measured, "
+                        "minilm), or PATH to a word2vec file (binary or text, e.g. GoogleNews-vectors-negative300.bin)")
     p.add_argument("--top-t", type=int, default=10, help="ConSE: top-T ImageNet classes combined (default 10)")
     p.add_argument("--temperature", type=float, default=2.0,
                    help="ConSE temperature variant: softmax(logits / this) over all classes (default 2)")

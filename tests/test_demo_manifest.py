@@ -2,9 +2,9 @@
 size and count limits of issue 11; plus the builder's licence lookups on small inputs."""
 import csv
 import hashlib
+import importlib.util
 import json
 import re
-import sys
 from collections import Counter
 
 import numpy as np
@@ -14,8 +14,17 @@ from PIL import Image
 from tests.conftest import DEMO_PHOTOS, ROOT
 
 DEMO = ROOT / "datasets" / "demo"
-sys.path.insert(0, str(ROOT / "datasets"))
-import demo_sources
+
+
+def _load_demo_sources():
+    """datasets/ is a folder of build scripts, not a package (and `datasets` names a PyPI package)."""
+    spec = importlib.util.spec_from_file_location("demo_sources", ROOT / "datasets" / "demo_sources.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+demo_sources = _load_demo_sources()
 
 VOCABULARY = set(json.loads((ROOT / "datasets" / "vocabulary.json").read_text()))
 SCENE_WORDS = {"beach", "sunset", "ocean", "mountains", "lake", "snow", "sky", "clouds", "forest", "city",

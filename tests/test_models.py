@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.conse import standard_variants
+from core.conse import default_config, standard_variants
 from core.split import stratified_split
 from core.vocabulary import load_vocabulary
 from warehouse import models as wh
@@ -47,7 +47,7 @@ def test_every_model_is_stored_with_config_curve_and_evaluation(trained_home):
     recs = wh.models(trained_home)
     kinds = sorted({r["kind"] for r in recs})
     assert kinds == ["bovw_svm", "conse", "finetune", "linear_probe"]
-    n_conse = len(standard_variants("spacy"))                        # plain + each variant + the default
+    n_conse = len(standard_variants(default_config().word_vectors))  # plain + each variant + the default
     assert sum(r["kind"] == "conse" for r in recs) == n_conse
     for r in recs:
         # supervised models know the words with photos; zero-shot ones every active vocabulary word
