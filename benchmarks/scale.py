@@ -23,13 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from jobs.engines.cluster import init_options
+from jobs.features import compute_features
+from jobs.import_folder import import_folder
 
-from jobs.engines.cluster import init_options  # noqa: E402
-from jobs.features import compute_features  # noqa: E402
-from jobs.import_folder import import_folder  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEMO = ROOT / "datasets" / "demo" / "photos"
 RAY_BIN = Path(sys.executable).with_name("ray")

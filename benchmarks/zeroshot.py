@@ -25,14 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from core.conse import ConSEConfig, ConSEError, build_conse, named_variants
+from core.metrics import evaluate_scores
+from core.vocabulary import load_vocabulary
+from core.wordvectors import CachedEncoder, load_word_vectors
 
-from core.conse import ConSEConfig, ConSEError, build_conse, named_variants  # noqa: E402
-from core.metrics import evaluate_scores  # noqa: E402
-from core.vocabulary import load_vocabulary  # noqa: E402
-from core.wordvectors import CachedEncoder, load_word_vectors  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 

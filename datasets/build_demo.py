@@ -18,16 +18,13 @@ import argparse
 import csv
 import hashlib
 import shutil
-import sys
 import tempfile
 import zipfile
 from collections import Counter
 from pathlib import Path, PurePosixPath
 
+import demo_sources as src  # beside this script, so on sys.path when it runs
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import demo_sources as src
 
 HERE = Path(__file__).resolve().parent
 DEMO = HERE / "demo"
