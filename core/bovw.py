@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.linalg import softmax
+
 
 @dataclass
 class BoVWConfig:
@@ -37,12 +39,6 @@ def image_descriptors(img: Image.Image, cfg: BoVWConfig) -> np.ndarray:
                       dtype=np.float32) / 255.0
     d = daisy(gray, step=cfg.step, radius=cfg.radius, rings=2, histograms=6, orientations=8)
     return d.reshape(-1, d.shape[-1]).astype(np.float32)
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class BoVWModel:
@@ -111,7 +107,7 @@ class BoVWModel:
         return out
 
     def predict_proba(self, descriptors: Sequence[np.ndarray]) -> np.ndarray:
-        return _softmax(self.decision(descriptors) / self.config.score_temperature)
+        return softmax(self.decision(descriptors) / self.config.score_temperature, axis=1)
 
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self.predict_proba([image_descriptors(im, self.config) for im in images])

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from core.conse import target_vectors
+from core.linalg import softmax, unit
 
 
 class CLIPError(ValueError):
@@ -67,10 +68,6 @@ def _embeds(out):
     return out if hasattr(out, "shape") else out.pooler_output
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.where(n > 0, n, 1.0)
-
 
 @dataclass
 class PromptEncoder:
@@ -91,7 +88,7 @@ class PromptEncoder:
         with torch.inference_mode():
             tok = self.processor(text=texts, return_tensors="pt", padding=True, truncation=True)
             vecs = _embeds(self.net.get_text_features(**tok)).float().numpy()
-        return _unit(vecs).astype(np.float32), np.ones(len(phrases), dtype=bool)
+        return unit(vecs).astype(np.float32), np.ones(len(phrases), dtype=bool)
 
 
 class CLIPZeroShot:
@@ -101,7 +98,7 @@ class CLIPZeroShot:
                  report: dict | None = None):
         if len(text) != len(classes):
             raise CLIPError(f"{len(text)} text vectors for {len(classes)} words")
-        self.config, self.classes, self.text = config, list(classes), _unit(np.asarray(text, dtype=np.float32))
+        self.config, self.classes, self.text = config, list(classes), unit(np.asarray(text, dtype=np.float32))
         self.logit_scale, self.report = float(logit_scale), report or {}
 
     @classmethod
@@ -125,13 +122,10 @@ class CLIPZeroShot:
                 px = processor(images=[im.convert("RGB") for im in images[i:i + int(self.config.batch_size)]],
                                return_tensors="pt")
                 out.append(_embeds(net.get_image_features(**px)).float().numpy())
-        return _unit(np.concatenate(out)) if out else np.zeros((0, self.text.shape[1]), np.float32)
+        return unit(np.concatenate(out)) if out else np.zeros((0, self.text.shape[1]), np.float32)
 
     def predict_embeddings(self, embeds: np.ndarray) -> np.ndarray:
-        z = self.logit_scale * (_unit(np.atleast_2d(embeds)) @ self.text.T)
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(self.logit_scale * (unit(np.atleast_2d(embeds)) @ self.text.T), axis=1)
 
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(n, len(classes)) probabilities for PIL images."""

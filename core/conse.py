@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.linalg import softmax, unit
 from core.wordvectors import PhraseEncoder, tokens
 
 
@@ -95,16 +96,6 @@ class ConSEConfig:
         return asdict(self)
 
 
-def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = x - x.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.where(n > 0, n, 1.0)
-
 
 @dataclass
 class ConSEModel:
@@ -129,9 +120,9 @@ class ConSEModel:
         cfg = self.config
         kept_logits = logits[:, self.kept]
         if cfg.temperature is not None:
-            return _softmax(kept_logits / float(cfg.temperature))
+            return softmax(kept_logits / float(cfg.temperature))
         # Softmax over all 1000 first, so a name's probability is the classifier's own.
-        probs = _softmax(logits)[:, self.kept]
+        probs = softmax(logits)[:, self.kept]
         t = min(int(cfg.top_t), probs.shape[1])
         top = np.argpartition(-probs, t - 1, axis=1)[:, :t]
         w = np.zeros_like(probs)
@@ -147,13 +138,13 @@ class ConSEModel:
     def similarities(self, logits: np.ndarray) -> np.ndarray:
         """(n, len(classes)) cosine similarity of each image embedding to each target word (debiased if asked)."""
         centre = self.mean_name if self.config.centre else 0.0
-        t = _unit(self.targets - centre)
-        sims = _unit(self.embed(logits)) @ t.T
+        t = unit(self.targets - centre)
+        sims = unit(self.embed(logits)) @ t.T
         if not self.config.debias:
             return sims
         # A name alone is the embedding of an image the classifier is sure of: the spread of a target's
         # cosines over all names tells how much of its score is its own and how much is "near everything".
-        ref = _unit(self.name_vectors - centre) @ t.T
+        ref = unit(self.name_vectors - centre) @ t.T
         sd = np.where(ref.std(axis=0) > 0, ref.std(axis=0), 1.0)
         # scaled back to cosine units, so score_temperature keeps its meaning
         return (sims - ref.mean(axis=0)) / sd * float(sd.mean())
@@ -161,14 +152,14 @@ class ConSEModel:
     def votes(self) -> np.ndarray:
         """(len(kept), len(classes)): where each ImageNet name's probability goes (rows sum to 1)."""
         centre = self.mean_name if self.config.centre else 0.0
-        cos = _unit(self.name_vectors - centre) @ _unit(self.targets - centre).T
-        return _softmax(cos / float(self.config.vote_temperature), axis=1)
+        cos = unit(self.name_vectors - centre) @ unit(self.targets - centre).T
+        return softmax(cos / float(self.config.vote_temperature), axis=1)
 
     def predict_proba(self, logits: np.ndarray) -> np.ndarray:
         """Pseudo-probabilities: a softmax of the cosines (ranking is the cosine ranking), or the votes."""
         if self.config.combine == "vote":
             return self.name_weights(logits) @ self.votes()
-        return _softmax(self.similarities(logits) / float(self.config.score_temperature))
+        return softmax(self.similarities(logits) / float(self.config.score_temperature))
 
     def save(self, path: Path | str) -> None:
         np.savez(path, kept=self.kept, name_vectors=self.name_vectors, targets=self.targets,
@@ -201,7 +192,7 @@ def target_vectors(encoder: PhraseEncoder, words: list[str], *, hashtags: dict[s
             chosen = [j for j in range(len(extra)) if tm[j]][:expand_k]
             if chosen:
                 # Half the weight stays on the word itself, so the hashtags refine it rather than replace it.
-                vecs[i] = (_unit(vecs[i]) + _unit(tv[chosen]).mean(axis=0)) / 2
+                vecs[i] = (unit(vecs[i]) + unit(tv[chosen]).mean(axis=0)) / 2
                 used[word] = [extra[j] for j in chosen]
     return vecs, mask, used
 
@@ -215,7 +206,7 @@ def name_vectors(encoder: PhraseEncoder, names: list[str], mode: str = "mean") -
     # a head word with no vector falls back to the name's mean, so the choice never loses a name
     pick = np.where(hmask[:, None], head, mean)
     if mode == "both":
-        pick = np.where((hmask & mask)[:, None], (_unit(mean) + _unit(head)) / 2, pick)
+        pick = np.where((hmask & mask)[:, None], (unit(mean) + unit(head)) / 2, pick)
     return pick.astype(np.float32), mask | hmask
 
 

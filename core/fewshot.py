@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from core.linalg import softmax
+
 # How many photos per word the zero-shot model is worth; its weight is strength / (strength + photos).
 STRENGTHS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, float("inf"))
 PRIOR_STRENGTH = 2.0      # one photo per word: nothing to hold out, so this prior is used
@@ -49,10 +51,7 @@ def log_mix(p_probe: np.ndarray, p_zero_shot: np.ndarray, weight: float) -> np.n
     p_probe, p_zero_shot = np.asarray(p_probe, dtype=np.float64), np.asarray(p_zero_shot, dtype=np.float64)
     if p_probe.shape != p_zero_shot.shape:
         raise ValueError(f"both models must score the same photos and words: {p_probe.shape} vs {p_zero_shot.shape}")
-    z = (1.0 - weight) * np.log(p_probe + EPS) + weight * np.log(p_zero_shot + EPS)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return softmax((1.0 - weight) * np.log(p_probe + EPS) + weight * np.log(p_zero_shot + EPS), axis=1)
 
 
 def fold_ids(words: Sequence[str], max_folds: int = MAX_FOLDS) -> np.ndarray:
@@ -119,8 +118,7 @@ def choose_strength(feats: np.ndarray, words: Sequence[str], zero_shot: np.ndarr
     for s in strengths:
         w = np.array([zero_shot_weight(float(s), n) for n in seen[held]])
         z = (1 - w[:, None]) * np.log(p_probe[held] + EPS) + w[:, None] * np.log(zero_shot[held] + EPS)
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
+        p = softmax(z, axis=1)
         acc = float(np.mean(p.argmax(axis=1) == truth[held]))
         nll = float(-np.mean(np.log(p[np.arange(len(held)), truth[held]] + EPS)))
         table[float(s)] = acc

@@ -11,6 +11,13 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def unit(x: np.ndarray) -> np.ndarray:
+    """`x` scaled to length 1 along its last axis (a vector, or each row of a matrix); zeros stay zero."""
+    x = np.asarray(x)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(n > 0, n, 1.0)
+
+
 def l2_rows(X: np.ndarray) -> np.ndarray:
     """Each row divided by its Euclidean length; all-zero rows stay zero."""
     X = np.asarray(X)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.linalg import softmax
+
 
 @dataclass
 class ProbeConfig:
@@ -49,10 +51,7 @@ class ProbeModel:
         return self
 
     def predict_proba(self, feats: np.ndarray) -> np.ndarray:
-        z = ((np.atleast_2d(feats) - self.mean) / self.scale) @ self.coef.T + self.intercept
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(((np.atleast_2d(feats) - self.mean) / self.scale) @ self.coef.T + self.intercept, axis=1)
 
     def save(self, path: Path | str) -> None:
         np.savez(path, mean=self.mean, scale=self.scale, coef=self.coef, intercept=self.intercept)

@@ -26,6 +26,7 @@ import numpy as np
 from core.backbones import DEFAULT_BACKBONE, Backbone, WeightsError, backbone_spec
 from core.features import prepare_batch, run_batch
 from core.preprocess import Preprocess
+from infra.files import sha256_file
 from infra.runtime import threads as configured_threads
 
 RUNTIMES = ("onnx", "torch")
@@ -42,12 +43,6 @@ class OnnxUnavailable(RuntimeError):
     """The ONNX route cannot be used for this backbone (export, check or runtime failed)."""
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _stderr(message: str) -> None:
@@ -185,7 +180,7 @@ def cached_export(home: Path, name: str, weights_sha: str) -> tuple[Path | None,
     meta = read_sidecar(sidecar, weights_sha)
     if meta is None or not meta.get("check", {}).get("ok"):
         return None, meta
-    if not onnx_path.is_file() or file_sha256(onnx_path) != meta.get("onnx_sha256"):
+    if not onnx_path.is_file() or sha256_file(onnx_path) != meta.get("onnx_sha256"):
         return None, None          # truncated, replaced or missing: rebuild
     return onnx_path, meta
 
@@ -226,7 +221,7 @@ def load_onnx(home: Path, name: str = DEFAULT_BACKBONE, weights: Path | str | No
     when the ONNX route fails (said in one line). Weights that do not fit raise WeightsError as before."""
     spec = backbone_spec(name)
     path = spec.find_weights(Path(weights) if weights else None)
-    sha = file_sha256(path)
+    sha = sha256_file(path)
     try:
         onnx_path = _ready_export(home, spec, path, sha, threads)
         return OnnxBackbone(name, spec.feature_dim, spec.preprocess, onnx_path, make_session(onnx_path, threads))

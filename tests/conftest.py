@@ -74,3 +74,20 @@ def demo_home(demo_home_template, tmp_path, monkeypatch) -> Path:
     shutil.copytree(demo_home_template, h)
     monkeypatch.setenv("HASHTAG_HOME", str(h))
     return h
+
+
+@pytest.fixture
+def ddg(monkeypatch):
+    """A fake DuckDuckGo on 127.0.0.1 that the scraper is pointed at (see tests/fake_sites.py)."""
+    from pytest_httpserver import HTTPServer
+
+    from tests.fake_sites import FakeDDG
+    srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    srv.start()
+    fake = FakeDDG(srv)
+    monkeypatch.setenv("HASHTAG_DDG_URL", fake.base)
+    # The fake site serves image URLs on 127.0.0.1, which downloads refuse unless allowed explicitly.
+    monkeypatch.setenv("HASHTAG_ALLOW_PRIVATE_URLS", "1")
+    yield fake
+    srv.clear()
+    srv.stop()

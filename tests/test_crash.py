@@ -389,7 +389,7 @@ def test_scrape_images_killed_at_six_points_then_completes(seeded_template, tmp_
 
 # ------------------------------------------------------------------------------------------ train
 
-TRAIN_CODE = """
+ADD_MODEL_CRASH_POINT = """
     import os
     from pathlib import Path
     import warehouse.models as whm
@@ -400,6 +400,9 @@ TRAIN_CODE = """
         crash_point("train:add-model")
         return _add_model(*a, **k)
     whm.add_model = add_model
+"""
+
+TRAIN_CODE = ADD_MODEL_CRASH_POINT + """
     import jobs.train as jt
     jt.train.__kwdefaults__["codebook"] = 32  # a small codebook: the same code path, quicker
     out = jt.train(Path(os.environ["HASHTAG_HOME"]), models=("bovw",), threads=1)
@@ -446,17 +449,7 @@ def test_train_killed_at_five_points_then_completes(features_template, tmp_path,
 
 # ------------------------------------------------------- the other model kinds, and evaluate
 
-KIND_CODE = """
-    import os
-    from pathlib import Path
-    import warehouse.models as whm
-    from warehouse.faults import crash_point
-    _add_model = whm.add_model
-
-    def add_model(*a, **k):  # a crash point between saving a model's files and recording it
-        crash_point("train:add-model")
-        return _add_model(*a, **k)
-    whm.add_model = add_model
+KIND_CODE = ADD_MODEL_CRASH_POINT + """
     import jobs.train as jt
     out = jt.train(Path(os.environ["HASHTAG_HOME"]), models=(os.environ["HASHTAG_TEST_KIND"],), epochs=1, threads=1,
                    conse_variants=False, skip_existing=True)

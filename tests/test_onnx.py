@@ -17,6 +17,7 @@ from PIL import Image
 from core.backbones import WeightsError, backbone_spec, imagenet_classes, load_backbone, weights_file
 from core.features import load_photo
 from infra import onnxrt
+from infra.files import sha256_file
 from tests.conftest import DEMO_PHOTOS, ROOT
 
 LITE0 = "efficientnet_lite0"
@@ -68,9 +69,9 @@ def _sidecar(cache: Path) -> dict:
 def test_export_is_checked_and_described(exported):
     cache, data = exported
     meta = _sidecar(cache)
-    sha = onnxrt.file_sha256(weights_file(LITE0))
+    sha = sha256_file(weights_file(LITE0))
     assert meta["weights_sha256"] == sha and meta["onnx_file"] == f"{LITE0}-{sha[:16]}.onnx"
-    assert meta["onnx_sha256"] == onnxrt.file_sha256(cache / meta["onnx_file"])
+    assert meta["onnx_sha256"] == sha256_file(cache / meta["onnx_file"])
     assert meta["check"]["ok"] and max(meta["check"]["max_abs_diff"].values()) <= 1e-3
     assert meta["opset"] == onnxrt.OPSET and meta["input"]["shape"] == ["batch", 3, 224, 224]
     assert meta["preprocess"] == json.loads(json.dumps(backbone_spec(LITE0).preprocess.to_dict()))
@@ -104,7 +105,7 @@ def test_cache_is_reused_and_follows_the_weights(cache, no_real_export, tmp_path
     torch.save(state, changed)
     second = onnxrt.load_onnx(cache, LITE0, changed, threads=1)
     assert len(no_real_export) == 1 and second.path != first.path
-    assert second.path.name == f"{LITE0}-{onnxrt.file_sha256(changed)[:16]}.onnx"
+    assert second.path.name == f"{LITE0}-{sha256_file(changed)[:16]}.onnx"
     assert first.path.is_file()
     onnxrt.load_onnx(cache, LITE0, changed, threads=1)
     assert len(no_real_export) == 1
@@ -123,11 +124,11 @@ def test_damaged_cache_file_is_rebuilt_never_used(cache, no_real_export, monkeyp
     opened = []
     real_session = onnxrt.make_session
     monkeypatch.setattr(onnxrt, "make_session",
-                        lambda model, threads=None: opened.append(onnxrt.file_sha256(model) if isinstance(model, Path)
+                        lambda model, threads=None: opened.append(sha256_file(model) if isinstance(model, Path)
                                                                   else "bytes") or real_session(model, threads))
     bb = onnxrt.load_onnx(cache, LITE0, threads=1)
     assert bb.runtime == "onnx" and len(no_real_export) == 1
-    good = onnxrt.file_sha256(onnx_file)
+    good = sha256_file(onnx_file)
     assert good == meta["onnx_sha256"] == _sidecar(cache)["onnx_sha256"]
     assert set(opened) <= {good, "bytes"}                              # the damaged file was never opened
 
@@ -192,7 +193,7 @@ def test_kill_during_export_leaves_nothing_that_is_read(cache, no_real_export):
     assert not target.exists() and list(cache.glob(".*.tmp"))          # only the killed writer's temp file
     assert onnxrt.cached_export(cache, LITE0, meta["weights_sha256"])[0] is None
     bb = onnxrt.load_onnx(cache, LITE0, threads=1)
-    assert bb.runtime == "onnx" and onnxrt.file_sha256(target) == meta["onnx_sha256"]
+    assert bb.runtime == "onnx" and sha256_file(target) == meta["onnx_sha256"]
     assert not list(cache.glob(".*.tmp"))
 
 

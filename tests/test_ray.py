@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from pytest_httpserver import HTTPServer
 
 from infra.http import FetchLimits as DownloadLimits
 from jobs.engines import shardfiles
@@ -25,7 +24,7 @@ from jobs.engines.cluster import worker_env
 from jobs.features import compute_features
 from jobs.scrape_images import ScrapeSettings, scrape_images
 from tests.conftest import ROOT, small_demo_tree
-from tests.fake_sites import FakeDDG, truncated_jpeg
+from tests.fake_sites import truncated_jpeg
 from warehouse import runs
 from warehouse.check import check_warehouse
 from warehouse.db import connect
@@ -154,16 +153,6 @@ def test_killed_driver_leaves_shards_that_the_rerun_ingests(photos, ray_address)
 
 # ----------------------------------------------------------------------------- scrape
 
-@pytest.fixture
-def ddg(monkeypatch):
-    srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    srv.start()
-    fake = FakeDDG(srv)
-    monkeypatch.setenv("HASHTAG_DDG_URL", fake.base)
-    monkeypatch.setenv("HASHTAG_ALLOW_PRIVATE_URLS", "1")   # the fake site serves images on 127.0.0.1
-    yield fake
-    srv.clear()
-    srv.stop()
 
 
 def _fast(**kw) -> ScrapeSettings:

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from pytest_httpserver import HTTPServer
 
 from infra.http import FetchLimits as DownloadLimits
 from jobs.cli import main
@@ -20,7 +19,6 @@ from tests.fake_sites import (
     CHANGED_TOKEN_PAGE,
     LEGACY_TOKEN_PAGE,
     LEGACY_VQD,
-    FakeDDG,
     bomb_png,
     jpeg_bytes,
     truncated_jpeg,
@@ -35,17 +33,6 @@ def home(seeded_home):
     return seeded_home
 
 
-@pytest.fixture
-def ddg(monkeypatch):
-    srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    srv.start()
-    fake = FakeDDG(srv)
-    monkeypatch.setenv("HASHTAG_DDG_URL", fake.base)
-    # The fake site serves image URLs on 127.0.0.1, which downloads refuse unless allowed explicitly.
-    monkeypatch.setenv("HASHTAG_ALLOW_PRIVATE_URLS", "1")
-    yield fake
-    srv.clear()
-    srv.stop()
 
 
 def fast(*, read_timeout=2.0, retries=1, **kw) -> ScrapeSettings:

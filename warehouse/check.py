@@ -13,10 +13,11 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.files import sha256_file
 from warehouse import runs
 from warehouse.db import connect
 from warehouse.images import LOST_PREFIX
-from warehouse.store import TMP_PREFIX, dead_temp_files, sha256_file, sha_from_name, store_files
+from warehouse.store import TMP_PREFIX, dead_temp_files, sha_from_name, store_files
 
 LOST_FOUND = "lost+found"
 MODELS_DIR = "models"                        # model and PCA artifacts, named in these tables

@@ -1,7 +1,6 @@
 """The data directory and its content-addressed image store (files named by SHA-256)."""
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import time
@@ -52,13 +51,6 @@ def put_image(home: Path, sha256: str, ext: str, data: bytes) -> str:
     return rel
 
 
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def image_file(home: Path, relpath: str) -> Path:
