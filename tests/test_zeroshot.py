@@ -177,3 +177,9 @@ def test_comparison_table_labels_both_scopes():
     assert "[val] same words and val images as the supervised models" in table
     assert "[open] open vocabulary" in table
     assert table.index("[val]") < table.index("[open]")
+
+
+def test_train_names_the_same_default_backbone_without_importing_torch():
+    from core.backbones import DEFAULT_BACKBONE
+    from jobs.train import DEFAULT_BACKBONE as TRAIN_DEFAULT
+    assert TRAIN_DEFAULT == DEFAULT_BACKBONE
