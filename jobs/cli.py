@@ -31,6 +31,7 @@ JOBS: dict[str, str] = {
     "curve": "curve",
     "predict": "predict",
     "words": "words",
+    "export": "export",
     "check": "check",
     "stats": "stats",
     "schema": "schema",

@@ -8,8 +8,6 @@ from jobs.common import ensure_ready, split_list
 from jobs.runner import job_run
 from warehouse import export as wx
 
-ORDER = 75
-
 
 def export(home: Path, dest: Path, *, words: list[str] | None = None, include_rejected: bool = False) -> dict:
     """Export into `dest` (safe to re-run into the same folder); returns the run's counts."""

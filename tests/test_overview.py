@@ -19,7 +19,7 @@ def test_overview_shows_counts_per_word_and_runs(demo_home):
     assert not at.info or all("No images yet" not in str(i.value) for i in at.info)
     frames = [df.value for df in at.dataframe]
     per_word = next(f for f in frames if "word" in f.columns and "failed" in f.columns)
-    counts = dict(zip(per_word["word"], per_word["stored"]))
+    counts = dict(zip(per_word["word"], per_word["collected"]))
     assert counts == {"bird": 8, "fruit": 8, "flowers": 8, "music": 8}
     runs_frame = next(f for f in frames if "kind" in f.columns)
     assert "import-folder" in set(runs_frame["kind"])
