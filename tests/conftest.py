@@ -13,6 +13,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DEMO_PHOTOS = ROOT / "datasets" / "demo" / "photos"
 
 
+def _private_copy(template: Path, h: Path, monkeypatch) -> Path:
+    """A writable copy of a template warehouse, with HASHTAG_HOME pointing at it."""
+    shutil.copytree(template, h)
+    monkeypatch.setenv("HASHTAG_HOME", str(h))
+    return h
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _shared_onnx_cache(tmp_path_factory):
     """One ONNX export per weights file per session, not per data dir (tests/test_onnx.py tests its own)."""
@@ -40,10 +47,7 @@ def seeded_template(tmp_path_factory) -> Path:
 @pytest.fixture
 def seeded_home(seeded_template, tmp_path, monkeypatch) -> Path:
     """A private, writable copy of the seeded warehouse; HASHTAG_HOME points at it."""
-    h = tmp_path / "home"
-    shutil.copytree(seeded_template, h)
-    monkeypatch.setenv("HASHTAG_HOME", str(h))
-    return h
+    return _private_copy(seeded_template, tmp_path / "home", monkeypatch)
 
 
 def small_demo_tree(dest: Path, words=("bird", "fruit", "flowers", "music"), per_word: int = 8) -> Path:
@@ -70,10 +74,7 @@ def demo_home_template(tmp_path_factory) -> Path:
 @pytest.fixture
 def demo_home(demo_home_template, tmp_path, monkeypatch) -> Path:
     """A private, writable copy of the small demo warehouse."""
-    h = tmp_path / "demo_home"
-    shutil.copytree(demo_home_template, h)
-    monkeypatch.setenv("HASHTAG_HOME", str(h))
-    return h
+    return _private_copy(demo_home_template, tmp_path / "demo_home", monkeypatch)
 
 
 @pytest.fixture

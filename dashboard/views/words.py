@@ -41,6 +41,17 @@ def _do(action, success: str) -> None:
         clear_caches()
 
 
+def _with_checked_name(name: str, action, success) -> None:
+    """Check a typed word name first (one line on the page if it is not usable), then act on it and rerun."""
+    try:
+        word = check_word(name)
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    _do(lambda: action(word), success(word))
+    st.rerun()
+
+
 msg = st.session_state.pop("words_msg", None)
 if msg:
     (st.success if msg[0] == "ok" else st.error)(msg[1])
@@ -51,15 +62,10 @@ with st.expander("Add a word", expanded=table.empty), st.form("add_word", clear_
     new = st.text_input("Word", placeholder="e.g. sunset", key="add_name")
     tags = st.text_input("Hashtags (optional, space or comma separated)", placeholder="#sunset #sky", key="add_tags")
     if st.form_submit_button("Add word", key="add_submit"):
-        try:
-            word = check_word(new)
-        except ValueError as exc:
-            st.error(str(exc))
-        else:
-            # the same checks as `python -m jobs words add`: an existing word is refused, nothing changes
-            _do(lambda: wh_words.add_word(HOME, word, source="user", hashtags=parse_hashtags(tags) or None),
-                f"Added the word {word!r}; zero-shot predictions can answer it now.")
-            st.rerun()
+        # the same checks as `python -m jobs words add`: an existing word is refused, nothing changes
+        _with_checked_name(new, lambda w: wh_words.add_word(HOME, w, source="user",
+                                                              hashtags=parse_hashtags(tags) or None),
+                           lambda w: f"Added the word {w!r}; zero-shot predictions can answer it now.")
 
 if table.empty:
     empty_state("No words yet: the shipped vocabulary loads with the first job.",
@@ -75,13 +81,8 @@ with left:
     with st.form("rename"):
         new_name = st.text_input("New name", value="", key="rename_to")
         if st.form_submit_button("Rename", key="rename_submit"):
-            try:
-                target = check_word(new_name)
-            except ValueError as exc:
-                st.error(str(exc))
-            else:
-                _do(lambda: wh_words.rename_word(HOME, word, target), f"Renamed {word!r} to {target!r}.")
-                st.rerun()
+            _with_checked_name(new_name, lambda target: wh_words.rename_word(HOME, word, target),
+                               lambda target: f"Renamed {word!r} to {target!r}.")
     active = bool(row["active"])
     st.write(f"Status: **{'active' if active else 'inactive'}** (inactive words are skipped by scraping and training)")
     if st.button("Deactivate" if active else "Activate", key="toggle_active"):
