@@ -4,15 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.vocabulary import load_vocabulary
-from warehouse.runs import mark_stale_runs
 from warehouse.words import seed_vocabulary
 
 
 def ensure_ready(home: Path) -> None:
-    """A usable warehouse: migrated (on connect), holding the shipped vocabulary, and with the runs of
-    killed jobs marked interrupted (even when this job then finds nothing to redo and starts no run)."""
+    """A usable warehouse: migrated (on connect) and holding the shipped vocabulary."""
     seed_vocabulary(home, load_vocabulary())
-    mark_stale_runs(home)
 
 
 def split_list(value: str | None) -> list[str] | None:

@@ -452,7 +452,7 @@ def test_train_killed_at_five_points_then_completes(features_template, tmp_path,
 KIND_CODE = ADD_MODEL_CRASH_POINT + """
     import jobs.train as jt
     out = jt.train(Path(os.environ["HASHTAG_HOME"]), models=(os.environ["HASHTAG_TEST_KIND"],), epochs=1, threads=1,
-                   conse_variants=False, skip_existing=True)
+                   conse_variants=False)
     assert not out["failed"], out
 """
 
@@ -501,8 +501,11 @@ def test_each_model_kind_killed_then_completes(kind, stored, stored_features_tem
         ("db:before-commit:2", "inside a write transaction"),
         (f"{run_kind}:before-finish:1", "model recorded, run not closed")], train_zygote)
     run_to_end(KIND_CODE, home, train_zygote)
+    last = runs.recent_runs(home, 1, kind=run_kind)[0]
     models = [m for m in _models(home) if m[1] == stored]
-    assert len(models) == 1, models              # the model recorded before the last kill is kept, not made twice
+    # the model recorded just before the last kill, and the re-run's; the files saved but never recorded
+    # before the first kill are swept, so every model has its files and no folder lacks its model
+    assert last["status"] == "ok" and len(models) == 2 and models[-1][0] == last["run_id"], models
     assert all((home / m[2]).exists() for m in models)
     assert [r["status"] for r in runs.recent_runs(home, 20, kind=run_kind)].count("running") == 0
     assert_consistent(home)

@@ -109,16 +109,10 @@ def test_features_job_stores_rows_pca_and_does_not_recompute(demo_home):
 
 
 def test_cli_reports_bad_weights(demo_home, tmp_path, capsys):
-    import argparse
-
-    from jobs import features
-    parser = argparse.ArgumentParser()
-    features.register(parser.add_subparsers())
+    from jobs.cli import main
     junk = tmp_path / "w.pth"
     junk.write_text("nope")
-    args = parser.parse_args(["features", "--backbone", "resnet18", "--weights", str(junk)])
-    args.home = demo_home
-    assert args.func(args) == 2
+    assert main(["--home", str(demo_home), "features", "--backbone", "resnet18", "--weights", str(junk)]) == 2
     assert "not a PyTorch weights file" in capsys.readouterr().err
     with duckdb.connect(str(demo_home / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT status FROM runs WHERE kind = 'features'").fetchall() == [("failed",)]
