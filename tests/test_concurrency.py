@@ -21,7 +21,9 @@ from warehouse import runs
 from warehouse.check import check_warehouse
 from warehouse.db import connect
 
-GOAL_S = 2.0
+# Not a speed goal (benchmarks/locks.py measures the waits, about one write transaction): a bound that
+# only a lost turn breaks, since a starved reader waits for the whole lock timeout.
+STARVED_S = 15.0
 
 DASHBOARD_LOOP = """
     import json, os, random, sys, time
@@ -107,7 +109,7 @@ def test_import_and_curation_at_once_lose_nothing(demo_home, tmp_path):
     assert n_ok == len(list(DEMO_PHOTOS.rglob("*.jpg")))
     assert runs.recent_runs(demo_home, 1, kind="import-folder")[0]["status"] == "ok"
     assert check_warehouse(demo_home).problems == []
-    assert longest < GOAL_S, f"the dashboard waited {longest:.2f} s for the warehouse (goal < {GOAL_S} s)"
+    assert longest < STARVED_S, f"the dashboard waited {longest:.2f} s for the warehouse: starved"
 
 
 def test_threads_of_one_process_read_and_write_at_once(demo_home):
