@@ -3,7 +3,7 @@
     python benchmarks/scale.py [--limit 64] [--batch-size 8] [--repeats 1] [--no-two-node]
 
 Rows (images/s = photos / job wall time, model loading and the driver's PCA included):
-local job with 1 torch thread (the same CPU budget as one Ray worker) and with the job's
+local job with 1 thread (the same CPU budget as one Ray worker) and with the job's
 default threads; Ray with 1 and 2 workers of 1 thread each on a local cluster of 2 CPUs;
 Ray with 2 workers on a two-node cluster on this machine (two `ray start` processes with
 --num-cpus 1). Ray start-up is outside the timing (a cluster is up before a job joins it).
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         template = photo_home(tmp, args.limit)
         job = {"batch_size": args.batch_size}
-        runs = {"local job, 1 torch thread": {"threads": 1},
+        runs = {"local job, 1 thread": {"threads": 1},
                 "local job, default threads": {},
                 "ray, 1 worker (local cluster, 2 CPUs)": {"engine": "ray", "workers": 1, "threads": 1},
                 "ray, 2 workers (local cluster, 2 CPUs)": {"engine": "ray", "workers": 2, "threads": 1}}
@@ -153,12 +153,12 @@ def main(argv=None) -> int:
         wait = "" if first[name] != first[name] else f"{first[name]:.1f}"
         print(f"| {name:<42} | {rate:20.2f} | {after:>28} | {wait:>16} |")
     one, two = med["ray, 1 worker (local cluster, 2 CPUs)"], med["ray, 2 workers (local cluster, 2 CPUs)"]
-    print(f"\nray 1 worker / local 1 thread: {one / med['local job, 1 torch thread']:.2f} (goal >= 0.8)")
+    print(f"\nray 1 worker / local 1 thread: {one / med['local job, 1 thread']:.2f} (goal >= 0.8)")
     print(f"ray 2 workers / ray 1 worker: {two / one:.2f} (goal >= 1.7)")
     if "ray, 2 workers (two nodes x 1 CPU)" in med:
         print(f"two nodes, 2 workers / ray 1 worker: {med['ray, 2 workers (two nodes x 1 CPU)'] / one:.2f}")
     s1, s2 = steady["ray, 1 worker (local cluster, 2 CPUs)"], steady["ray, 2 workers (local cluster, 2 CPUs)"]
-    print(f"after the first shard: ray 1 worker / local 1 thread {s1 / med['local job, 1 torch thread']:.2f}, "
+    print(f"after the first shard: ray 1 worker / local 1 thread {s1 / med['local job, 1 thread']:.2f}, "
           f"ray 2 workers / 1 worker {s2 / s1:.2f}")
     return 0
 

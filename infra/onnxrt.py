@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from core.backbones import DEFAULT_BACKBONE, Backbone, WeightsError, backbone_spec
-from core.features import prepare_batch, run_batch
 from core.preprocess import Preprocess
 from infra.files import sha256_file
 from infra.runtime import threads as configured_threads
@@ -297,21 +296,3 @@ def use_runtime(home: Path | str, runtime: str = DEFAULT_RUNTIME, threads: int |
     predictor.use_backbone_loader(
         lambda name, weights: load_for_runtime(Path(home), name, weights, runtime=runtime, threads=threads))
     _installed = (str(home), runtime, threads)
-
-
-class FeatureWorker:
-    """Load a backbone once, then (positions, features, logits, failures) per batch of image paths.
-
-    The features job and the Ray engine's actors share it: construct once per process,
-    call per batch; `positions` index the paths that decoded, `failures` are (position, reason).
-    """
-
-    def __init__(self, home: Path, backbone: str = DEFAULT_BACKBONE, weights: Path | str | None = None, *,
-                 runtime: str = DEFAULT_RUNTIME, threads: int | None = None,
-                 say: Callable[[str], None] = _stderr):
-        self.backbone = load_for_runtime(home, backbone, weights, runtime=runtime, threads=threads, say=say)
-
-    def __call__(self, paths: list[Path | str]) -> tuple[list[int], np.ndarray, np.ndarray, list[tuple[int, str]]]:
-        batch = prepare_batch(paths, range(len(paths)), self.backbone.preprocess)
-        feats, logits = run_batch(self.backbone, batch)
-        return batch.indices, feats, logits, batch.failures
