@@ -25,7 +25,7 @@ import numpy as np
 
 from core.backbones import DEFAULT_BACKBONE, Backbone, WeightsError, backbone_spec
 from core.preprocess import Preprocess
-from infra.files import sha256_file
+from infra.files import TMP_PREFIX, sha256_file, write_atomic
 from infra.runtime import threads as configured_threads
 
 RUNTIMES = ("onnx", "torch")
@@ -146,20 +146,6 @@ def cache_paths(home: Path, name: str, weights_sha: str) -> tuple[Path, Path]:
     return stem.with_suffix(".onnx"), stem.with_suffix(".json")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a private temp file + rename, so a reader sees the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def read_sidecar(sidecar: Path, weights_sha: str) -> dict | None:
     """The sidecar for these weights, or None when missing, unreadable or about other weights."""
     try:
@@ -254,7 +240,7 @@ def _export_locked(home: Path, bb: Backbone, weights: Path, sha: str, threads: i
         ready, _ = cached_export(home, bb.name, sha)
         if ready is None:
             # Temp files of an export that was killed: nobody else writes them while we hold the lock.
-            for stale in onnx_path.parent.glob(f".{onnx_path.stem}.*.tmp"):
+            for stale in onnx_path.parent.glob(f"{TMP_PREFIX}*-{onnx_path.stem}.*"):
                 stale.unlink(missing_ok=True)
             build_export(home, bb, weights, sha, threads)
     return onnx_path

@@ -76,7 +76,7 @@ def test_export_is_checked_and_described(exported):
     assert meta["opset"] == onnxrt.OPSET and meta["input"]["shape"] == ["batch", 3, 224, 224]
     assert meta["preprocess"] == json.loads(json.dumps(backbone_spec(LITE0).preprocess.to_dict()))
     assert meta["onnxruntime"] == "1.32.0" and meta["torch"].startswith("2.")
-    assert not list(cache.glob(".*.tmp"))
+    assert not list(cache.glob(".tmp-*"))
 
 
 def test_onnx_agrees_with_torch_on_demo_photos(cache):
@@ -190,11 +190,11 @@ def test_kill_during_export_leaves_nothing_that_is_read(cache, no_real_export):
     assert proc.stdout.readline().strip() == "writing"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    assert not target.exists() and list(cache.glob(".*.tmp"))          # only the killed writer's temp file
+    assert not target.exists() and list(cache.glob(".tmp-*"))          # only the killed writer's temp file
     assert onnxrt.cached_export(cache, LITE0, meta["weights_sha256"])[0] is None
     bb = onnxrt.load_onnx(cache, LITE0, threads=1)
     assert bb.runtime == "onnx" and sha256_file(target) == meta["onnx_sha256"]
-    assert not list(cache.glob(".*.tmp"))
+    assert not list(cache.glob(".tmp-*"))
 
 
 def test_preprocessing_matches_torchvision_transforms_v2():

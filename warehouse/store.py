@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 
+from infra import files
+from infra.files import TMP_PREFIX
 from infra.procs import pid_alive
 from warehouse.faults import crash_point
 
 ENV_HOME = "HASHTAG_HOME"
 IMAGES_DIR = "images"
-TMP_PREFIX = ".tmp-"  # half-written files of a killed writer carry this prefix; `check` removes them
 
 
 def resolve_home(home: str | Path | None = None) -> Path:
@@ -26,19 +26,7 @@ def image_relpath(sha256: str, ext: str) -> str:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write via a temp file and rename, so a killed process never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the writer's pid is in the name, so a later job can tell a dead writer's leftover from live work
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{os.getpid()}-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        crash_point("store:before-rename")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    files.write_atomic(path, data, before_rename=lambda: crash_point("store:before-rename"))
 
 
 def put_image(home: Path, sha256: str, ext: str, data: bytes) -> str:

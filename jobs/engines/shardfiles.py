@@ -7,7 +7,6 @@ moment leaves only whole shards for the next run to ingest.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from pathlib import Path
@@ -16,8 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from infra.files import TMP_PREFIX, atomic_target
+
 SHARDS_DIR = "shards/features"
-TMP_PREFIX = ".tmp-"
 STALE_TMP_S = 3600.0   # a half-written shard older than this belongs to a writer that is gone
 
 SHARD_SCHEMA = pa.schema([("image_id", pa.int64()), ("backbone", pa.string()), ("run_id", pa.int64()),
@@ -53,15 +53,8 @@ def write_shard(directory: Path, table: pa.Table, *, name_hint: str) -> Path:
     """Write `table` as a new shard in `directory` (temp name, then rename); returns its path."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{name_hint}-{uuid.uuid4().hex[:12]}.parquet"
-    tmp = directory / f"{TMP_PREFIX}{os.getpid()}-{final.name}"
-    try:
+    with atomic_target(final) as tmp:
         pq.write_table(table, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return final
 
 
