@@ -272,6 +272,7 @@ def test_evaluation_page(seeded):
         pytest.skip("no train/evaluate job in this build yet")
     comp = at.dataframe[0].value
     assert {"top1", "top5", "study top-1"} <= set(comp.columns)
+    assert set(comp["study top-1"]) <= {"19%", "77%", "32%", "not in the study"}     # never an empty "None"
     assert len(at.get("plotly_chart")) >= 2  # confusion heatmap and per-word bars (curves when stored)
     rows = q.model_comparison(seeded)
     held = [r for r in rows if r["scope"] != "all"] or rows

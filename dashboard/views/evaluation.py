@@ -119,6 +119,8 @@ if comp.empty:
 
 st.subheader("Model comparison")
 table = comp.merge(STUDY[["kind", "study top-1"]], on="kind", how="left")
+# a kind the study did not train (the linear probe, CLIP) says so instead of showing an empty cell as "None"
+table["study top-1"] = table["study top-1"].map(lambda v: f"{v:.0%}" if pd.notna(v) else "not in the study")
 for scope, title in SCOPE_TITLES.items():  # one table per scope, so nobody compares across them
     part = table[table["scope"] == scope]
     if part.empty:
@@ -127,7 +129,7 @@ for scope, title in SCOPE_TITLES.items():  # one table per scope, so nobody comp
     st.dataframe(part[["model_id", "name", "kind", "backbone", "n_words", "n_images", "top1", "top5", "study top-1"]],
                  hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="percent")
-                                for c in ("top1", "top5", "study top-1")})
+                                for c in ("top1", "top5")})
 st.caption("Study figures: 76 classes × 200 images, 80:20 split. Here: the words and images in this warehouse.")
 
 curves = _curves(H)
