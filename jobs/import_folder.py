@@ -70,14 +70,12 @@ def import_folder(home: Path, root: Path, *, add_words: bool = False, min_side: 
         seen = wh_images.seen_source_paths(home)
         stored = wh_images.stored_shas(home)
         batch: list[dict] = []
-        # the row of the file being stored right now: a signal can land after the file's rename
-        # and before its row joins `batch`; the final flush then still records a file that exists
-        inflight: dict = {}
 
         def flush():
-            if inflight and (home / inflight["path"]).is_file():
-                batch.append(inflight.copy())
-            inflight.clear()
+            # a row joins `batch` before its file is stored, so a signal can land between the two;
+            # only the newest row can lack its file, and it is dropped then (the re-run imports it)
+            if batch and batch[-1]["status"] == "ok" and not (home / batch[-1]["path"]).is_file():
+                batch.pop()
             if batch:
                 wh_images.add_image_rows(home, batch)
                 batch.clear()
@@ -85,15 +83,14 @@ def import_folder(home: Path, root: Path, *, add_words: bool = False, min_side: 
                 run.checkpoint()
 
         try:
-            _import_files(home, run, todo, seen, stored, batch, inflight, flush, origin=origin,
-                          min_side=min_side)
+            _import_files(home, run, todo, seen, stored, batch, flush, origin=origin, min_side=min_side)
         finally:
             flush()  # on Ctrl-C / SIGTERM too: stored files get their rows, nothing is left orphaned
         return {"run_id": run.run_id, **run.all_counts()}
 
 
-def _import_files(home: Path, run, todo, seen: set, stored: set, batch: list, inflight: dict, flush, *,
-                  origin: str, min_side: int) -> None:
+def _import_files(home: Path, run, todo, seen: set, stored: set, batch: list, flush, *, origin: str,
+                  min_side: int) -> None:
     """Check and store each file, adding its row to `batch` (written by `flush`)."""
     for word, path in run.progress(todo, desc="import"):
         src = str(path.resolve())
@@ -118,16 +115,13 @@ def _import_files(home: Path, run, todo, seen: set, stored: set, batch: list, in
                 run.count("duplicate")
                 run.count("skipped")
                 continue
-            ok_row = {**row, "sha256": info.sha256, "path": image_relpath(info.sha256, info.ext),
-                      "width": info.width, "height": info.height, "status": "ok"}
-            inflight.update(ok_row)
+            batch.append({**row, "sha256": info.sha256, "path": image_relpath(info.sha256, info.ext),
+                          "width": info.width, "height": info.height, "status": "ok"})
             put_image(home, info.sha256, info.ext, data)
             # killed here (kill -9), the file is in the store without its row: the re-run finds
             # the same bytes, keeps the file and adds the row (and `check` reports it meanwhile)
             run.crash_point("stored")
             stored.add(info.sha256)
-            batch.append(ok_row)
-            inflight.clear()
             run.count("done")
         if len(batch) >= BATCH:
             flush()

@@ -51,7 +51,6 @@ def shard_table(*, run_id: int, backbone: str, image_ids, vecs: np.ndarray, logi
 
 def write_shard(directory: Path, table: pa.Table, *, name_hint: str) -> Path:
     """Write `table` as a new shard in `directory` (temp name, then rename); returns its path."""
-    directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{name_hint}-{uuid.uuid4().hex[:12]}.parquet"
     with atomic_target(final) as tmp:
         pq.write_table(table, tmp)
