@@ -73,7 +73,8 @@ def end_to_end(template: Path, work: Path, bb, batch_size: int, workers: int) ->
 
 
 def stage_times(home: Path, bb, batch_size: int) -> dict:
-    """Milliseconds per image of each stage run alone, one thread (the forward pass at its own threads)."""
+    """Milliseconds per image of each stage run alone, one thread (the forward pass, which normalises the
+    pixels inside the network, at its own threads)."""
     paths = [image_file(home, im["path"]) for im in labelled_images(home)]
     prep = bb.preprocess
     t = {}
@@ -87,8 +88,8 @@ def stage_times(home: Path, bb, batch_size: int) -> dict:
     crops = [prep.crop_image(im) for im in imgs]
     t["resize+crop"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    arrays = [prep.normalise(c) for c in crops]
-    t["normalise"] = time.perf_counter() - t0
+    arrays = [np.array(c) for c in crops]
+    t["to pixels"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     outs = [bb.features_and_logits(np.stack(arrays[i:i + batch_size])) for i in range(0, len(arrays), batch_size)]
     t["forward"] = time.perf_counter() - t0
@@ -116,7 +117,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=job.DEFAULT_BATCH)
     ap.add_argument("--limit", type=int, default=0, help="photos per demo word (default 0: all 216)")
     ap.add_argument("--threads", type=int, default=available_cores(), help="forward-pass threads (default: all cores)")
-    ap.add_argument("--workers", type=int, default=1, help="decode threads of the features job (default 1)")
+    ap.add_argument("--workers", type=int, default=job.DECODE_THREADS,
+                    help=f"decode threads of the features job (default {job.DECODE_THREADS})")
     ap.add_argument("--repeats", type=int, default=3, help="alternating rounds; medians reported (default 3)")
     ap.add_argument("--sweep", default="", help="ONNX batch sizes to time as well, e.g. 1,8,16,32")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")

@@ -38,13 +38,26 @@ class Backbone:
     split: Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
     runtime: str = "torch"
 
-    def features_and_logits(self, batch) -> tuple[np.ndarray, np.ndarray]:
-        """(features, logits) for a (n, 3, h, w) batch (numpy array or tensor)."""
+    def features_and_logits(self, pixels) -> tuple[np.ndarray, np.ndarray]:
+        """(features, logits) for a (n, h, w, 3) uint8 batch of pixels (numpy array or tensor)."""
         import torch
         self.model.eval()
         with torch.inference_mode():
-            feats, logits = self.split(self.model, torch.as_tensor(batch))
+            feats, logits = self.split(self.model, network_input(self.preprocess, pixels))
         return feats.float().numpy(), logits.float().numpy()
+
+
+def network_input(prep: Preprocess, pixels) -> torch.Tensor:
+    """(n, h, w, 3) uint8 pixels as the network's normalised (n, 3, h, w) float input.
+
+    Written in torch, so the ONNX export carries the normalisation inside its graph.
+    """
+    import torch
+    x = torch.as_tensor(pixels).permute(0, 3, 1, 2).float()
+    if prep.bgr:
+        x = x.flip(1)
+    std = torch.tensor(prep.std).view(1, 3, 1, 1)
+    return x * (prep.scale / std) - torch.tensor(prep.mean).view(1, 3, 1, 1) / std
 
 
 def imagenet_classes() -> list[str]:

@@ -29,7 +29,7 @@ DEFAULT_PCA_COMPONENTS = 128
 class Batch:
     """One prepared batch: the positions (into the caller's item list) it holds, and their pixels."""
     indices: list[int]
-    array: np.ndarray | None                  # (n, 3, h, w) float32; None when every item failed
+    array: np.ndarray | None                  # (n, h, w, 3) uint8 pixels; None when every item failed
     failures: list[tuple[int, str]]           # (position, reason) for items that could not be read
 
 

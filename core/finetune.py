@@ -23,6 +23,8 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
+from core.backbones import load_backbone, network_input
+
 SUPPORTED = ("efficientnet_lite0", "resnet18")
 
 
@@ -181,7 +183,8 @@ def _pil(item: ImageSource) -> Image.Image:
 
 
 def preprocess_all(backbone, images: Sequence[ImageSource]) -> torch.Tensor:
-    return torch.from_numpy(np.stack([backbone.preprocess(_pil(im)) for im in images]))
+    """The network's normalised (n, 3, h, w) input for `images`."""
+    return network_input(backbone.preprocess, np.stack([backbone.preprocess(_pil(im)) for im in images]))
 
 
 @torch.inference_mode()
@@ -236,7 +239,6 @@ class FinetuneModel:
     def load(cls, path: Path | str, config: FinetuneConfig | dict, classes: list[str],
              backbone=None) -> FinetuneModel:
         """Rebuild from the stored config + artifact: a fresh pretrained backbone with the trained tail and head."""
-        from core.backbones import load_backbone
         cfg = config if isinstance(config, FinetuneConfig) else FinetuneConfig(**config)
         backbone = copy.deepcopy(backbone) if backbone is not None else load_backbone(cfg.backbone, cfg.weights)
         net = FinetuneNet(backbone, cfg, len(classes))

@@ -1,8 +1,11 @@
 """CNN input preparation in Pillow and numpy only (no torch), so ONNX inference runs without torch.
 
-Resize and centre crop follow torchvision.transforms.v2 exactly (Resize(short side,
-bilinear) then CenterCrop); tests/test_onnx.py checks the pixels against v2 itself.
-The normalisation per backbone is `(pixel * scale - mean) / std` on 0-255 values.
+A photo becomes the network's *pixels*: a (crop, crop, 3) uint8 RGB array, the short
+side resized to `resize` (bilinear) and the centre square cut, as torchvision.transforms.v2
+Resize + CenterCrop do; tests/test_onnx.py checks them against v2 itself. Turning pixels
+into the network's normalised float input, `(pixel * scale - mean) / std`, happens inside
+each backbone (core.backbones.network_input), and so inside the exported ONNX graph, where
+ONNX Runtime does it in its own threads.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ from PIL import Image
 
 @dataclass(frozen=True)
 class Preprocess:
-    """One backbone's input: short side resized to `resize`, `crop` square from the centre, normalised."""
+    """One backbone's input: short side resized to `resize`, the `crop` square from the centre, and
+    how the network normalises those pixels."""
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     scale: float = 1.0                # applied to 0-255 pixels before the mean is subtracted
@@ -23,33 +27,28 @@ class Preprocess:
     crop: int = 224
 
     def __call__(self, img: Image.Image) -> np.ndarray:
-        """A (3, crop, crop) float32 array for one photo."""
-        return self.normalise(self.crop_image(img))
-
-    def normalise(self, crop: Image.Image) -> np.ndarray:
-        """The cropped RGB photo as a normalised (3, h, w) float32 array (one copy, then in place)."""
-        x = np.asarray(crop)
-        if self.bgr:
-            x = x[..., ::-1]
-        x = np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
-        std = np.asarray(self.std, np.float32).reshape(3, 1, 1)
-        x *= np.float32(self.scale) / std
-        x -= np.asarray(self.mean, np.float32).reshape(3, 1, 1) / std
-        return x
+        """The network's pixels for one photo: a (crop, crop, 3) uint8 RGB array."""
+        return np.array(self.crop_image(img))
 
     def crop_image(self, img: Image.Image) -> Image.Image:
-        """torchvision's Resize(resize) + CenterCrop(crop) on an RGB photo."""
+        """torchvision's Resize(resize) + CenterCrop(crop) on an RGB photo, in one Pillow resampling pass.
+
+        Resampling only the box that lands in the crop, at the full resize's scale, costs
+        about 60 % of resizing the whole photo and then cropping; values match that within
+        1 of 255 (integer rounding in Pillow's filter), on under 1 % of them.
+        """
         if img.mode != "RGB":
             img = img.convert("RGB")
         w, h = img.size
         short, long = (w, h) if w <= h else (h, w)
         new_long = int(self.resize * long / short)          # v2 truncates the long side
-        size = (self.resize, new_long) if w <= h else (new_long, self.resize)
-        if size != (w, h):
-            img = img.resize(size, Image.Resampling.BILINEAR)
-        w, h = img.size
-        left, top = int(round((w - self.crop) / 2.0)), int(round((h - self.crop) / 2.0))
-        return img.crop((left, top, left + self.crop, top + self.crop))
+        nw, nh = (self.resize, new_long) if w <= h else (new_long, self.resize)
+        left, top = int(round((nw - self.crop) / 2.0)), int(round((nh - self.crop) / 2.0))
+        if (nw, nh) == (w, h):
+            return img.crop((left, top, left + self.crop, top + self.crop))
+        sx, sy = w / nw, h / nh
+        box = (left * sx, top * sy, (left + self.crop) * sx, (top + self.crop) * sy)
+        return img.resize((self.crop, self.crop), Image.Resampling.BILINEAR, box=box)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,4 +60,3 @@ TF_INPUT = Preprocess(mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0))
 IMAGENET_INPUT = Preprocess(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), scale=1 / 255)
 # Caffe-trained SqueezeNet: 0-255 BGR with the channel means subtracted.
 CAFFE_INPUT = Preprocess(mean=(104.0, 117.0, 123.0), std=(1.0, 1.0, 1.0), bgr=True)
-

@@ -35,7 +35,7 @@ OPSET = 17
 TOLERANCE = 1e-3                 # max abs difference allowed between torch and ONNX outputs
 CHECK_BATCH = 2
 CHECK_SEED = 0
-SIDECAR_VERSION = 1              # bump when the exported graph changes (e.g. another feature layer)
+SIDECAR_VERSION = 2              # bump when the exported graph changes (2: uint8 pixels in, normalised inside)
 
 
 class OnnxUnavailable(RuntimeError):
@@ -72,23 +72,24 @@ class OnnxBackbone:
     session: object
     runtime: str = "onnx"
 
-    def features_and_logits(self, batch) -> tuple[np.ndarray, np.ndarray]:
-        x = np.ascontiguousarray(batch, dtype=np.float32)
+    def features_and_logits(self, pixels) -> tuple[np.ndarray, np.ndarray]:
+        """(features, logits) for a (n, h, w, 3) uint8 batch of pixels."""
+        x = np.ascontiguousarray(pixels, dtype=np.uint8)
         feats, logits = self.session.run(["features", "logits"], {"input": x})
         return feats, logits
 
 
 # --------------------------------------------------------------------------- export and check
 
-def export_bytes(module, input_shape: tuple[int, ...], output_names: list[str]) -> bytes:
-    """`module` (torch, eval mode) as ONNX bytes with a dynamic batch axis."""
+def export_bytes(module, example, output_names: list[str]) -> bytes:
+    """`module` (torch, eval mode) as ONNX bytes with a dynamic batch axis, traced on `example`."""
     import torch
     axes = {name: {0: "batch"} for name in ["input", *output_names]}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         # The legacy exporter (the one that handles these models) is deprecated and chatty.
         warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), (torch.zeros(1, *input_shape[1:]),), buf, input_names=["input"],
+        torch.onnx.export(module.eval(), (torch.from_numpy(example),), buf, input_names=["input"],
                           output_names=output_names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     return buf.getvalue()
 
@@ -96,20 +97,22 @@ def export_bytes(module, input_shape: tuple[int, ...], output_names: list[str]) 
 def _backbone_module(bb: Backbone):
     import torch
 
+    from core.backbones import network_input
+
     class FeaturesAndLogits(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.net = bb.model
 
-        def forward(self, x):
-            return bb.split(self.net, x)
+        def forward(self, pixels):
+            return bb.split(self.net, network_input(bb.preprocess, pixels))
 
     return FeaturesAndLogits()
 
 
 def check_input(crop: int) -> np.ndarray:
-    """The fixed input both runtimes must agree on: seeded normal noise at the network's scale."""
-    return np.random.default_rng(CHECK_SEED).normal(size=(CHECK_BATCH, 3, crop, crop)).astype(np.float32)
+    """The fixed input both runtimes must agree on: seeded uniform noise pixels."""
+    return np.random.default_rng(CHECK_SEED).integers(0, 256, (CHECK_BATCH, crop, crop, 3), dtype=np.uint8)
 
 
 def compare(expected: list[np.ndarray], got: list[np.ndarray], names: list[str]) -> dict:
@@ -118,15 +121,15 @@ def compare(expected: list[np.ndarray], got: list[np.ndarray], names: list[str])
              for n, e, g in zip(names, expected, got)}
     ok = all(np.isfinite(d) and d <= TOLERANCE for d in diffs.values())
     return {"ok": bool(ok), "max_abs_diff": diffs, "tolerance": TOLERANCE,
-            "input": f"normal noise {CHECK_BATCH}x3xHxW, seed {CHECK_SEED}"}
+            "input": f"uniform noise pixels {CHECK_BATCH}xHxWx3, seed {CHECK_SEED}"}
 
 
 def export_and_check(bb: Backbone, threads: int | None = None) -> tuple[bytes, dict]:
     """(ONNX bytes, check result) for a torch backbone; raises OnnxUnavailable when export fails."""
     crop = bb.preprocess.crop
     try:
-        data = export_bytes(_backbone_module(bb), (1, 3, crop, crop), ["features", "logits"])
         x = check_input(crop)
+        data = export_bytes(_backbone_module(bb), x[:1], ["features", "logits"])
         got = make_session(data, threads).run(["features", "logits"], {"input": x})
     except Exception as exc:
         raise OnnxUnavailable(f"export failed ({type(exc).__name__}: {str(exc)[:200]})") from None
@@ -182,8 +185,8 @@ def build_export(home: Path, bb: Backbone, weights: Path, weights_sha: str, thre
     data, check = export_and_check(bb, threads)
     meta = {"version": SIDECAR_VERSION, "backbone": bb.name, "weights": str(weights), "weights_sha256": weights_sha,
             "onnx_file": onnx_path.name, "onnx_sha256": hashlib.sha256(data).hexdigest(), "opset": OPSET,
-            "input": {"name": "input", "shape": ["batch", 3, bb.preprocess.crop, bb.preprocess.crop],
-                      "dtype": "float32"},
+            "input": {"name": "input", "shape": ["batch", bb.preprocess.crop, bb.preprocess.crop, 3],
+                      "dtype": "uint8", "normalised": "inside the graph"},
             "outputs": {"features": bb.feature_dim, "logits": 1000}, "preprocess": bb.preprocess.to_dict(),
             **_versions(), "check": check, "export_seconds": round(time.perf_counter() - t0, 2),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -1,6 +1,7 @@
 """`features`: penultimate-layer CNN features for every stored image, then PCA-128 projections."""
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from warehouse.store import image_file
 
 WRITE_EVERY = 256  # rows per warehouse transaction: each costs ~0.3 s fixed (open, commit, checkpoint)
 DEFAULT_BATCH = 16
+DECODE_THREADS = 2  # local engine: decoding threads beside the forward pass (2 measured best on 2 cores)
 
 
 def pca_artifact(run_id: int) -> str:
@@ -44,11 +46,17 @@ def fit_and_store_pca(home: Path, run, backbone: str, *, n_components: int = DEF
 
 
 class _Pending:
-    """Rows waiting for the next warehouse write: written every WRITE_EVERY images, in one transaction."""
+    """Rows waiting for the warehouse, written every WRITE_EVERY images in one transaction.
+
+    The write runs in a background thread (at most one in flight), so the forward pass
+    never waits on DuckDB; a failed write raises in the job's thread at the next flush.
+    """
 
     def __init__(self, home: Path, run, backbone, todo: list[dict]):
         self.home, self.run, self.backbone, self.todo = home, run, backbone, todo
         self.ids, self.vecs, self.logits, self.failures = [], [], [], []
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="features-writer")
+        self._in_flight: Future | None = None
 
     def add(self, positions, feats, logits, failures) -> None:
         self.ids.extend(self.todo[p]["image_id"] for p in positions)
@@ -62,44 +70,65 @@ class _Pending:
         if len(self.ids) + len(self.failures) >= WRITE_EVERY:
             self.flush()
 
-    def flush(self) -> None:
-        if not (self.ids or self.failures):
-            return
-        dim = self.backbone.feature_dim
-        vecs = np.concatenate(self.vecs) if self.vecs else np.zeros((0, dim))
-        logits = np.concatenate(self.logits) if self.logits else np.zeros((0, 1000))
-        wh.write_features(self.home, self.run.run_id, self.backbone.name, self.ids, vecs, logits, self.failures)
-        self.ids, self.vecs, self.logits, self.failures = [], [], [], []
-        self.run.checkpoint()
+    def flush(self, *, wait: bool = False) -> None:
+        """Start writing the rows held so far (after the previous write has landed)."""
+        self._settle()
+        if self.ids or self.failures:
+            dim = self.backbone.feature_dim
+            vecs = np.concatenate(self.vecs) if self.vecs else np.zeros((0, dim))
+            logits = np.concatenate(self.logits) if self.logits else np.zeros((0, 1000))
+            self._in_flight = self._writer.submit(wh.write_features, self.home, self.run.run_id, self.backbone.name,
+                                                  self.ids, vecs, logits, self.failures)
+            self.ids, self.vecs, self.logits, self.failures = [], [], [], []
+        if wait:
+            self._settle()
+
+    def close(self) -> None:
+        """Write everything held and wait for it: a stopped run keeps every image it finished."""
+        try:
+            self.flush(wait=True)
+        finally:
+            self._writer.shutdown()
+
+    def _settle(self) -> None:
+        if self._in_flight is not None:
+            written, self._in_flight = self._in_flight, None
+            written.result()
+            self.run.checkpoint()
 
 
 def extract_and_store(home: Path, run, model, todo: list[dict], *, batch_size: int = DEFAULT_BATCH,
-                      workers: int = 1) -> None:
+                      workers: int = DECODE_THREADS) -> None:
     """The job's core: read, decode, resize and forward (pipelined), then write rows in batches."""
     paths = [image_file(home, im["path"]) for im in todo]
     pending = _Pending(home, run, model, todo)
     bar = run.progress(total=len(todo), desc=f"features {model.name} ({model.runtime})")
-    for positions, feats, logits, failures in extract(paths, model, batch_size=batch_size, workers=workers,
-                                                      progress=bar.update):
-        pending.add(positions, feats, logits, failures)
-    pending.flush()
+    try:
+        for positions, feats, logits, failures in extract(paths, model, batch_size=batch_size, workers=workers,
+                                                          progress=bar.update):
+            pending.add(positions, feats, logits, failures)
+    finally:
+        pending.close()
     bar.close()
 
 
 def compute_features(home: Path, *, backbone: str = DEFAULT_BACKBONE, weights: Path | str | None = None,
-                     batch_size: int = DEFAULT_BATCH, workers: int = 1, threads: int | None = None,
+                     batch_size: int = DEFAULT_BATCH, workers: int | None = None, threads: int | None = None,
                      retry_failed: bool = False, pca_components: int = DEFAULT_PCA_COMPONENTS,
                      runtime: str = DEFAULT_RUNTIME, engine: str = "local", address: str | None = None) -> dict:
     """Features for every stored image not yet done for `backbone`, then PCA if anything changed.
 
     Resumable: rows are written every WRITE_EVERY images, and a re-run only does
     images without a row (and, with `retry_failed`, those that failed before).
-    `engine="ray"` computes them on a Ray cluster (jobs/engines/ray_features.py).
+    `engine="ray"` computes them on a Ray cluster (jobs/engines/ray_features.py). `workers`: decoding
+    threads (local, default DECODE_THREADS) or model workers (ray, default 1).
     """
     if backbone not in available_backbones():
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(available_backbones())}")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers is None:
+        workers = 1 if engine == "ray" else DECODE_THREADS
     check_engine(engine, workers)
     ensure_ready(home)
     config = {"backbone": backbone, "weights": str(weights) if weights else None, "batch_size": batch_size,
@@ -156,9 +185,9 @@ def register(sub) -> None:
     p.add_argument("--weights", type=Path, help="weights file for the backbone (a torchvision state dict)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
                    help=f"images per forward pass (default {DEFAULT_BATCH}, chosen by benchmarks/features.py)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="local: decoding threads beside the forward pass (default 1: on 2 cores a second one "
-                        "slows it); ray: model workers, each loading the model once")
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"local: decoding threads beside the forward pass (default {DECODE_THREADS}, chosen by "
+                        "benchmarks/features.py); ray: model workers, each loading the model once (default 1)")
     p.add_argument("--threads", type=int, help="CPU threads for the forward pass (local default: all cores; "
                                               "ray: per worker, default 1)")
     add_runtime_arg(p)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.backbones import WeightsError, imagenet_classes, load_backbone
+from core.backbones import WeightsError, imagenet_classes, load_backbone, network_input
 
 CATS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
 
@@ -38,14 +38,15 @@ def test_torchvision_backbone_loads_a_state_dict_file(tmp_path, name, dim):
     path = tmp_path / f"{name}.pth"
     torch.save(ref.state_dict(), path)
     bb = load_backbone(name, weights=path)
-    x = torch.randn(2, 3, 224, 224)
-    feats, logits = bb.features_and_logits(x)
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    feats, logits = bb.features_and_logits(pixels)
     assert feats.shape == (2, dim)
     with torch.inference_mode():
-        expected = ref(x).numpy()
+        expected = ref(network_input(bb.preprocess, pixels)).numpy()
     # The feature/logit split must reproduce the network's own forward pass.
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
-    assert bb.preprocess(_chelsea()).shape == (3, 224, 224)
+    prepared = bb.preprocess(_chelsea())
+    assert prepared.shape == (224, 224, 3) and prepared.dtype == np.uint8
 
 
 def test_torchvision_cache_is_used_without_weights(tmp_path, monkeypatch):

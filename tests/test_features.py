@@ -56,7 +56,7 @@ def test_batches_keep_order_and_report_unreadable_files(demo_home, tmp_path):
     assert [b.indices for b in batches] == [[0, 1, 3], [4, 5]]
     assert batches[0].failures and batches[0].failures[0][0] == 2
     assert "not an image" in batches[0].failures[0][1]
-    assert batches[0].array.shape == (3, 3, 224, 224)
+    assert batches[0].array.shape == (3, 224, 224, 3) and batches[0].array.dtype == np.uint8
     with pytest.raises(ValueError, match="batch_size"):
         next(iter_batches(paths, bb.preprocess, batch_size=0))
 
