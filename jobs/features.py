@@ -50,14 +50,16 @@ class _Pending:
     """Rows waiting for the warehouse, written every WRITE_EVERY images in one transaction.
 
     The write runs in a background thread (at most one in flight), so the forward pass
-    never waits on DuckDB; a failed write raises in the job's thread at the next flush.
+    never waits on DuckDB. Images count as done once their write has landed; a failed
+    write raises in the job's thread at the next flush, and nothing is written after it.
     """
 
     def __init__(self, home: Path, run, backbone, todo: list[dict]):
         self.home, self.run, self.backbone, self.todo = home, run, backbone, todo
         self.ids, self.vecs, self.logits, self.failures = [], [], [], []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="features-writer")
-        self._in_flight: Future | None = None
+        self._in_flight: tuple[Future, int, int] | None = None     # (the write, images done, images failed)
+        self._broken = False
 
     def add(self, positions, feats, logits, failures) -> None:
         self.ids.extend(self.todo[p]["image_id"] for p in positions)
@@ -66,20 +68,19 @@ class _Pending:
         for p, reason in failures:
             self.failures.append((self.todo[p]["image_id"], reason))
             self.run.log(f"failed image {self.todo[p]['image_id']} ({self.todo[p]['path']}): {reason}")
-        self.run.count("done", len(positions))
-        self.run.count("failed", len(failures))
         if len(self.ids) + len(self.failures) >= WRITE_EVERY:
             self.flush()
 
     def flush(self, *, wait: bool = False) -> None:
         """Start writing the rows held so far (after the previous write has landed)."""
         self._settle()
-        if self.ids or self.failures:
+        if (self.ids or self.failures) and not self._broken:
             dim = self.backbone.feature_dim
             vecs = np.concatenate(self.vecs) if self.vecs else np.zeros((0, dim))
             logits = np.concatenate(self.logits) if self.logits else np.zeros((0, 1000))
-            self._in_flight = self._writer.submit(wh.write_features, self.home, self.run.run_id, self.backbone.name,
-                                                  self.ids, vecs, logits, self.failures)
+            write = self._writer.submit(wh.write_features, self.home, self.run.run_id, self.backbone.name,
+                                        self.ids, vecs, logits, self.failures)
+            self._in_flight = (write, len(self.ids), len(self.failures))
             self.ids, self.vecs, self.logits, self.failures = [], [], [], []
         if wait:
             self._settle()
@@ -92,10 +93,17 @@ class _Pending:
             self._writer.shutdown()
 
     def _settle(self) -> None:
-        if self._in_flight is not None:
-            written, self._in_flight = self._in_flight, None
-            written.result()
-            self.run.checkpoint()
+        if self._in_flight is None:
+            return
+        (write, done, failed), self._in_flight = self._in_flight, None
+        try:
+            write.result()
+        except BaseException:
+            self._broken = True
+            raise
+        self.run.count("done", done)
+        self.run.count("failed", failed)
+        self.run.checkpoint()
 
 
 def extract_and_store(home: Path, run, model, todo: list[dict], *, batch_size: int = DEFAULT_BATCH,

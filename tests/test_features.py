@@ -116,3 +116,51 @@ def test_cli_reports_bad_weights(demo_home, tmp_path, capsys):
     assert "not a PyTorch weights file" in capsys.readouterr().err
     with duckdb.connect(str(demo_home / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT status FROM runs WHERE kind = 'features'").fetchall() == [("failed",)]
+
+
+def test_a_failed_warehouse_write_fails_the_run_and_keeps_the_rows_before_it(demo_home, monkeypatch):
+    """Writes run in a background thread; an error there still ends the job, in the job's own thread."""
+    import jobs.features as jf
+    from warehouse import runs
+    monkeypatch.setattr(jf, "WRITE_EVERY", 8)
+    real, calls = wh.write_features, []
+
+    def write_features(*args, **kwargs):
+        calls.append(len(args[3]))
+        if len(calls) == 2:
+            raise duckdb.IOException("IO Error: No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(wh, "write_features", write_features)
+    with pytest.raises(duckdb.IOException, match="No space left"):
+        compute_features(demo_home, batch_size=8, threads=1)
+    assert len(_feature_rows(demo_home)) == 8                       # the first write landed, nothing after
+    assert runs.recent_runs(demo_home, 1, kind="features")[0]["status"] == "failed"
+    monkeypatch.setattr(wh, "write_features", real)
+    again = compute_features(demo_home, batch_size=8, threads=1)
+    assert again["done"] == len(labelled_images(demo_home)) - 8 and again["skipped"] == 8
+
+
+def test_an_interrupted_features_job_keeps_every_image_it_finished(demo_home, monkeypatch):
+    """Ctrl-C (or SIGTERM) between batches: the rows held for the next write are written first."""
+    import core.features as cf
+    import jobs.features as jf
+    from warehouse import runs
+    monkeypatch.setattr(jf, "WRITE_EVERY", 1000)                  # nothing written before the interrupt
+    real, batches = cf.run_batch, []
+
+    def run_batch(backbone, batch):
+        batches.append(batch)
+        if len(batches) == 3:
+            raise KeyboardInterrupt
+        return real(backbone, batch)
+
+    monkeypatch.setattr(cf, "run_batch", run_batch)
+    with pytest.raises(KeyboardInterrupt):
+        compute_features(demo_home, batch_size=8, threads=1)
+    last = runs.recent_runs(demo_home, 1, kind="features")[0]
+    assert last["status"] == "interrupted"
+    assert len(_feature_rows(demo_home)) == 16 == last["counts"]["done"]   # two whole batches, as counted
+    monkeypatch.setattr(cf, "run_batch", real)
+    again = compute_features(demo_home, batch_size=8, threads=1)
+    assert again["done"] == len(labelled_images(demo_home)) - 16
