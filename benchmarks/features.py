@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbone", default=DEFAULT_BACKBONE)
     ap.add_argument("--batch-size", type=int, default=job.DEFAULT_BATCH)
-    ap.add_argument("--limit", type=int, default=0, help="photos per demo word (default 0: all 216)")
+    ap.add_argument("--limit", type=int, default=0, help="photos per demo word (default 0: all of them)")
     ap.add_argument("--threads", type=int, default=available_cores(), help="forward-pass threads (default: all cores)")
     ap.add_argument("--workers", type=int, default=job.DECODE_THREADS,
                     help=f"decode threads of the features job (default {job.DECODE_THREADS})")

@@ -1,6 +1,6 @@
 """Scaling out: the features job locally and on Ray, on the same photos, in one run.
 
-    python benchmarks/scale.py [--limit 64] [--batch-size 8] [--repeats 1] [--no-two-node]
+    python benchmarks/scale.py [--photos DIR] [--limit 0] [--batch-size 16] [--repeats 3] [--no-two-node]
 
 Rows (images/s = photos / job wall time, model loading and the driver's PCA included):
 local job with 1 thread (the same CPU budget as one Ray worker) and with the job's
@@ -25,19 +25,26 @@ import time
 from pathlib import Path
 
 from jobs.engines.cluster import init_options
-from jobs.features import compute_features
+from jobs.features import DEFAULT_BATCH, compute_features
 from jobs.import_folder import import_folder
+from warehouse.images import labelled_images
 
 ROOT = Path(__file__).resolve().parent.parent
 
 DEMO = ROOT / "datasets" / "demo" / "photos"
 RAY_BIN = Path(sys.executable).with_name("ray")
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
-def photo_home(base: Path, limit: int) -> Path:
-    """A warehouse holding the first `limit` demo photos (spread over the words)."""
+def photo_home(base: Path, limit: int, source: Path = DEMO) -> Path:
+    """A warehouse holding the first `limit` photos (0: all) of `source` (one folder per word), spread over
+    the words."""
     tree = base / "tree"
-    photos = sorted(DEMO.rglob("*.jpg"), key=lambda p: (p.name, p.parent.name))[:limit]
+    photos = sorted((p for p in source.glob("*/*") if p.suffix.lower() in PHOTO_SUFFIXES),
+                    key=lambda p: (p.name, p.parent.name))
+    photos = photos[:limit] if limit else photos
+    if not photos:
+        raise SystemExit(f"no photos in {source}/<word>/ ({', '.join(sorted(PHOTO_SUFFIXES))})")
     for p in photos:
         (tree / p.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy(p, tree / p.parent.name / p.name)
@@ -107,9 +114,12 @@ def stop_nodes(procs: list[subprocess.Popen]) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--limit", type=int, default=64, help="photos to use (default 64)")
-    ap.add_argument("--batch-size", type=int, default=8, help="images per batch and per shard (default 8)")
-    ap.add_argument("--repeats", type=int, default=1, help="alternating rounds; medians are reported (default 1)")
+    ap.add_argument("--photos", type=Path, default=DEMO,
+                    help="a folder with one sub-folder of photos per word (default: the bundled demo photos)")
+    ap.add_argument("--limit", type=int, default=0, help="photos to use (default 0: all)")
+    ap.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
+                    help=f"images per batch and per shard (default {DEFAULT_BATCH}, as the features job)")
+    ap.add_argument("--repeats", type=int, default=3, help="alternating rounds; medians are reported (default 3)")
     ap.add_argument("--no-two-node", action="store_true", help="skip the two-node cluster")
     args = ap.parse_args(argv)
     import ray
@@ -120,7 +130,8 @@ def main(argv=None) -> int:
         # One ONNX cache for every job (and, inherited, every Ray worker): the warm-up exports the model
         # once, as a user's first job does; timed jobs load it, as every later job does.
         os.environ["HASHTAG_ONNX_CACHE"] = str(tmp / "onnx-cache")
-        template = photo_home(tmp, args.limit)
+        template = photo_home(tmp, args.limit, args.photos)
+        photos = len(labelled_images(template))
         job = {"batch_size": args.batch_size}
         runs = {"local job, 1 thread": {"threads": 1},
                 "local job, default threads": {},
@@ -148,7 +159,7 @@ def main(argv=None) -> int:
     med = {k: statistics.median(r[0] for r in v) for k, v in rates.items()}
     steady = {k: statistics.median(r[1] for r in v) for k, v in rates.items()}
     first = {k: statistics.median(r[2] for r in v) for k, v in rates.items()}
-    print(f"\n{args.limit} photos, batch {args.batch_size}, efficientnet_lite0, {os.cpu_count()} CPUs, "
+    print(f"\n{photos} photos, batch {args.batch_size}, efficientnet_lite0, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}, median of {args.repeats} round(s)\n")
     print(f"| {'job':<42} | images/s (whole job) | images/s (after first shard) | s to first shard |")
     print(f"|{'-' * 44}|----------------------|------------------------------|------------------|")
