@@ -58,6 +58,11 @@ def thumb(h: str, sha256: str, relpath: str, size: int = THUMB_SIZE) -> str | No
     return str(p) if p else None
 
 
+def n_images(n: int) -> str:
+    """'1 image', '3 images'."""
+    return f"{n} image" if n == 1 else f"{n} images"
+
+
 def fmt_score(score) -> str:
     return "no score" if score is None else f"{score:.2f}"
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from dashboard.common import n_images
 from tests.conftest import ROOT
 from tests.dashboard_seed import build_seeded, copy_home
 from warehouse import curation
@@ -208,7 +209,7 @@ def test_evaluation_cell_click_shows_its_images(served, page):
     box = heat.bounding_box()
     i, j, n = labels.index(true), labels.index(pred), len(labels)
     page.mouse.click(box["x"] + (j + 0.5) * box["width"] / n, box["y"] + (i + 0.5) * box["height"] / n)
-    page.get_by_text(f"{counts[(true, pred)]} images: true {true}, predicted {pred}").wait_for(timeout=60_000)
+    page.get_by_text(f"{n_images(counts[(true, pred)])}: true {true}, predicted {pred}").wait_for(timeout=60_000)
     settle(page)
     shown = page.locator(".st-key-eval_cell_grid .cell")
     assert shown.count() == counts[(true, pred)]

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.maps import to_2d
-from dashboard.common import empty_state, home, thumb
+from dashboard.common import empty_state, home, n_images, thumb
 from dashboard.image_panel import act, open_in_review, relabel_targets
 from warehouse import dashboard_queries as q
 
@@ -61,7 +61,7 @@ if chosen:
     df = df[df["word"].isin(chosen)]
 if only_flagged:
     df = df[df["flagged"]]
-st.caption(f"{len(df)} images · {pts['backbone'] or 'features'} (run {pts['run_id']})"
+st.caption(f"{n_images(len(df))} · {pts['backbone'] or 'features'} (run {pts['run_id']})"
            + (f" · t-SNE on a sample of {TSNE_MAX}" if method == "tsne" and len(pts["image_ids"]) > TSNE_MAX else "")
            + " · flagged outliers have a black ring · drag a box or lasso to see the images")
 

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.metrics import SCOPE_TITLES, STUDY_TOP1
-from dashboard.common import empty_state, home, thumb
+from dashboard.common import empty_state, home, n_images, thumb
 from dashboard.curve_chart import render_curve
 from dashboard.image_panel import image_panel, open_in_review
 from dashboard.review_grid import data_uri, review_grid
@@ -177,7 +177,7 @@ with left:
         tw = c1.selectbox("True word", labels, key="cell_true")
         pw = c2.selectbox("Predicted word", labels, key="cell_pred")
         n = int(mat.loc[tw, pw]) if tw in mat.index and pw in mat.columns else 0
-        st.caption(f"{n} images: true {tw}, predicted {pw} · click an image to open it, ↗ to open it in Review")
+        st.caption(f"{n_images(n)}: true {tw}, predicted {pw} · click an image to open it, ↗ to open it in Review")
         _grid(_examples(H, run_id, model_id, scope, tw, pw, False), "eval_cell_grid")
 with right:
     st.markdown("**Per-word precision and recall**")

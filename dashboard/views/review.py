@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from core.review_order import group_duplicates, page_bounds
-from dashboard.common import empty_state, fmt_score, home, thumb, word_status
+from dashboard.common import empty_state, fmt_score, home, n_images, thumb, word_status
 from dashboard.image_panel import image_panel, relabel_targets
 from dashboard.review_grid import data_uri, review_grid
 from warehouse import curation
@@ -273,7 +273,7 @@ def _toolbar(v: dict) -> None:
     bar.button("Next", shortcut="N", key="kb_next", on_click=_move, args=(1,), icon=":material/arrow_forward:",
                disabled=last)
     bar.button("Undo last", shortcut="U", key="kb_undo", on_click=_undo, icon=":material/undo:")
-    st.caption(f"{len(v['items'])} images · page {v['page']} of {v['n_pages']} · flagged first, then by outlier "
+    st.caption(f"{n_images(len(v['items']))} · page {v['page']} of {v['n_pages']} · flagged first, then by outlier "
                "score (higher = more unusual for this word); near-duplicates are shown next to each other. "
                "Keys: K keep · X reject · N next · B back · U undo · click an image to open it large.")
 
