@@ -26,28 +26,30 @@ from pathlib import Path
 
 from jobs.engines.cluster import init_options
 from jobs.features import DEFAULT_BATCH, compute_features
-from jobs.import_folder import import_folder
+from jobs.import_folder import import_folder, scan_folder
 from warehouse.images import labelled_images
 
 ROOT = Path(__file__).resolve().parent.parent
 
 DEMO = ROOT / "datasets" / "demo" / "photos"
 RAY_BIN = Path(sys.executable).with_name("ray")
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
 def photo_home(base: Path, limit: int, source: Path = DEMO) -> Path:
-    """A warehouse holding the first `limit` photos (0: all) of `source` (one folder per word), spread over
-    the words."""
-    tree = base / "tree"
-    photos = sorted((p for p in source.glob("*/*") if p.suffix.lower() in PHOTO_SUFFIXES),
-                    key=lambda p: (p.name, p.parent.name))
+    """A warehouse holding the first `limit` photos (0: all) of `source` (one folder per word, read as
+    import-folder reads it), spread over the words."""
+    if not source.is_dir():
+        raise SystemExit(f"{source} is not a folder")
+    by_word, _ = scan_folder(source)
+    photos = sorted((f for files in by_word.values() for f in files), key=lambda p: (p.name, p.parent.name))
     photos = photos[:limit] if limit else photos
     if not photos:
-        raise SystemExit(f"no photos in {source}/<word>/ ({', '.join(sorted(PHOTO_SUFFIXES))})")
+        raise SystemExit(f"no files in {source}/<word>/")
+    tree = base / "tree"
     for p in photos:
-        (tree / p.parent.name).mkdir(parents=True, exist_ok=True)
-        shutil.copy(p, tree / p.parent.name / p.name)
+        target = tree / p.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, target)
     import_folder(base / "template", tree)
     return base / "template"
 

@@ -17,8 +17,8 @@ from warehouse import features as wh
 from warehouse.images import labelled_images
 from warehouse.store import image_file
 
-WRITE_EVERY = 256  # rows per warehouse transaction: ~0.1 s of CPU each (open 20 ms, insert 35 ms, the
-                   # checkpoint at close 75 ms, measured for 256 rows); rows written are kept if a run is killed
+WRITE_EVERY = 256  # rows per warehouse transaction: ~0.15 s of CPU each for 256 rows (open 20 ms, insert
+                   # 35 ms, the checkpoint at close 75 ms); rows written are kept if a run is killed
 DEFAULT_BATCH = 16
 DECODE_THREADS = 2  # local engine: decoding threads beside the forward pass (2 measured best on 2 cores)
 
