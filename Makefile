@@ -21,12 +21,10 @@ demo: pipeline dashboard
 
 ## The pipeline alone (for scripts and CI): import, features, outliers, models, evaluation.
 pipeline: venv
-	$(BIN)/python -m jobs demo
+	$(BIN)/hashtags demo
 
 dashboard: venv
-	@echo "Dashboard: open http://127.0.0.1:$(PORT) (Ctrl-C to stop)"
-	$(BIN)/streamlit run dashboard/app.py --server.address 127.0.0.1 --server.port $(PORT) \
-		--server.headless true --browser.gatherUsageStats false
+	$(BIN)/hashtags dashboard --port $(PORT)
 
 ## Chromium for the browser test (Debian's build; Playwright's own download does not work offline).
 browser:

@@ -80,8 +80,8 @@ def serve(images: list[bytes], latency: float) -> ThreadingHTTPServer:
 
 
 def run_once(workers: int, n: int) -> tuple[float, int]:
-    from jobs.common import ensure_ready
-    from jobs.scrape_images import ScrapeSettings, scrape_images
+    from hashtag_workbench.jobs.common import ensure_ready
+    from hashtag_workbench.jobs.scrape_images import ScrapeSettings, scrape_images
 
     home = Path(tempfile.mkdtemp(prefix="bench-download-"))
     try:
@@ -98,7 +98,7 @@ def run_once(workers: int, n: int) -> tuple[float, int]:
 
 def pool_only(workers: int, n: int, base: str) -> tuple[float, int]:
     """Just the worker pool: download + Pillow validation of n images, no warehouse."""
-    from jobs.scrape_images import DownloadPool, ScrapeSettings
+    from hashtag_workbench.jobs.scrape_images import DownloadPool, ScrapeSettings
 
     pool = DownloadPool(ScrapeSettings(workers=workers))
     try:

@@ -18,17 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from core.backbones import DEFAULT_BACKBONE
-from core.features import load_photo
-from core.images import decode_rgb
-from infra.onnxrt import load_for_runtime
-from infra.runtime import available_cores
-from jobs import features as job
-from jobs.import_folder import import_folder
-from jobs.runner import job_run
-from warehouse import features as wh
-from warehouse.images import labelled_images
-from warehouse.store import image_file
+from hashtag_workbench.core.backbones import DEFAULT_BACKBONE
+from hashtag_workbench.core.features import load_photo
+from hashtag_workbench.core.images import decode_rgb
+from hashtag_workbench.infra.onnxrt import load_for_runtime
+from hashtag_workbench.infra.runtime import available_cores
+from hashtag_workbench.jobs import features as job
+from hashtag_workbench.jobs.import_folder import import_folder
+from hashtag_workbench.jobs.runner import job_run
+from hashtag_workbench.warehouse import features as wh
+from hashtag_workbench.warehouse.images import labelled_images
+from hashtag_workbench.warehouse.store import image_file
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from core.backbones import load_backbone
-from core.finetune import FinetuneConfig, finetune
-from core.split import TRAIN, stratified_split
+from hashtag_workbench.core.backbones import load_backbone
+from hashtag_workbench.core.finetune import FinetuneConfig, finetune
+from hashtag_workbench.core.split import TRAIN, stratified_split
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,7 +21,7 @@ from pathlib import Path
 SIDE = """
     import json, sys, time
     from pathlib import Path
-    from warehouse.db import connect
+    from hashtag_workbench.warehouse.db import connect
     home, role = Path(sys.argv[1]), sys.argv[2]
     until, hold, gap = (float(a) for a in sys.argv[3:6])
     waits = []
@@ -41,7 +41,7 @@ SIDE = """
 
 
 def measure(seconds: float, hold: float, readers: int, gap: float) -> dict:
-    from warehouse.db import connect
+    from hashtag_workbench.warehouse.db import connect
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         with connect(home) as con:

@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.linalg import l2_rows
-from core.outliers import DETECTORS, out_of_sample_probs, precision_recall_f1
-from jobs.features import compute_features
-from jobs.import_folder import import_folder
-from jobs.outliers import find_outliers
-from warehouse import features as wh
-from warehouse.db import connect
+from hashtag_workbench.core.linalg import l2_rows
+from hashtag_workbench.core.outliers import DETECTORS, out_of_sample_probs, precision_recall_f1
+from hashtag_workbench.jobs.features import compute_features
+from hashtag_workbench.jobs.import_folder import import_folder
+from hashtag_workbench.jobs.outliers import find_outliers
+from hashtag_workbench.warehouse import features as wh
+from hashtag_workbench.warehouse.db import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,7 +20,6 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,13 +27,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.images import sha256_bytes
-from warehouse import dashboard_queries as q
-from warehouse import runs as wh_runs
-from warehouse.db import connect
-from warehouse.features import write_duplicate_groups, write_outlier_scores
-from warehouse.images import add_image_rows
-from warehouse.store import put_image
+from hashtag_workbench.core.images import sha256_bytes
+from hashtag_workbench.jobs.dashboard import streamlit_command
+from hashtag_workbench.warehouse import dashboard_queries as q
+from hashtag_workbench.warehouse import runs as wh_runs
+from hashtag_workbench.warehouse.db import connect
+from hashtag_workbench.warehouse.features import write_duplicate_groups, write_outlier_scores
+from hashtag_workbench.warehouse.images import add_image_rows
+from hashtag_workbench.warehouse.store import put_image
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,7 +98,7 @@ def time_query(home: Path, word: str, reps: int = 5) -> float:
 def time_apptest(home: Path, word: str, reps: int = 5) -> tuple[float, list[float], int]:
     from streamlit.testing.v1 import AppTest
     os.environ["HASHTAG_HOME"] = str(home)
-    at = AppTest.from_file(str(ROOT / "dashboard" / "views" / "review.py"), default_timeout=600)
+    at = AppTest.from_file(str(ROOT / "hashtag_workbench" / "dashboard" / "views" / "review.py"), default_timeout=600)
     at.session_state["review_word"] = word
     t = time.perf_counter()
     at.run()
@@ -189,9 +189,7 @@ def time_browser(home: Path, reps: int = 2) -> list[float] | None:
     from playwright.sync_api import sync_playwright
     port = _free_port()
     env = {**os.environ, "HASHTAG_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-                             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
+    proc = subprocess.Popen(streamlit_command(host="127.0.0.1", port=port), cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         with sync_playwright() as p:

@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from jobs.engines.cluster import init_options
-from jobs.features import DEFAULT_BATCH, compute_features
-from jobs.import_folder import import_folder, scan_folder
-from warehouse.images import labelled_images
+from hashtag_workbench.jobs.engines.cluster import init_options
+from hashtag_workbench.jobs.features import DEFAULT_BATCH, compute_features
+from hashtag_workbench.jobs.import_folder import import_folder, scan_folder
+from hashtag_workbench.warehouse.images import labelled_images
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.conse import ConSEConfig, ConSEError, build_conse, named_variants
-from core.metrics import evaluate_scores
-from core.vocabulary import load_vocabulary
-from core.wordvectors import CachedEncoder, load_word_vectors
+from hashtag_workbench.core.conse import ConSEConfig, ConSEError, build_conse, named_variants
+from hashtag_workbench.core.metrics import evaluate_scores
+from hashtag_workbench.core.vocabulary import load_vocabulary
+from hashtag_workbench.core.wordvectors import CachedEncoder, load_word_vectors
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +55,7 @@ def read_photos(folder: Path, manifest: Path | None) -> list[dict]:
 
 def photo_logits(photos: list[dict], backbone: str, cache: Path) -> tuple[np.ndarray, list[dict]]:
     """(n, 1000) ImageNet logits of the readable photos (CNN only for photos not cached yet)."""
-    from core.images import ImageRejected, decode_rgb
+    from hashtag_workbench.core.images import ImageRejected, decode_rgb
     cache.mkdir(parents=True, exist_ok=True)
     kept, logits, todo = [], [], []
     for p in photos:
@@ -72,7 +72,7 @@ def photo_logits(photos: list[dict], backbone: str, cache: Path) -> tuple[np.nda
     if todo:
         import torch
 
-        from core.predictor import compute_features, get_backbone
+        from hashtag_workbench.core.predictor import compute_features, get_backbone
         torch.set_num_threads(2)
         print(f"computing {backbone} logits for {len(todo)} photos ...", file=sys.stderr)
         _, out = compute_features(get_backbone(backbone), [t[2] for t in todo])
@@ -113,7 +113,7 @@ def score(cfg: ConSEConfig, encoder, names, words, hashtags, logits, photos) -> 
 
 
 def run(args) -> dict:
-    from core.backbones import imagenet_classes
+    from hashtag_workbench.core.backbones import imagenet_classes
     photos = read_photos(Path(args.photos), Path(args.manifest) if args.manifest else None)
     vocab = load_vocabulary(args.vocabulary) if args.vocabulary else load_vocabulary()
     unknown = sorted({p["true_word"] for p in photos} - set(vocab))
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     p.add_argument("--vectors", default="spacy,glove,minilm",
                    help="comma-separated word-vector sources: spacy, glove, minilm or a word2vec PATH")
     p.add_argument("--backbone", default="efficientnet_lite0", help="CNN whose ImageNet logits ConSE reads")
-    p.add_argument("--vocabulary", help="word -> hashtags JSON (default: datasets/vocabulary.json)")
+    p.add_argument("--vocabulary", help="word -> hashtags JSON (default: the shipped vocabulary)")
     p.add_argument("--grid", action="store_true", help="every combination of the variant switches")
     p.add_argument("--cache", default="/tmp/hashtag-zeroshot-cache", help="where photo logits are cached")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")

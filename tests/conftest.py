@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DEMO_PHOTOS = ROOT / "datasets" / "demo" / "photos"
+CLI = [sys.executable, "-m", "hashtag_workbench"]  # the `hashtags` command, in this interpreter
 
 
 def _private_copy(template: Path, h: Path, monkeypatch) -> Path:
@@ -38,7 +40,7 @@ def home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def seeded_template(tmp_path_factory) -> Path:
     """A warehouse with the shipped vocabulary seeded once per session (seeding is slow; copying is not)."""
-    from jobs.common import ensure_ready
+    from hashtag_workbench.jobs.common import ensure_ready
     h = tmp_path_factory.mktemp("seeded") / "home"
     ensure_ready(h)
     return h
@@ -63,7 +65,7 @@ def small_demo_tree(dest: Path, words=("bird", "fruit", "flowers", "music"), per
 @pytest.fixture(scope="session")
 def demo_home_template(tmp_path_factory) -> Path:
     """A warehouse holding 8 photos of each of 4 demo words (built once per session; copy before writing)."""
-    from jobs.import_folder import import_folder
+    from hashtag_workbench.jobs.import_folder import import_folder
     base = tmp_path_factory.mktemp("demo")
     tree = small_demo_tree(base / "tree")
     h = base / "home"

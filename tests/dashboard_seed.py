@@ -19,7 +19,7 @@ PIPELINE = (["features"], ["outliers"],
 
 
 def _commands() -> set[str]:
-    from jobs.cli import build_parser
+    from hashtag_workbench.jobs.cli import build_parser
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     return set(sub.choices)
@@ -33,7 +33,7 @@ def build_seeded(template: Path, base: Path) -> Path:
         return home
     shutil.rmtree(home, ignore_errors=True)
     shutil.copytree(template, home)
-    from jobs.cli import main
+    from hashtag_workbench.jobs.cli import main
     have = _commands()
     log = io.StringIO()
     for args in PIPELINE:
@@ -42,7 +42,7 @@ def build_seeded(template: Path, base: Path) -> Path:
         with contextlib.redirect_stdout(log):
             rc = main(["--home", str(home), *args])
         if rc:
-            raise RuntimeError(f"`python -m jobs {' '.join(args)}` failed with {rc}:\n{log.getvalue()[-3000:]}")
+            raise RuntimeError(f"`hashtags {' '.join(args)}` failed with {rc}:\n{log.getvalue()[-3000:]}")
     done.write_text(log.getvalue())
     return home
 

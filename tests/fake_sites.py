@@ -125,7 +125,7 @@ class FakeDDG:
         self.pages[query] = pages
 
     def _check_headers(self, request: Request, what: str) -> None:
-        from infra.http import USER_AGENT
+        from hashtag_workbench.infra.http import USER_AGENT
         if request.headers.get("User-Agent") != USER_AGENT:
             self.bad_headers.append(f"{what}: User-Agent {request.headers.get('User-Agent')!r}")
 

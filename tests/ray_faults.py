@@ -11,7 +11,7 @@ from pathlib import Path
 
 import ray
 
-from jobs.engines.ray_scrape import TASK_RETRIES, store_download
+from hashtag_workbench.jobs.engines.ray_scrape import TASK_RETRIES, store_download
 
 
 @ray.remote(max_retries=TASK_RETRIES)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.backbones import WeightsError, imagenet_classes, load_backbone, network_input
+from hashtag_workbench.core.backbones import WeightsError, imagenet_classes, load_backbone, network_input
 
 CATS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
 

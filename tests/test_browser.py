@@ -12,18 +12,18 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from dashboard.common import n_images
+from hashtag_workbench.dashboard.common import n_images
+from hashtag_workbench.jobs.dashboard import streamlit_command
+from hashtag_workbench.warehouse import curation
+from hashtag_workbench.warehouse import dashboard_queries as q
 from tests.conftest import ROOT
 from tests.dashboard_seed import build_seeded, copy_home
-from warehouse import curation
-from warehouse import dashboard_queries as q
 
 pytestmark = pytest.mark.browser
 
@@ -54,9 +54,7 @@ def served(demo_home_template, tmp_path_factory):
     port = _free_port()
     log = open(home.parent / "streamlit.log", "wb")  # noqa: SIM115 (the server writes to it until teardown)
     env = {**os.environ, "HASHTAG_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-                             "--server.headless", "true", "--server.address", "127.0.0.1",
-                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+    proc = subprocess.Popen(streamlit_command(host="127.0.0.1", port=port),
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -224,7 +222,7 @@ def test_predict_upload_shows_hashtags(served, page):
     base, home = served
     goto(page, base, "predict")
     if not q.list_models(home):
-        assert page.get_by_text("python -m jobs train").count() > 0
+        assert page.get_by_text("hashtags train").count() > 0
         pytest.skip("no trained models in this build yet")
     photo = next((ROOT / "datasets" / "demo" / "photos" / "bird").glob("*.jpg"))
     page.set_input_files("input[type=file]", str(photo))

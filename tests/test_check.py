@@ -1,19 +1,19 @@
-"""`python -m jobs check [--repair]`: every kind of damage is found, the safe ones repaired."""
+"""`hashtags check [--repair]`: every kind of damage is found, the safe ones repaired."""
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from jobs.check import run_check
-from jobs.import_folder import import_folder
+from hashtag_workbench.jobs.check import run_check
+from hashtag_workbench.jobs.import_folder import import_folder
+from hashtag_workbench.warehouse import runs
+from hashtag_workbench.warehouse.check import LOST_FOUND, check_warehouse
+from hashtag_workbench.warehouse.curation import decide
+from hashtag_workbench.warehouse.db import connect
+from hashtag_workbench.warehouse.store import image_relpath, store_files
 from tests.conftest import ROOT
 from tests.imagefiles import good_photo_bytes
-from warehouse import runs
-from warehouse.check import LOST_FOUND, check_warehouse
-from warehouse.curation import decide
-from warehouse.db import connect
-from warehouse.store import image_relpath, store_files
 
 
 def _ok_rows(home):
@@ -141,7 +141,7 @@ def test_reused_pid_is_not_taken_for_the_dead_job(home):
 def test_cli_exit_codes_and_json(demo_home):
     (demo_home / _ok_rows(demo_home)[0][2]).unlink()
     env = {**os.environ, "HASHTAG_HOME": str(demo_home)}
-    cmd = [sys.executable, "-m", "jobs", "check"]
+    cmd = [sys.executable, "-m", "hashtag_workbench", "check"]
     p1 = subprocess.run(cmd + ["--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert p1.returncode == 1 and '"kind": "missing_file"' in p1.stdout
     p2 = subprocess.run(cmd + ["--repair"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
@@ -162,8 +162,8 @@ def test_dead_writers_temp_files_go_even_while_a_job_runs(demo_home):
 
 
 def test_orphan_artifacts_of_dead_runs_are_swept_by_the_next_job(demo_home, tmp_path):
-    from jobs.runner import job_run
-    from warehouse.check import dead_run_artifacts
+    from hashtag_workbench.jobs.runner import job_run
+    from hashtag_workbench.warehouse.check import dead_run_artifacts
     dead = runs.start_run(demo_home, "train-bovw", {})
     with connect(demo_home) as con:
         con.execute("UPDATE runs SET pid = 999999999 WHERE run_id = ?", [dead])
@@ -178,7 +178,7 @@ def test_orphan_artifacts_of_dead_runs_are_swept_by_the_next_job(demo_home, tmp_
 
 
 def test_process_checks_tell_live_dead_zombie_and_reused():
-    from infra.procs import pid_alive, process_start
+    from hashtag_workbench.infra.procs import pid_alive, process_start
     me = os.getpid()
     assert pid_alive(me) and pid_alive(me, process_start(me))
     assert not pid_alive(me, "an earlier process")          # same pid, another start: reused

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.predictor import ImageBatch, ModelLoadError, load_model
+from hashtag_workbench.core.predictor import ImageBatch, ModelLoadError, load_model
 
 torch.set_num_threads(1)
 WORDS = ["bird", "flowers", "fruit", "music"]
@@ -53,7 +53,7 @@ def photos(n: int = 3) -> list[Image.Image]:
 
 
 def test_clip_builds_predicts_and_is_rebuilt_from_its_record(tiny_clip, tmp_path):
-    from core.clip import CLIPZeroShot, CLIPZeroShotConfig
+    from hashtag_workbench.core.clip import CLIPZeroShot, CLIPZeroShotConfig
     tags = {"bird": ["#birds", "wildlife"], "music": ["guitar"]}
     model = CLIPZeroShot.build(CLIPZeroShotConfig(model=str(tiny_clip)), WORDS, hashtags=tags)
     assert model.report["expansions"] == {"bird": ["birds", "wildlife"], "music": ["guitar"]}
@@ -73,7 +73,7 @@ def test_clip_builds_predicts_and_is_rebuilt_from_its_record(tiny_clip, tmp_path
 
 
 def test_clip_with_missing_weights_says_what_to_do(tiny_clip, tmp_path):
-    from core.clip import CLIPError, CLIPZeroShot, CLIPZeroShotConfig
+    from hashtag_workbench.core.clip import CLIPError, CLIPZeroShot, CLIPZeroShotConfig
     with pytest.raises(CLIPError, match="--clip-model"):
         CLIPZeroShotConfig(model="")
     model = CLIPZeroShot.build(CLIPZeroShotConfig(model=str(tiny_clip)), WORDS)

@@ -16,10 +16,10 @@ import time
 
 import pytest
 
+from hashtag_workbench.warehouse import runs
+from hashtag_workbench.warehouse.check import check_warehouse
+from hashtag_workbench.warehouse.db import connect
 from tests.conftest import DEMO_PHOTOS, ROOT
-from warehouse import runs
-from warehouse.check import check_warehouse
-from warehouse.db import connect
 
 # Not a speed goal (benchmarks/locks.py measures the waits, about one write transaction): a bound that
 # only a lost turn breaks, since a starved reader waits for the whole lock timeout.
@@ -28,12 +28,12 @@ STARVED_S = 15.0
 DASHBOARD_LOOP = """
     import json, os, random, sys, time
     from pathlib import Path
-    from warehouse import curation
-    from warehouse import dashboard_queries as q
+    from hashtag_workbench.warehouse import curation
+    from hashtag_workbench.warehouse import dashboard_queries as q
 
     home, stop, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     rng = random.Random(7)
-    with __import__("warehouse.db", fromlist=["connect"]).connect(home, read_only=True) as con:
+    with __import__("hashtag_workbench.warehouse.db", fromlist=["connect"]).connect(home, read_only=True) as con:
         ids = [r[0] for r in con.execute("SELECT image_id FROM images WHERE status = 'ok'").fetchall()]
     words = ["bird", "fruit", "flowers", "music"]
     made, undone, waits, ops = [], [], {}, 0
@@ -69,7 +69,7 @@ DASHBOARD_LOOP = """
 WRITER = """
     import os
     from pathlib import Path
-    from jobs.import_folder import import_folder
+    from hashtag_workbench.jobs.import_folder import import_folder
     c = import_folder(Path(os.environ["HASHTAG_HOME"]), Path({tree!r}), add_words=True)
     print("COUNTS", c)
 """
@@ -116,8 +116,8 @@ def test_threads_of_one_process_read_and_write_at_once(demo_home):
     """Streamlit serves each session from its own thread: reads and decisions overlap in one process."""
     import threading
 
-    from warehouse import curation
-    from warehouse import dashboard_queries as q
+    from hashtag_workbench.warehouse import curation
+    from hashtag_workbench.warehouse import dashboard_queries as q
     with connect(demo_home, read_only=True) as con:
         ids = [r[0] for r in con.execute("SELECT image_id FROM images WHERE status = 'ok'").fetchall()]
     errors, made = [], []

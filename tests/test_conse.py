@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.conse import ConSEConfig, ConSEError, ConSEModel, build_conse
-from core.wordvectors import KeyedVectorsEncoder, WordVectorsError, load_word2vec, tokens
+from hashtag_workbench.core.conse import ConSEConfig, ConSEError, ConSEModel, build_conse
+from hashtag_workbench.core.wordvectors import KeyedVectorsEncoder, WordVectorsError, load_word2vec, tokens
 
 
 class DictEncoder:
@@ -101,8 +101,8 @@ def test_word2vec_text_and_binary_files_load(tmp_path):
 
 
 def test_bundled_glove_covers_most_imagenet_names():
-    from core.backbones import imagenet_classes
-    from core.wordvectors import load_glove
+    from hashtag_workbench.core.backbones import imagenet_classes
+    from hashtag_workbench.core.wordvectors import load_glove
     enc = load_glove()
     assert isinstance(enc, KeyedVectorsEncoder) and enc.dim == 50
     _, mask = enc.encode(imagenet_classes())

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from jobs.import_folder import import_folder
+from hashtag_workbench.jobs.import_folder import import_folder
+from hashtag_workbench.warehouse import runs
+from hashtag_workbench.warehouse.check import check_warehouse
+from hashtag_workbench.warehouse.db import connect
 from tests.conftest import DEMO_PHOTOS, ROOT
 from tests.imagefiles import truncated_jpeg_bytes, write
-from warehouse import runs
-from warehouse.check import check_warehouse
-from warehouse.db import connect
 
 KILLED = -signal.SIGKILL
 KILL_POINTS_TRIED: dict[str, list[str]] = {}
@@ -140,7 +140,7 @@ def assert_consistent(home: Path) -> None:
 IMPORT_CODE = """
     from pathlib import Path
     import os
-    from jobs.import_folder import import_folder
+    from hashtag_workbench.jobs.import_folder import import_folder
     import_folder(Path(os.environ["HASHTAG_HOME"]), Path({tree!r}))
 """
 
@@ -171,7 +171,7 @@ def import_tree(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def seeded_template(tmp_path_factory) -> Path:
     """A migrated warehouse holding the vocabulary (copied per test: seeding takes seconds)."""
-    from jobs.common import ensure_ready
+    from hashtag_workbench.jobs.common import ensure_ready
     h = tmp_path_factory.mktemp("seeded") / "home"
     ensure_ready(h)
     return h
@@ -207,15 +207,15 @@ def test_import_killed_then_rerun(crash, import_tree, seeded_template, tmp_path)
 FEATURES_CODE = """
     import os
     from pathlib import Path
-    import warehouse.features as whf
-    from warehouse.faults import crash_point
+    import hashtag_workbench.warehouse.features as whf
+    from hashtag_workbench.warehouse.faults import crash_point
     _write_pca_fit = whf.write_pca_fit
 
     def write_pca_fit(*a, **k):  # a crash point between saving the PCA artifact and recording it
         crash_point("features:write-pca")
         return _write_pca_fit(*a, **k)
     whf.write_pca_fit = write_pca_fit
-    import jobs.features as jf
+    import hashtag_workbench.jobs.features as jf
     jf.WRITE_EVERY = 8  # more write transactions on few photos: more places to be killed, quicker
     jf.compute_features(Path(os.environ["HASHTAG_HOME"]), batch_size=8, workers=1, threads=1)
 """
@@ -246,21 +246,23 @@ def _kill_when_running(code: str, home: Path, kind: str, zygote: Zygote) -> None
 
 @pytest.fixture(scope="module")
 def feature_zygote(tmp_path_factory):
-    z = Zygote("jobs.features", "warehouse.features", log_dir=tmp_path_factory.mktemp("zf"))
+    z = Zygote("hashtag_workbench.jobs.features", "hashtag_workbench.warehouse.features",
+               log_dir=tmp_path_factory.mktemp("zf"))
     yield z
     z.close()
 
 
 @pytest.fixture(scope="module")
 def train_zygote(tmp_path_factory):
-    z = Zygote("jobs.train", "warehouse.models", log_dir=tmp_path_factory.mktemp("zt"))
+    z = Zygote("hashtag_workbench.jobs.train", "hashtag_workbench.warehouse.models",
+               log_dir=tmp_path_factory.mktemp("zt"))
     yield z
     z.close()
 
 
 @pytest.fixture(scope="module")
 def scrape_zygote(tmp_path_factory):
-    z = Zygote("jobs.scrape_images", log_dir=tmp_path_factory.mktemp("zs"))
+    z = Zygote("hashtag_workbench.jobs.scrape_images", log_dir=tmp_path_factory.mktemp("zs"))
     yield z
     z.close()
 
@@ -327,8 +329,8 @@ def test_features_killed_at_six_points_then_completes(features_template, tmp_pat
 SCRAPE_CODE = """
     import os
     from pathlib import Path
-    from jobs.scrape_images import ScrapeSettings, scrape_images
-    from infra.http import FetchLimits as DownloadLimits
+    from hashtag_workbench.jobs.scrape_images import ScrapeSettings, scrape_images
+    from hashtag_workbench.infra.http import FetchLimits as DownloadLimits
     s = ScrapeSettings(per_class=24, workers=2, batch=4, flush_s=0.5, search_delay=0.0, block_backoff=0.01,
                        limits=DownloadLimits(connect_timeout=2.0, read_timeout=2.0, retries=0, backoff=0.01,
                                              deadline=10.0))
@@ -366,8 +368,8 @@ def test_scrape_images_killed_at_six_points_then_completes(seeded_template, tmp_
             steps.append(what)
         KILL_POINTS_TRIED["scrape-images"] = steps
 
-        from infra.http import FetchLimits as DownloadLimits
-        from jobs.scrape_images import ScrapeSettings, scrape_images
+        from hashtag_workbench.infra.http import FetchLimits as DownloadLimits
+        from hashtag_workbench.jobs.scrape_images import ScrapeSettings, scrape_images
         counts = scrape_images(home, words=["bird"], settings=ScrapeSettings(
             per_class=24, workers=2, search_delay=0.0, block_backoff=0.01,
             limits=DownloadLimits(connect_timeout=2.0, read_timeout=2.0, retries=0, backoff=0.01, deadline=10.0)))
@@ -392,8 +394,8 @@ def test_scrape_images_killed_at_six_points_then_completes(seeded_template, tmp_
 ADD_MODEL_CRASH_POINT = """
     import os
     from pathlib import Path
-    import warehouse.models as whm
-    from warehouse.faults import crash_point
+    import hashtag_workbench.warehouse.models as whm
+    from hashtag_workbench.warehouse.faults import crash_point
     _add_model = whm.add_model
 
     def add_model(*a, **k):  # a crash point between saving a model's files and recording it
@@ -403,7 +405,7 @@ ADD_MODEL_CRASH_POINT = """
 """
 
 TRAIN_CODE = ADD_MODEL_CRASH_POINT + """
-    import jobs.train as jt
+    import hashtag_workbench.jobs.train as jt
     jt.train.__kwdefaults__["codebook"] = 32  # a small codebook: the same code path, quicker
     out = jt.train(Path(os.environ["HASHTAG_HOME"]), models=("bovw",), threads=1)
     assert not out["failed"], out
@@ -450,7 +452,7 @@ def test_train_killed_at_five_points_then_completes(features_template, tmp_path,
 # ------------------------------------------------------- the other model kinds, and evaluate
 
 KIND_CODE = ADD_MODEL_CRASH_POINT + """
-    import jobs.train as jt
+    import hashtag_workbench.jobs.train as jt
     out = jt.train(Path(os.environ["HASHTAG_HOME"]), models=(os.environ["HASHTAG_TEST_KIND"],), epochs=1, threads=1,
                    conse_variants=False)
     assert not out["failed"], out
@@ -459,7 +461,7 @@ KIND_CODE = ADD_MODEL_CRASH_POINT + """
 EVALUATE_CODE = """
     import os
     from pathlib import Path
-    from jobs.evaluate import evaluate
+    from hashtag_workbench.jobs.evaluate import evaluate
     evaluate(Path(os.environ["HASHTAG_HOME"]), threads=1)
 """
 
@@ -467,7 +469,7 @@ EVALUATE_CODE = """
 @pytest.fixture(scope="module")
 def stored_features_template(features_template, tmp_path_factory) -> Path:
     """The 24 photos with their features, logits and PCA stored (what train and evaluate read)."""
-    from jobs.features import compute_features
+    from hashtag_workbench.jobs.features import compute_features
     home = tmp_path_factory.mktemp("featdone") / "home"
     shutil.copytree(features_template, home)
     compute_features(home)
@@ -513,7 +515,7 @@ def test_each_model_kind_killed_then_completes(kind, stored, stored_features_tem
 
 @pytest.mark.slow
 def test_evaluate_killed_then_completes(stored_features_template, tmp_path, train_zygote):
-    from jobs.train import train
+    from hashtag_workbench.jobs.train import train
     home = tmp_path / "home"
     shutil.copytree(stored_features_template, home)
     assert train(home, models=("probe", "conse"), conse_variants=False, threads=1)["failed"] == []
@@ -551,7 +553,7 @@ def test_sigterm_mid_import_ends_interrupted_with_its_work_saved(seeded_template
     code = textwrap.dedent(f"""
         import os, sys
         from pathlib import Path
-        from jobs.import_folder import import_folder
+        from hashtag_workbench.jobs.import_folder import import_folder
         try:
             import_folder(Path(os.environ["HASHTAG_HOME"]), Path({str(DEMO_PHOTOS)!r}))
         except KeyboardInterrupt:

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from core.review_order import group_duplicates, page_bounds
-from core.urlcheck import UnsafeURL, check_url
-from warehouse import curation
-from warehouse import dashboard_queries as q
-from warehouse.images import labelled_images
+from hashtag_workbench.core.review_order import group_duplicates, page_bounds
+from hashtag_workbench.core.urlcheck import UnsafeURL, check_url
+from hashtag_workbench.warehouse import curation
+from hashtag_workbench.warehouse import dashboard_queries as q
+from hashtag_workbench.warehouse.images import labelled_images
+from tests.conftest import CLI
 
 
 def _ids(home, word):
@@ -102,7 +103,7 @@ def test_check_url_resolves_and_allows_explicitly():
 
 
 def test_fetch_limits_and_redirect_checks(httpserver):
-    from infra.http import FetchError, fetch_image_bytes
+    from hashtag_workbench.infra.http import FetchError, fetch_image_bytes
     httpserver.expect_request("/ok.jpg").respond_with_data(b"x" * 100, content_type="image/jpeg")
     httpserver.expect_request("/big.jpg").respond_with_data(b"x" * 5000, content_type="image/jpeg")
     httpserver.expect_request("/missing.jpg").respond_with_data("nope", status=404)
@@ -123,9 +124,9 @@ def test_fetch_limits_and_redirect_checks(httpserver):
 def test_launcher_builds_forms_from_the_job_schema():
     import argparse
 
-    from dashboard.launcher import build_args, commands, form_spec
-    from jobs.schema import describe
-    parser = argparse.ArgumentParser(prog="python -m jobs")
+    from hashtag_workbench.dashboard.launcher import build_args, commands, form_spec
+    from hashtag_workbench.jobs.schema import describe
+    parser = argparse.ArgumentParser(prog="hashtags")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("demo", help="run the whole pipeline")
     p = sub.add_parser("features", help="CNN features")
@@ -151,10 +152,9 @@ def test_launcher_builds_forms_from_the_job_schema():
 def test_schema_command_lists_every_job_with_its_arguments(tmp_path):
     import json
     import subprocess
-    import sys
 
-    from jobs.cli import JOBS
-    out = subprocess.run([sys.executable, "-m", "jobs", "--home", str(tmp_path), "schema"], capture_output=True,
+    from hashtag_workbench.jobs.cli import JOBS
+    out = subprocess.run([*CLI, "--home", str(tmp_path), "schema"], capture_output=True,
                          text=True, check=True)
     schema = json.loads(out.stdout)
     assert list(schema) == list(JOBS)
@@ -166,8 +166,8 @@ def test_schema_command_lists_every_job_with_its_arguments(tmp_path):
 def test_every_job_module_is_registered_once():
     import pkgutil
 
-    import jobs
-    from jobs.cli import JOBS
+    from hashtag_workbench import jobs
+    from hashtag_workbench.jobs.cli import JOBS
     with_register = {m.name for m in pkgutil.iter_modules(jobs.__path__)
                      if not m.ispkg and "def register(" in (Path(jobs.__path__[0]) / f"{m.name}.py").read_text()}
     assert set(JOBS.values()) == with_register
@@ -175,14 +175,14 @@ def test_every_job_module_is_registered_once():
 
 
 def test_job_error_is_one_line_with_status_2(tmp_path, capsys, monkeypatch):
-    from jobs import cli
-    from jobs.runner import JobError
+    from hashtag_workbench.jobs import cli
+    from hashtag_workbench.jobs.runner import JobError
 
     def boom(args):
-        raise JobError("nothing to do: run `python -m jobs import-folder PATH` first")
+        raise JobError("nothing to do: run `hashtags import-folder PATH` first")
     parser = cli.build_parser(only="stats")
     monkeypatch.setattr(cli, "build_parser", lambda only=None: parser)
     parser._subparsers._group_actions[0].choices["stats"].set_defaults(func=boom)
     assert cli.main(["--home", str(tmp_path), "stats"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "error: nothing to do: run `python -m jobs import-folder PATH` first"
+    assert err.strip() == "error: nothing to do: run `hashtags import-folder PATH` first"

@@ -11,12 +11,12 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core import curve as cc
-from core.fewshot import align_probs, fold_ids, log_mix, zero_shot_weight
-from core.probe import ProbeModel
-from warehouse import curve as wh_curve
-from warehouse import models as wh
-from warehouse import runs
+from hashtag_workbench.core import curve as cc
+from hashtag_workbench.core.fewshot import align_probs, fold_ids, log_mix, zero_shot_weight
+from hashtag_workbench.core.probe import ProbeModel
+from hashtag_workbench.warehouse import curve as wh_curve
+from hashtag_workbench.warehouse import models as wh
+from hashtag_workbench.warehouse import runs
 
 WORDS = ["bird"] * 7 + ["fruit"] * 3 + ["music"] * 1
 
@@ -106,11 +106,11 @@ def test_crossing_sentence():
 def curve_home(demo_home_template, tmp_path_factory):
     """The 4-word demo warehouse with features, plain ConSE and a tiny CLIP built and evaluated, then the
     curve run once through the CLI (--json)."""
-    from jobs.cli import main
-    from jobs.evaluate import evaluate
-    from jobs.features import compute_features
-    from jobs.split import current_split
-    from jobs.train import train
+    from hashtag_workbench.jobs.cli import main
+    from hashtag_workbench.jobs.evaluate import evaluate
+    from hashtag_workbench.jobs.features import compute_features
+    from hashtag_workbench.jobs.split import current_split
+    from hashtag_workbench.jobs.train import train
     from tests.test_clip import save_tiny_clip
     base = tmp_path_factory.mktemp("curve")
     h = base / "home"
@@ -165,13 +165,13 @@ def test_clip_is_evaluated_in_both_scopes_and_joins_the_curve(curve_home):
 
 
 def test_curve_without_zero_shot_model_says_what_to_run(demo_home, capsys):
-    from jobs.cli import main
+    from hashtag_workbench.jobs.cli import main
     assert main(["--home", str(demo_home), "curve"]) == 2
-    assert "error: no zero-shot model yet: run `python -m jobs train --models conse`" in capsys.readouterr().err
+    assert "error: no zero-shot model yet: run `hashtags train --models conse`" in capsys.readouterr().err
 
 
 def _page(h):
-    from dashboard.curve_chart import render_curve
+    from hashtag_workbench.dashboard.curve_chart import render_curve
     render_curve(h)
 
 
@@ -180,7 +180,7 @@ def _texts(at) -> str:
 
 
 def test_chart_draws_stored_points_with_the_crossing(home):
-    assert "python -m jobs curve" in _texts(AppTest.from_function(_page, args=(str(home),)).run())
+    assert "hashtags curve" in _texts(AppTest.from_function(_page, args=(str(home),)).run())
     run_id = runs.start_run(home, "curve", {"split_run_id": 1, "seeds": 3, "mix_strength": 2.0})
     pts = [{"method": cc.ZERO_SHOT, "per_word": "0", "photos_per_word": 0, "seeds": 1, "top1": 0.5, "top5": 0.8,
             "model_id": 9, "name": "ConSE plain", "best": True}]

@@ -8,14 +8,14 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from hashtag_workbench.warehouse import curation
+from hashtag_workbench.warehouse import dashboard_queries as q
+from hashtag_workbench.warehouse import words as wh_words
+from hashtag_workbench.warehouse.runs import recent_runs
 from tests.conftest import ROOT
 from tests.dashboard_seed import build_seeded, copy_home
-from warehouse import curation
-from warehouse import dashboard_queries as q
-from warehouse import words as wh_words
-from warehouse.runs import recent_runs
 
-PAGES = ROOT / "dashboard" / "views"
+PAGES = ROOT / "hashtag_workbench" / "dashboard" / "views"
 ALL_PAGES = ("overview", "words", "review", "embedding", "evaluation", "predict", "word_space", "jobs")
 
 
@@ -67,13 +67,13 @@ def has_models(h) -> bool:
 def test_every_page_says_what_to_run_when_empty(home, name):
     at = page(name).run()
     assert not at.exception, at.exception[0].message if at.exception else ""
-    assert "python -m jobs" in texts(at), f"{name}: no empty state naming a command"
+    assert "hashtags" in texts(at), f"{name}: no empty state naming a command"
 
 
 # ---------------------------------------------------------------- seeded warehouse
 
 def test_app_navigation_runs(seeded):
-    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=240).run()
+    at = AppTest.from_file(str(ROOT / "hashtag_workbench" / "dashboard" / "app.py"), default_timeout=240).run()
     assert not at.exception
     assert "Overview" in [t.value for t in at.title]
 
@@ -115,7 +115,7 @@ def test_overview_next_steps_and_export_button_start_jobs(seeded, tmp_path):
     at.text_input(key="export_to").input(str(out))
     at.multiselect(key="export_words").select("fruit")
     next(b for b in at.button if b.label == "Export").click().run()
-    assert "Started `python -m jobs export --to" in texts(at)
+    assert "Started `hashtags export --to" in texts(at)
     deadline = time.time() + 120
     while time.time() < deadline and not list((seeded / "logs").glob("*.rc")):
         time.sleep(0.5)
@@ -256,7 +256,7 @@ def test_embedding_map(seeded):
     at = page("embedding").run()
     assert not at.exception
     if not q.embedding(seeded):
-        assert "python -m jobs features" in texts(at)
+        assert "hashtags features" in texts(at)
         return
     assert at.get("plotly_chart")
     assert "32 images" in texts(at)
@@ -268,7 +268,7 @@ def test_evaluation_page(seeded):
     at = page("evaluation").run()
     assert not at.exception
     if not q.model_comparison(seeded):
-        assert "python -m jobs train" in texts(at)
+        assert "hashtags train" in texts(at)
         pytest.skip("no train/evaluate job in this build yet")
     comp = at.dataframe[0].value
     assert {"top1", "top5", "study top-1"} <= set(comp.columns)
@@ -296,7 +296,7 @@ def test_predict_from_url(seeded, httpserver, monkeypatch):
     at = page("predict").run()
     assert not at.exception
     if not has_models(seeded):
-        assert "python -m jobs train" in texts(at)
+        assert "hashtags train" in texts(at)
         pytest.skip("no trained models in this build yet")
     photo = next((ROOT / "datasets" / "demo" / "photos" / "bird").glob("*.jpg")).read_bytes()
     httpserver.expect_request("/bird.jpg").respond_with_data(photo, content_type="image/jpeg")
@@ -334,7 +334,7 @@ def test_jobs_page_starts_a_job_and_shows_history(seeded, tmp_path):
     assert at.selectbox(key="job_command").value == "import-folder"
     at.text_input(key="jp_import-folder_path").input(str(tree.parent))
     at.button[0].click().run()                      # Start
-    assert "Started `python -m jobs import-folder" in texts(at)
+    assert "Started `hashtags import-folder" in texts(at)
     log_dir = seeded / "logs"
     deadline = time.time() + 180
     while time.time() < deadline and not list(log_dir.glob("*.rc")):
@@ -358,8 +358,8 @@ def test_jobs_page_starts_a_job_and_shows_history(seeded, tmp_path):
 
 
 def test_jobs_page_shows_a_running_jobs_own_progress(seeded):
-    from warehouse.progress import write_progress
-    from warehouse.runs import finish_run, start_run
+    from hashtag_workbench.warehouse.progress import write_progress
+    from hashtag_workbench.warehouse.runs import finish_run, start_run
     rid = start_run(seeded, "features", {})                       # this process: alive, so the run is running
     write_progress(seeded, rid, n=12, total=48, desc="efficientnet_lite0", unit="img")
     at = page("jobs").run()
@@ -372,7 +372,7 @@ def test_pages_work_while_another_process_writes(seeded):
     """A job in another process writing (short transactions) must not break a page: reads wait for the lock."""
     import subprocess
     import sys
-    code = ("import sys, time; from warehouse.db import connect\n"
+    code = ("import sys, time; from hashtag_workbench.warehouse.db import connect\n"
             "end = time.time() + float(sys.argv[3])\n"
             "print('writing', flush=True)\n"
             "while time.time() < end:\n"
@@ -393,7 +393,7 @@ def test_pages_work_while_another_process_writes(seeded):
 
 
 def test_thumbnails_are_cached_on_disk(seeded):
-    from warehouse.thumbs import thumb_path, thumbnail
+    from hashtag_workbench.warehouse.thumbs import thumb_path, thumbnail
     item = q.review_items(seeded, "bird", None)[0]
     p = thumbnail(seeded, item["sha256"], item["path"])
     assert p == thumb_path(seeded, item["sha256"]) and p.exists()

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from core.allhashtag import parse_generator
-from core.ddg import SiteChanged, extract_vqd, is_blocked, parse_results
+from hashtag_workbench.core.allhashtag import parse_generator
+from hashtag_workbench.core.ddg import SiteChanged, extract_vqd, is_blocked, parse_results
 from tests.fake_sites import (
     BLOCK_PAGE,
     CHANGED_TOKEN_PAGE,

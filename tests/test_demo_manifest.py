@@ -26,7 +26,7 @@ def _load_demo_sources():
 
 demo_sources = _load_demo_sources()
 
-VOCABULARY = set(json.loads((ROOT / "datasets" / "vocabulary.json").read_text()))
+VOCABULARY = set(json.loads((ROOT / "hashtag_workbench" / "data" / "vocabulary.json").read_text()))
 SCENE_WORDS = {"beach", "sunset", "ocean", "mountains", "lake", "snow", "sky", "clouds", "forest", "city",
                "architecture", "night", "nature", "trees", "garden", "bridge", "street", "travel"}
 

@@ -1,4 +1,4 @@
-"""The README's main command, end to end: `python -m jobs demo --fast` on all bundled photos."""
+"""The README's main command, end to end: `hashtags demo --fast` on all bundled photos."""
 import json
 import os
 import subprocess
@@ -6,15 +6,15 @@ import sys
 
 import pytest
 
+from hashtag_workbench.warehouse.db import connect
 from tests.conftest import DEMO_PHOTOS, ROOT
-from warehouse.db import connect
 
 
 @pytest.mark.slow
 def test_demo_runs_every_step_and_stores_traceable_results(tmp_path):
     home = tmp_path / "home"
     env = {**os.environ, "HASHTAG_HOME": str(home), "TQDM_DISABLE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "jobs", "demo", "--fast"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "hashtag_workbench", "demo", "--fast"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
@@ -38,6 +38,6 @@ def test_demo_runs_every_step_and_stores_traceable_results(tmp_path):
                                    WHERE e.scope = 'val' GROUP BY m.kind""").fetchall())
     # a real model beats chance (10 words) by a wide margin; ConSE needs no training data at all
     assert top1["linear_probe"] > 0.5 and top1["conse"] > 0.2, top1
-    stats = subprocess.run([sys.executable, "-m", "jobs", "stats", "--json"], cwd=ROOT, env=env,
+    stats = subprocess.run([sys.executable, "-m", "hashtag_workbench", "stats", "--json"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=300)
     assert sum(v["stored"] for v in json.loads(stats.stdout).values()) == n_photos

@@ -1,4 +1,4 @@
-"""`python -m jobs export`: kept images per word, a CSV, Parquet readable by DuckDB, safe re-runs, a recorded run."""
+"""`hashtags export`: kept images per word, a CSV, Parquet readable by DuckDB, safe re-runs, a recorded run."""
 from __future__ import annotations
 
 import csv
@@ -8,12 +8,12 @@ import duckdb
 import numpy as np
 import pytest
 
-from jobs.cli import main
-from warehouse import curation
-from warehouse import dashboard_queries as q
-from warehouse import runs as wh_runs
-from warehouse.export import CSV_COLUMNS
-from warehouse.features import write_features, write_pca_fit
+from hashtag_workbench.jobs.cli import main
+from hashtag_workbench.warehouse import curation
+from hashtag_workbench.warehouse import dashboard_queries as q
+from hashtag_workbench.warehouse import runs as wh_runs
+from hashtag_workbench.warehouse.export import CSV_COLUMNS
+from hashtag_workbench.warehouse.features import write_features, write_pca_fit
 
 
 @pytest.fixture

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from core.backbones import load_backbone
-from core.features import PcaFit, fit_pca, iter_batches
-from jobs.features import compute_features
-from warehouse import features as wh
-from warehouse.db import connect
-from warehouse.images import labelled_images
-from warehouse.store import image_file
+from hashtag_workbench.core.backbones import load_backbone
+from hashtag_workbench.core.features import PcaFit, fit_pca, iter_batches
+from hashtag_workbench.jobs.features import compute_features
+from hashtag_workbench.warehouse import features as wh
+from hashtag_workbench.warehouse.db import connect
+from hashtag_workbench.warehouse.images import labelled_images
+from hashtag_workbench.warehouse.store import image_file
 
 
 @pytest.fixture(autouse=True)
@@ -109,7 +109,7 @@ def test_features_job_stores_rows_pca_and_does_not_recompute(demo_home):
 
 
 def test_cli_reports_bad_weights(demo_home, tmp_path, capsys):
-    from jobs.cli import main
+    from hashtag_workbench.jobs.cli import main
     junk = tmp_path / "w.pth"
     junk.write_text("nope")
     assert main(["--home", str(demo_home), "features", "--backbone", "resnet18", "--weights", str(junk)]) == 2
@@ -120,8 +120,8 @@ def test_cli_reports_bad_weights(demo_home, tmp_path, capsys):
 
 def test_a_failed_warehouse_write_fails_the_run_and_keeps_the_rows_before_it(demo_home, monkeypatch):
     """Writes run in a background thread; an error there still ends the job, in the job's own thread."""
-    import jobs.features as jf
-    from warehouse import runs
+    import hashtag_workbench.jobs.features as jf
+    from hashtag_workbench.warehouse import runs
     monkeypatch.setattr(jf, "WRITE_EVERY", 8)
     real, calls = wh.write_features, []
 
@@ -143,9 +143,9 @@ def test_a_failed_warehouse_write_fails_the_run_and_keeps_the_rows_before_it(dem
 
 def test_an_interrupted_features_job_keeps_every_image_it_finished(demo_home, monkeypatch):
     """Ctrl-C (or SIGTERM) between batches: the rows held for the next write are written first."""
-    import core.features as cf
-    import jobs.features as jf
-    from warehouse import runs
+    import hashtag_workbench.core.features as cf
+    import hashtag_workbench.jobs.features as jf
+    from hashtag_workbench.warehouse import runs
     monkeypatch.setattr(jf, "WRITE_EVERY", 1000)                  # nothing written before the interrupt
     real, batches = cf.run_batch, []
 

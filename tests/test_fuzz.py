@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from core.images import MAX_PIXELS, ImageRejected, check_image, decode_rgb
+from hashtag_workbench.core.images import MAX_PIXELS, ImageRejected, check_image, decode_rgb
 from tests.conftest import DEMO_PHOTOS, ROOT
 
 FUZZED: Counter = Counter()
@@ -162,7 +162,7 @@ def test_lying_dimensions(fmt, w, h):
 BOMB_SCRIPT = """
     import json, sys
     from tests.test_fuzz import bombs, _real_bomb_png
-    from core.images import ImageRejected, check_image
+    from hashtag_workbench.core.images import ImageRejected, check_image
 
     def peak_kb():
         # VmHWM is this process's own peak; ru_maxrss would carry the parent's peak across exec
@@ -232,8 +232,8 @@ def test_bombs_refused_with_bounded_memory():
 @settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.one_of(mutated().map(lambda c: c[1]), st.binary(max_size=512)), min_size=10, max_size=25))
 def test_import_path_records_every_hostile_file(tmp_path_factory, blobs):
-    from jobs.import_folder import import_folder
-    from warehouse.db import connect
+    from hashtag_workbench.jobs.import_folder import import_folder
+    from hashtag_workbench.warehouse.db import connect
     base = tmp_path_factory.mktemp("fuzzimport")
     home, tree = base / "home", base / "tree" / "bird"
     tree.mkdir(parents=True)

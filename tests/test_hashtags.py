@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from core.hashtags import sample_hashtags, sample_words, word_tag
+from hashtag_workbench.core.hashtags import sample_hashtags, sample_words, word_tag
 
 TOP = [("dog", 0.5), ("beach", 0.3), ("food", 0.15), ("sunset", 0.04), ("cat", 0.01)]
 

@@ -5,13 +5,13 @@ import sys
 
 import pytest
 
-from core.images import ImageRejected, check_image
-from jobs.cli import main
-from jobs.import_folder import import_folder
-from tests.conftest import ROOT
+from hashtag_workbench.core.images import ImageRejected, check_image
+from hashtag_workbench.jobs.cli import main
+from hashtag_workbench.jobs.import_folder import import_folder
+from hashtag_workbench.warehouse import images, runs, words
+from hashtag_workbench.warehouse.db import connect
+from tests.conftest import CLI, ROOT
 from tests.imagefiles import bomb_png_bytes, good_photo_bytes, tiny_png_bytes, truncated_jpeg_bytes, write
-from warehouse import images, runs, words
-from warehouse.db import connect
 
 
 @pytest.fixture
@@ -92,19 +92,19 @@ def test_cli_import_and_stats_json(tmp_path, bad_tree):
     h = tmp_path / "cli_home"
     rc = main(["--home", str(h), "import-folder", str(bad_tree)])
     assert rc == 0
-    proc = subprocess.run([sys.executable, "-m", "jobs", "--home", str(h), "stats", "--json"],
+    proc = subprocess.run([*CLI, "--home", str(h), "stats", "--json"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["bird"] == {"stored": 1, "failed": 4}
 
 
 def test_every_command_has_help():
-    proc = subprocess.run([sys.executable, "-m", "jobs", "--help"], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([*CLI, "--help"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0
     commands = [c for c in ("demo", "import-folder", "stats") if c in proc.stdout]
     assert len(commands) == 3
-    from jobs.cli import build_parser
+    from hashtag_workbench.jobs.cli import build_parser
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     for name, parser in sub.choices.items():
         assert parser.format_help().strip(), name
@@ -112,7 +112,7 @@ def test_every_command_has_help():
 
 
 def test_light_commands_start_without_loading_torch(tmp_path):
-    code = ("import sys; from jobs.cli import main; "
+    code = ("import sys; from hashtag_workbench.jobs.cli import main; "
             f"rc = main(['--home', {str(tmp_path / 'h')!r}, 'stats', '--json']); "
             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', rc)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -122,7 +122,7 @@ def test_light_commands_start_without_loading_torch(tmp_path):
 
 def test_import_folder_on_a_missing_path_says_so_in_one_line(tmp_path):
     missing = tmp_path / "no-such-folder"
-    proc = subprocess.run([sys.executable, "-m", "jobs", "--home", str(tmp_path / "h"), "import-folder",
+    proc = subprocess.run([*CLI, "--home", str(tmp_path / "h"), "import-folder",
                            str(missing)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {missing} is not a folder. Give a folder holding one "

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.conse import default_config, standard_variants
-from core.split import stratified_split
-from core.vocabulary import load_vocabulary
-from warehouse import models as wh
-from warehouse.db import connect
+from hashtag_workbench.core.conse import default_config, standard_variants
+from hashtag_workbench.core.split import stratified_split
+from hashtag_workbench.core.vocabulary import load_vocabulary
+from hashtag_workbench.warehouse import models as wh
+from hashtag_workbench.warehouse.db import connect
 
 torch.set_num_threads(1)  # the test machine is shared; one thread avoids oversubscription
 
@@ -19,8 +19,8 @@ torch.set_num_threads(1)  # the test machine is shared; one thread avoids oversu
 @pytest.fixture(scope="module")
 def trained_home(demo_home_template, tmp_path_factory):
     """The 8-photos x 4-words warehouse with every model trained (1 epoch) and evaluated once."""
-    from jobs.evaluate import evaluate
-    from jobs.train import train
+    from hashtag_workbench.jobs.evaluate import evaluate
+    from hashtag_workbench.jobs.train import train
     home = tmp_path_factory.mktemp("trained") / "home"
     shutil.copytree(demo_home_template, home)
     out = train(home, epochs=1, threads=1)
@@ -82,8 +82,8 @@ def test_every_model_is_stored_with_config_curve_and_evaluation(trained_home):
 def test_model_rebuilt_from_the_warehouse_alone_predicts_like_the_evaluation(trained_home):
     import json
 
-    from core.predictor import ImageBatch, load_model
-    from jobs._modeldata import read_photo
+    from hashtag_workbench.core.predictor import ImageBatch, load_model
+    from hashtag_workbench.jobs._modeldata import read_photo
     evals = wh.evaluations(trained_home)
     run_id = evals[0]["run_id"]
     for rec in wh.models(trained_home):
@@ -102,8 +102,8 @@ def test_model_rebuilt_from_the_warehouse_alone_predicts_like_the_evaluation(tra
 
 
 def test_curation_shapes_the_split(demo_home):
-    from jobs.split import make_split
-    from warehouse.curation import decide
+    from hashtag_workbench.jobs.split import make_split
+    from hashtag_workbench.warehouse.curation import decide
     imgs = wh.training_images(demo_home)
     bird = [r["image_id"] for r in imgs if r["word"] == "bird"]
     decide(demo_home, bird[:2], "reject")
@@ -121,8 +121,8 @@ def test_curation_shapes_the_split(demo_home):
 
 
 def test_bovw_and_probe_refuse_bad_training_data():
-    from core.bovw import BoVWConfig, BoVWModel
-    from core.probe import ProbeConfig, ProbeModel
+    from hashtag_workbench.core.bovw import BoVWConfig, BoVWModel
+    from hashtag_workbench.core.probe import ProbeConfig, ProbeModel
     with pytest.raises(ValueError, match="no training images for"):
         ProbeModel(ProbeConfig(), ["a", "b"]).fit(np.zeros((2, 3)), ["a", "a"])
     with pytest.raises(ValueError, match="descriptor sets"):
@@ -134,8 +134,8 @@ def test_finetune_resnet18_with_a_given_weights_file(tmp_path):
     from PIL import Image
     from torchvision.models import resnet18
 
-    from core.backbones import load_backbone
-    from core.finetune import FinetuneConfig, FinetuneError, FinetuneModel, finetune
+    from hashtag_workbench.core.backbones import load_backbone
+    from hashtag_workbench.core.finetune import FinetuneConfig, FinetuneError, FinetuneModel, finetune
     torch.save(resnet18(weights=None).state_dict(), tmp_path / "r18.pth")
     bb = load_backbone("resnet18", tmp_path / "r18.pth")
     rng = np.random.default_rng(0)

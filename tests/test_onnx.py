@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.backbones import WeightsError, backbone_spec, imagenet_classes, load_backbone, weights_file
-from core.features import load_photo
-from infra import onnxrt
-from infra.files import sha256_file
+from hashtag_workbench.core.backbones import WeightsError, backbone_spec, imagenet_classes, load_backbone, weights_file
+from hashtag_workbench.core.features import load_photo
+from hashtag_workbench.infra import onnxrt
+from hashtag_workbench.infra.files import sha256_file
 from tests.conftest import DEMO_PHOTOS, ROOT
 
 LITE0 = "efficientnet_lite0"
@@ -173,7 +173,7 @@ def test_mismatched_weights_keep_the_clear_error(tmp_path, monkeypatch):
 KILL_SCRIPT = """
 import os, sys, time
 from pathlib import Path
-from infra import onnxrt
+from hashtag_workbench.infra import onnxrt
 def stall(fd):
     print("writing", flush=True)
     time.sleep(60)
@@ -203,7 +203,7 @@ def test_preprocessing_matches_torchvision_transforms_v2():
     from skimage import data
     from torchvision.transforms import v2
 
-    from core.backbones import network_input
+    from hashtag_workbench.core.backbones import network_input
     spec = backbone_spec("resnet18").preprocess
     crop = v2.Compose([v2.Resize(256), v2.CenterCrop(224), v2.PILToTensor()])
     normalise = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(spec.mean, spec.std)])
@@ -220,16 +220,16 @@ def test_preprocessing_matches_torchvision_transforms_v2():
 
 PREDICT_SCRIPT = """
 import json, sys
-from jobs.cli import main
+from hashtag_workbench.jobs.cli import main
 rc = main(["--home", sys.argv[1], "predict", "--json", "--seed", "1", sys.argv[2]])
 print(json.dumps({"rc": rc, "loaded": sorted(m for m in ("torch", "torchvision") if m in sys.modules)}))
 """
 
 
 def test_predict_runs_without_torch(demo_home, cache):
-    from jobs.train import train
-    from warehouse.images import labelled_images
-    from warehouse.words import list_words
+    from hashtag_workbench.jobs.train import train
+    from hashtag_workbench.warehouse.images import labelled_images
+    from hashtag_workbench.warehouse.words import list_words
     train(demo_home, models=("conse",), conse_variants=False, threads=1)
     photo = demo_home / labelled_images(demo_home)[0]["path"]
     env = {**os.environ, "HASHTAG_ONNX_CACHE": str(cache)}

@@ -8,8 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from core.duplicates import find_duplicates, hamming, phash_hex
-from core.outliers import DETECTORS, confident_learning, kmeans_sigma, knn_distance, precision_recall_f1, run_detectors
+from hashtag_workbench.core.duplicates import find_duplicates, hamming, phash_hex
+from hashtag_workbench.core.outliers import (
+    DETECTORS,
+    confident_learning,
+    kmeans_sigma,
+    knn_distance,
+    precision_recall_f1,
+    run_detectors,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -108,12 +115,12 @@ def test_duplicate_groups_from_hashes_and_features():
 
 
 def test_outliers_job_scores_flags_and_groups(demo_home, tmp_path):
-    from jobs.features import compute_features
-    from jobs.import_folder import import_folder
-    from jobs.outliers import NotReady, find_outliers
+    from hashtag_workbench.jobs.features import compute_features
+    from hashtag_workbench.jobs.import_folder import import_folder
+    from hashtag_workbench.jobs.outliers import NotReady, find_outliers
+    from hashtag_workbench.warehouse import features as wh
+    from hashtag_workbench.warehouse.images import labelled_images
     from tests.conftest import DEMO_PHOTOS
-    from warehouse import features as wh
-    from warehouse.images import labelled_images
 
     with pytest.raises(NotReady, match="jobs features"):
         find_outliers(demo_home)
@@ -153,7 +160,7 @@ def test_outliers_job_scores_flags_and_groups(demo_home, tmp_path):
 
 
 def test_softmax_and_row_normalisation():
-    from core.linalg import l2_rows, softmax
+    from hashtag_workbench.core.linalg import l2_rows, softmax
     p = softmax(np.array([[1000.0, 1000.0, -np.inf], [0.0, np.log(3.0), 0.0]]))
     assert np.allclose(p, [[0.5, 0.5, 0.0], [0.2, 0.6, 0.2]])         # no overflow at large logits
     Z = l2_rows(np.array([[3.0, 4.0], [0.0, 0.0]]))

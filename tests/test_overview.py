@@ -3,14 +3,14 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT
 
-APP = str(ROOT / "dashboard" / "app.py")
+APP = str(ROOT / "hashtag_workbench" / "dashboard" / "app.py")
 
 
 def test_overview_empty_state_says_what_to_run(home):
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
     text = " ".join(str(i.value) for i in at.info)
-    assert "No images yet" in text and "python -m jobs demo" in text
+    assert "No images yet" in text and "hashtags demo" in text
 
 
 def test_overview_shows_counts_per_word_and_runs(demo_home):

@@ -1,4 +1,4 @@
-"""`python -m jobs predict`: text and JSON output, per-file errors, and the reusable predictor."""
+"""`hashtags predict`: text and JSON output, per-file errors, and the reusable predictor."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from jobs.cli import main
+from hashtag_workbench.jobs.cli import main
 
 torch.set_num_threads(1)
 
@@ -15,8 +15,8 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def predict_home(demo_home_template, tmp_path_factory):
     """The small demo warehouse with a probe and plain ConSE (the quick models) trained and evaluated."""
-    from jobs.evaluate import evaluate
-    from jobs.train import train
+    from hashtag_workbench.jobs.evaluate import evaluate
+    from hashtag_workbench.jobs.train import train
     home = tmp_path_factory.mktemp("pred") / "home"
     shutil.copytree(demo_home_template, home)
     train(home, models=("probe", "conse"), conse_variants=False, threads=1)
@@ -25,7 +25,7 @@ def predict_home(demo_home_template, tmp_path_factory):
 
 
 def _photo(home):
-    from warehouse.images import labelled_images
+    from hashtag_workbench.warehouse.images import labelled_images
     return home / labelled_images(home)[0]["path"]
 
 
@@ -54,7 +54,7 @@ def test_predict_json_has_the_documented_shape_and_bad_files_get_errors(predict_
 
 
 def test_predict_text_output_and_recorded_predictions(predict_home, capsys):
-    from warehouse.db import connect
+    from hashtag_workbench.warehouse.db import connect
     rc = main(["--home", str(predict_home), "predict", "--seed", "1", str(_photo(predict_home))])
     out = capsys.readouterr().out
     assert rc == 0 and "supervised [Linear probe" in out and "zero-shot [ConSE centre" in out
@@ -73,9 +73,9 @@ def test_predict_with_an_unknown_model_id_says_so_in_one_line(predict_home, caps
 def test_dashboard_entry_point_predicts_one_pil_image(predict_home):
     from PIL import Image
 
-    from core.predictor import load_model, predict_image
-    from warehouse.models import best_models
-    from warehouse.words import hashtags_for
+    from hashtag_workbench.core.predictor import load_model, predict_image
+    from hashtag_workbench.warehouse.models import best_models
+    from hashtag_workbench.warehouse.words import hashtags_for
     best = best_models(predict_home)
     assert best["supervised"]["kind"] == "linear_probe" and best["zero_shot"]["kind"] == "conse"
     img = Image.open(_photo(predict_home))

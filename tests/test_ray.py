@@ -18,18 +18,18 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from infra.http import FetchLimits as DownloadLimits
-from jobs.engines import shardfiles
-from jobs.engines.cluster import worker_env
-from jobs.features import compute_features
-from jobs.scrape_images import ScrapeSettings, scrape_images
+from hashtag_workbench.infra.http import FetchLimits as DownloadLimits
+from hashtag_workbench.jobs.engines import shardfiles
+from hashtag_workbench.jobs.engines.cluster import worker_env
+from hashtag_workbench.jobs.features import compute_features
+from hashtag_workbench.jobs.scrape_images import ScrapeSettings, scrape_images
+from hashtag_workbench.warehouse import runs
+from hashtag_workbench.warehouse.check import check_warehouse
+from hashtag_workbench.warehouse.db import connect
+from hashtag_workbench.warehouse.features import feature_matrix
+from hashtag_workbench.warehouse.shards import ingest_feature_shards
 from tests.conftest import ROOT, small_demo_tree
 from tests.fake_sites import truncated_jpeg
-from warehouse import runs
-from warehouse.check import check_warehouse
-from warehouse.db import connect
-from warehouse.features import feature_matrix
-from warehouse.shards import ingest_feature_shards
 
 BACKBONE = "efficientnet_lite0"
 N = 12  # photos in the test warehouse: few, since each forward pass is slow on 2 loaded cores
@@ -52,7 +52,7 @@ def ray_address():
 
 @pytest.fixture(scope="module")
 def photos_template(tmp_path_factory) -> Path:
-    from jobs.import_folder import import_folder
+    from hashtag_workbench.jobs.import_folder import import_folder
     base = tmp_path_factory.mktemp("ray")
     import_folder(base / "home", small_demo_tree(base / "tree", words=("bird", "fruit", "flowers"), per_word=4))
     return base / "home"
@@ -128,7 +128,7 @@ def test_shard_ingestion_skips_present_rows_and_duplicates(photos):
 def test_killed_driver_leaves_shards_that_the_rerun_ingests(photos, ray_address):
     env = {**os.environ, "HASHTAG_HOME": str(photos), "RAY_ADDRESS": ray_address,
            "HASHTAG_CRASH_AFTER": "features:shard:3", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "jobs", "features", "--engine", "ray", "--workers", "1",
+    proc = subprocess.run([sys.executable, "-m", "hashtag_workbench", "features", "--engine", "ray", "--workers", "1",
                            "--batch-size", "2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     killed = runs.recent_runs(photos, 1, kind="features")[0]
@@ -188,7 +188,7 @@ def test_scrape_on_ray_stores_the_same_images_as_local(home, seeded_template, tm
 
 def test_dead_download_worker_is_retried_and_one_that_keeps_dying_is_a_failed_row(home, ddg, ray_address,
                                                                                   monkeypatch):
-    from jobs.engines import ray_scrape
+    from hashtag_workbench.jobs.engines import ray_scrape
     from tests.ray_faults import dying_download
 
     monkeypatch.setattr(ray_scrape, "download_and_store", dying_download)

@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 from pytest_httpserver import HTTPServer
 
-from infra.http import USER_AGENT
-from jobs.cli import main
-from jobs.scrape_hashtags import scrape_hashtags
+from hashtag_workbench.infra.http import USER_AGENT
+from hashtag_workbench.jobs.cli import main
+from hashtag_workbench.jobs.scrape_hashtags import scrape_hashtags
+from hashtag_workbench.warehouse import runs
+from hashtag_workbench.warehouse import words as wh_words
+from hashtag_workbench.warehouse.db import connect
 from tests.fake_sites import FakeAllHashtag
-from warehouse import runs
-from warehouse import words as wh_words
-from warehouse.db import connect
 
 
 @pytest.fixture

@@ -4,16 +4,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from infra.http import FetchLimits as DownloadLimits
-from jobs.cli import main
-from jobs.scrape_images import ScrapeSettings, scrape_images
-from tests.conftest import DEMO_PHOTOS, ROOT
+from hashtag_workbench.infra.http import FetchLimits as DownloadLimits
+from hashtag_workbench.jobs.cli import main
+from hashtag_workbench.jobs.scrape_images import ScrapeSettings, scrape_images
+from hashtag_workbench.warehouse import collect, runs
+from hashtag_workbench.warehouse.db import connect
+from tests.conftest import CLI, DEMO_PHOTOS, ROOT
 from tests.fake_sites import (
     BLOCK_PAGE,
     CHANGED_TOKEN_PAGE,
@@ -23,8 +24,6 @@ from tests.fake_sites import (
     jpeg_bytes,
     truncated_jpeg,
 )
-from warehouse import collect, runs
-from warehouse.db import connect
 
 
 @pytest.fixture
@@ -300,7 +299,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(home, ddg, sig):
     missing = [ddg.url(f"missing{i}.jpg") for i in range(3)]
     ddg.set_results("bird", [good[:10] + missing, good[10:20], good[20:]])
     env = {**os.environ, "HASHTAG_DDG_URL": ddg.base, "HASHTAG_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "jobs", "scrape-images", "--words", "bird", "--per-class", "30",
+    proc = subprocess.Popen([*CLI, "scrape-images", "--words", "bird", "--per-class", "30",
                              "--workers", "2", "--search-delay", "0"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

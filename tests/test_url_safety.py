@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from infra.http import FetchError, fetch_image_bytes
-from jobs.import_folder import import_folder
+from hashtag_workbench.infra.http import FetchError, fetch_image_bytes
+from hashtag_workbench.jobs.import_folder import import_folder
+from hashtag_workbench.warehouse.db import connect
 from tests.imagefiles import good_photo_bytes, write
-from warehouse.db import connect
 
 PUBLIC = "93.184.216.34"
 
@@ -51,7 +51,7 @@ def test_loopback_private_link_local_refused_however_spelled(httpserver, host):
 
 def _fake_dns(monkeypatch, name: str, checked: str, connected: str = "127.0.0.1"):
     """`name` looks public to the safety check but connects to `connected` (a rebinding DNS)."""
-    import infra.http as fetch_mod
+    import hashtag_workbench.infra.http as fetch_mod
     real = socket.getaddrinfo
     monkeypatch.setattr(fetch_mod, "_resolve", lambda h, p: [checked] if h == name else
                         sorted({i[4][0] for i in real(h, p, type=socket.SOCK_STREAM)}))
@@ -65,7 +65,7 @@ def test_redirect_to_a_private_address_refused(httpserver, monkeypatch):
     """A "public" server (127.0.0.2, declared public for this test) redirects to loopback: refused."""
     from pytest_httpserver import HTTPServer
 
-    import core.urlcheck as urlcheck
+    import hashtag_workbench.core.urlcheck as urlcheck
     real = urlcheck.address_is_public
     monkeypatch.setattr(urlcheck, "address_is_public", lambda a: a == "127.0.0.2" or real(a))
     public = HTTPServer(host="127.0.0.2", port=0)
@@ -181,7 +181,7 @@ def test_dashboard_never_renders_raw_html():
     """Scraped titles, URLs and hashtags reach pages as text: no page turns HTML rendering on."""
     from tests.conftest import ROOT
     offenders = []
-    for path in sorted((ROOT / "dashboard").rglob("*.py")):
+    for path in sorted((ROOT / "hashtag_workbench" / "dashboard").rglob("*.py")):
         for n, line in enumerate(path.read_text().splitlines(), 1):
             if "unsafe_allow_html=True" in line or "st.html(" in line or "components.html(" in line:
                 offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
@@ -192,7 +192,7 @@ def test_markdown_escape_leaves_no_active_markup():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from dashboard.common import md_escape
+    from hashtag_workbench.dashboard.common import md_escape
     specials = set("\\`*_{}[]()<>#+-.!|~:$")
 
     @settings(max_examples=200, deadline=None, derandomize=True)
@@ -215,8 +215,8 @@ def test_markdown_escape_leaves_no_active_markup():
 def test_scraped_image_urls_on_private_addresses_are_refused(home, monkeypatch):
     from pytest_httpserver import HTTPServer
 
-    from infra.http import FetchLimits
-    from jobs.scrape_images import ScrapeSettings, scrape_images
+    from hashtag_workbench.infra.http import FetchLimits
+    from hashtag_workbench.jobs.scrape_images import ScrapeSettings, scrape_images
     from tests.fake_sites import FakeDDG
     srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
     srv.start()
@@ -241,8 +241,8 @@ def test_scraper_never_connects_to_a_rebound_address(home, monkeypatch):
     the scraper's download goes to the checked address or nowhere, never to this machine."""
     from pytest_httpserver import HTTPServer
 
-    from infra.http import FetchLimits
-    from jobs.scrape_images import ScrapeSettings, scrape_images
+    from hashtag_workbench.infra.http import FetchLimits
+    from hashtag_workbench.jobs.scrape_images import ScrapeSettings, scrape_images
     from tests.fake_sites import FakeDDG, jpeg_bytes
     srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
     srv.start()
@@ -266,7 +266,7 @@ def test_scraper_never_connects_to_a_rebound_address(home, monkeypatch):
 
 
 def test_retries_are_bounded_and_a_stop_ends_the_wait():
-    from infra.retry import retry_call
+    from hashtag_workbench.infra.retry import retry_call
     calls = []
 
     def flaky():

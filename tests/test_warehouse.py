@@ -2,8 +2,8 @@
 import duckdb
 import pytest
 
-from core.vocabulary import load_vocabulary
-from warehouse import db, runs, words
+from hashtag_workbench.core.vocabulary import load_vocabulary
+from hashtag_workbench.warehouse import db, runs, words
 
 
 def test_fresh_database_gets_every_migration_in_order(home):

@@ -7,11 +7,11 @@ import re
 import numpy as np
 import pytest
 
-from core.conse import default_config
-from jobs.cli import main
+from hashtag_workbench.core.conse import default_config
+from hashtag_workbench.jobs.cli import main
+from hashtag_workbench.warehouse import models as wh
+from hashtag_workbench.warehouse import runs
 from tests.imagefiles import bomb_png_bytes, good_photo_bytes, truncated_jpeg_bytes, write
-from warehouse import models as wh
-from warehouse import runs
 
 zs_home_path: list = []
 
@@ -55,8 +55,8 @@ def test_predict_on_an_empty_data_dir_gives_zero_shot_words_over_the_whole_vocab
 
 
 def test_words_add_castle_then_zero_shot_can_rank_castle(zs_home, tmp_path, capsys):
-    from core.backbones import imagenet_classes
-    from core.predictor import load_model
+    from hashtag_workbench.core.backbones import imagenet_classes
+    from hashtag_workbench.core.predictor import load_model
     assert main(["--home", str(zs_home), "words", "add", "castle", "--hashtags", "#castle, medieval"]) == 0
     assert "added the word 'castle'" in capsys.readouterr().out
     rc, lines, err = _predict_json(zs_home, write(tmp_path / "p.jpg", good_photo_bytes("flowers", 1)), capsys=capsys)
@@ -123,7 +123,7 @@ def words_home(tmp_path_factory):
     ("", "empty"), ("   ", "empty"), ("sun!set", "'!'"), ("x" * 200, "200 characters"),
     ("dog", "exists already"), ("саstle", "CYRILLIC"), ("ｃａｓｔｌｅ", "FULLWIDTH"), ("#beach", "'#'")])
 def test_words_add_refuses_bad_names_in_one_line_and_changes_nothing(words_home, capsys, name, why):
-    from warehouse.words import hashtags_for, list_words
+    from hashtag_workbench.warehouse.words import hashtags_for, list_words
     home = words_home
     capsys.readouterr()
     before = (list_words(home), hashtags_for(home))
@@ -156,7 +156,7 @@ def test_train_conse_on_an_empty_warehouse(home, capsys):
 def test_spacy_vectors_read_without_spacy():
     import sys
 
-    from core.wordvectors import load_spacy, murmurhash64a
+    from hashtag_workbench.core.wordvectors import load_spacy, murmurhash64a
     assert murmurhash64a(b"coffee") == 3197928453018144401    # spaCy's documented hash of 'coffee'
     enc = load_spacy()
     assert enc.dim == 300 and "spacy" not in sys.modules
@@ -169,7 +169,7 @@ def test_spacy_vectors_read_without_spacy():
 
 
 def test_comparison_table_labels_both_scopes():
-    from jobs.evaluate import comparison_table
+    from hashtag_workbench.jobs.evaluate import comparison_table
     rows = [dict(run_id=9, model_id=m, kind=k, name=n, scope=s, n_images=8, n_words=w, top1=0.5, top5=0.9)
             for m, k, n, s, w in [(1, "linear_probe", "probe", "val", 4), (2, "conse", "ConSE x", "val", 4),
                                   (2, "conse", "ConSE x", "open", 76)]]
@@ -180,6 +180,6 @@ def test_comparison_table_labels_both_scopes():
 
 
 def test_train_names_the_same_default_backbone_without_importing_torch():
-    from core.backbones import DEFAULT_BACKBONE
-    from jobs.train import DEFAULT_BACKBONE as TRAIN_DEFAULT
+    from hashtag_workbench.core.backbones import DEFAULT_BACKBONE
+    from hashtag_workbench.jobs.train import DEFAULT_BACKBONE as TRAIN_DEFAULT
     assert TRAIN_DEFAULT == DEFAULT_BACKBONE

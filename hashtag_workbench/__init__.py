@@ -1,0 +1,1 @@
+"""Hashtag workbench: predict hashtags for photos, with and without training data."""

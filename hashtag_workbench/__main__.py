@@ -1,0 +1,3 @@
+from hashtag_workbench.jobs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,186 @@
+"""Rebuild any stored model from its record (kind + config + classes + artifact) and predict for photos.
+
+Callers read the record from the warehouse (warehouse.models.get_model / best_models)
+and pass it in; nothing here touches the database. The dashboard's Predict page calls:
+
+    sup = load_model(best["supervised"]); zs = load_model(best["zero_shot"])
+    predict_image(img, supervised=sup, zero_shot=zs, hashtags=warehouse.words.hashtags_for(home))
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from hashtag_workbench.core.hashtags import DEFAULT_N_TAGS, SUPERVISED_K, ZERO_SHOT_K, sample_hashtags
+from hashtag_workbench.core.kinds import KINDS, ZERO_SHOT, predict_with
+
+# torch is imported only where a CNN runs, so predicting from stored or ONNX outputs needs no torch
+ARTIFACT_FILES = {name: k.artifact for name, k in KINDS.items()}
+
+
+class ModelLoadError(ValueError):
+    """A stored model cannot be rebuilt (unknown kind, missing or mismatched artifact)."""
+
+
+# Set by infra.onnxrt.use_runtime: (name, weights) -> backbone in the chosen runtime. None: torch.
+_backbone_loader: Callable[[str, str | None], object] | None = None
+
+
+def use_backbone_loader(loader: Callable[[str, str | None], object] | None) -> None:
+    """Make get_backbone load through `loader` (e.g. ONNX Runtime); None restores plain torch."""
+    global _backbone_loader
+    _backbone_loader = loader
+    get_backbone.cache_clear()
+
+
+@functools.lru_cache(maxsize=4)
+def get_backbone(name: str, weights: str | None = None, runtime: str | None = None):
+    """A loaded backbone, shared by every model in this process that needs it.
+
+    runtime='torch' insists on the torch network (fine-tuning needs its modules);
+    otherwise the loader installed by use_backbone_loader decides.
+    """
+    if _backbone_loader is not None and runtime != "torch":
+        return _backbone_loader(name, weights)
+    from hashtag_workbench.core.backbones import load_backbone
+    return load_backbone(name, weights)
+
+
+def compute_features(backbone, images: Sequence[Image.Image], batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """(penultimate features, ImageNet logits) for PIL images, batch by batch (torch or ONNX backbone)."""
+    feats, logits = [], []
+    for i in range(0, len(images), batch_size):
+        f, lg = backbone.features_and_logits(np.stack([backbone.preprocess(im) for im in images[i:i + batch_size]]))
+        feats.append(f)
+        logits.append(lg)
+    if not feats:
+        return np.zeros((0, backbone.feature_dim), np.float32), np.zeros((0, 1000), np.float32)
+    return np.concatenate(feats), np.concatenate(logits)
+
+
+@dataclass
+class ImageBatch:
+    """Photos plus their backbone outputs, computed at most once per backbone.
+
+    `known` may pre-fill (features, logits) per backbone from the features table, so
+    stored images skip the CNN; `loader` decodes image i on demand.
+    """
+    n: int
+    loader: Callable[[int], Image.Image]
+    known: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
+    _images: dict[int, Image.Image] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, images: Sequence[Image.Image]) -> ImageBatch:
+        images = list(images)
+        return cls(len(images), lambda i: images[i])
+
+    def image(self, i: int) -> Image.Image:
+        if i not in self._images:
+            self._images[i] = self.loader(i)
+        return self._images[i]
+
+    def images(self) -> list[Image.Image]:
+        return [self.image(i) for i in range(self.n)]
+
+    def outputs(self, backbone_name: str, *, need_logits: bool = True,
+                weights: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        have = self.known.get(backbone_name)
+        if have is None or (need_logits and have[1] is None):
+            self.known[backbone_name] = compute_features(get_backbone(backbone_name, weights), self.images())
+        return self.known[backbone_name]
+
+
+@dataclass
+class LoadedModel:
+    """A rebuilt model: `predict(batch)` -> (n, len(classes)) probabilities."""
+    model_id: int | None
+    kind: str
+    name: str
+    classes: list[str]
+    model: object
+    backbone: str | None = None
+
+    @property
+    def role(self) -> str:
+        return KINDS[self.kind].role
+
+    def predict(self, batch: ImageBatch, words: Sequence[str] | None = None) -> np.ndarray:
+        """Probabilities over `classes`, or only over `words` (a zero-shot model answering a smaller question)."""
+        if self.kind not in KINDS:
+            raise ModelLoadError(f"unknown model kind {self.kind!r}")
+        probs = predict_with(KINDS[self.kind], self.model, batch, self.backbone)
+        return probs if words is None else restrict(probs, self.classes, words)
+
+
+def restrict(probs: np.ndarray, classes: Sequence[str], words: Sequence[str]) -> np.ndarray:
+    """Columns of `words` (in that order), renormalised; a word the model lacks scores 0.
+
+    For a softmax over similarities, renormalising a subset is exactly the softmax over that subset.
+    """
+    index = {w: i for i, w in enumerate(classes)}
+    out = np.zeros((len(probs), len(words)), dtype=np.float64)
+    for j, w in enumerate(words):
+        if w in index:
+            out[:, j] = probs[:, index[w]]
+    total = out.sum(axis=1, keepdims=True)
+    return out / np.where(total > 0, total, 1.0)
+
+
+def load_model(record: dict, artifact_path: Path | str | None = None) -> LoadedModel:
+    """Rebuild a model from its warehouse record (kind, config, classes, artifact_path) alone."""
+    for key in ("kind", "config", "classes"):
+        if key not in record:
+            raise ModelLoadError(f"the model record lacks {key!r}")
+    kind, cfg, classes = record["kind"], dict(record["config"]), list(record["classes"])
+    if kind not in KINDS:
+        raise ModelLoadError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}")
+    folder = Path(artifact_path or record.get("artifact_path") or "")
+    path = folder / KINDS[kind].artifact if folder.is_dir() else folder
+    if not path.is_file():
+        raise ModelLoadError(f"the artifact of model {record.get('model_id')} ({record.get('name')}) is missing: "
+                             f"{path}; train it again with `hashtags train`")
+    try:
+        model = KINDS[kind].load(path, cfg, classes)
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"cannot rebuild model {record.get('model_id')} ({kind}) from {path}: "
+                             f"{type(exc).__name__}: {exc}") from None
+    return LoadedModel(record.get("model_id"), kind, record.get("name") or kind, classes, model,
+                       cfg.get("backbone"))
+
+
+def top_words(probs: np.ndarray, classes: list[str], k: int = 5) -> list[list]:
+    """[[word, prob], ...] best first, for one image's probability row."""
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [[classes[i], round(float(probs[i]), 4)] for i in order]
+
+
+def predict_batch(batch: ImageBatch, *, supervised: LoadedModel | None, zero_shot: LoadedModel | None,
+                  hashtags: dict[str, list[str]], seed: int | None = None, top_k: int = 5,
+                  n_tags: int = DEFAULT_N_TAGS) -> list[dict]:
+    """Per image: {'supervised': {'top', 'hashtags'}, 'zero_shot': {'top', 'hashtags'}} (None for a missing model)."""
+    rng = np.random.default_rng(seed)
+    out = [dict(supervised=None, zero_shot=None) for _ in range(batch.n)]
+    for role, model, k in (("supervised", supervised, SUPERVISED_K), (ZERO_SHOT, zero_shot, ZERO_SHOT_K)):
+        if model is None:
+            continue
+        probs = model.predict(batch)
+        for i in range(batch.n):
+            top = top_words(probs[i], model.classes, top_k)
+            out[i][role] = {"top": top, "hashtags": sample_hashtags(top, hashtags, k=k, n_tags=n_tags, seed=rng)}
+    return out
+
+
+def predict_image(image: Image.Image, *, supervised: LoadedModel | None, zero_shot: LoadedModel | None,
+                  hashtags: dict[str, list[str]], seed: int | None = None, top_k: int = 5,
+                  n_tags: int = DEFAULT_N_TAGS) -> dict:
+    """One photo -> {'supervised': {'top': [[word, prob]...], 'hashtags': [...]}, 'zero_shot': {...}}."""
+    return predict_batch(ImageBatch.of([image]), supervised=supervised, zero_shot=zero_shot, hashtags=hashtags,
+                         seed=seed, top_k=top_k, n_tags=n_tags)[0]

@@ -1,0 +1,90 @@
+"""Shared bits for pages: the data directory, cached reads, thumbnails, empty states.
+
+Pages never hold a DuckDB connection: every read goes through a warehouse function
+that opens a short read-only connection; results are cached with a short TTL.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import streamlit as st
+
+from hashtag_workbench.dashboard import launcher
+from hashtag_workbench.warehouse import dashboard_queries as q
+from hashtag_workbench.warehouse import words as wh_words
+from hashtag_workbench.warehouse.db import WarehouseLocked
+from hashtag_workbench.warehouse.store import resolve_home
+from hashtag_workbench.warehouse.thumbs import thumbnail
+
+THUMB_SIZE = 192
+JOBS_PAGE = "views/jobs.py"
+
+
+def home() -> Path:
+    """The data directory the dashboard reads ($HASHTAG_HOME or ./data)."""
+    return resolve_home(os.environ.get("HASHTAG_HOME"))
+
+
+def empty_state(message: str, command: str) -> None:
+    st.info(f"{message}\n\nRun:\n\n```\n{command}\n```")
+
+
+def clear_caches() -> None:
+    """After a write: drop cached query results so every page shows the new state."""
+    st.cache_data.clear()
+
+
+def locked_notice(exc: WarehouseLocked) -> None:
+    st.warning(f"The warehouse is busy: {exc}")
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def words(h: str, active_only: bool = False) -> list[str]:
+    return [w["word"] for w in wh_words.list_words(h, active_only=active_only)]
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def word_status(h: str) -> list[dict]:
+    return q.word_status(h)
+
+
+def thumb(h: str, sha256: str, relpath: str, size: int = THUMB_SIZE) -> str | None:
+    """Path (as text) of the on-disk thumbnail of a stored image; made once, then reused (a stat when warm)."""
+    p = thumbnail(h, sha256, relpath, size)
+    return str(p) if p else None
+
+
+def n_images(n: int) -> str:
+    """'1 image', '3 images'."""
+    return f"{n} image" if n == 1 else f"{n} images"
+
+
+def fmt_score(score) -> str:
+    return "no score" if score is None else f"{score:.2f}"
+
+
+_MD_SPECIAL = "\\`*_{}[]()<>#+-.!|~:$"
+
+
+def md_escape(text: str) -> str:
+    """Text from users or scraped pages, made inert for a markdown context (no links, images or HTML)."""
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in str(text)).replace("\n", " ")
+
+
+def start_job(args: list[str]) -> dict | None:
+    """Start `hashtags ARGS...` in the background and open the Jobs page, where its progress shows."""
+    h = home()
+    try:
+        rec = launcher.start_job(h, args, before_run_id=q.max_run_id(str(h)))
+    except (ValueError, OSError, WarehouseLocked) as exc:
+        st.error(f"Cannot start `hashtags {shlex.join(args)}`: {exc}")
+        return None
+    st.session_state["jobs_msg"] = (f"Started `hashtags {shlex.join(args)}` (process {rec['pid']}); "
+                                    f"its output goes to logs/{rec['log']}.")
+    try:
+        st.switch_page(JOBS_PAGE)
+    except Exception:  # a page run on its own (tests, bare mode) has no navigation to switch in
+        st.success(st.session_state.pop("jobs_msg"))
+    return rec

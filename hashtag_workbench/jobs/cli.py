@@ -1,0 +1,87 @@
+"""`hashtags`: one sub-command per job module, listed once in JOBS.
+
+Each listed module defines `register(subparsers)`, which adds its command; the handler it
+sets as `func` receives the parsed args and returns an exit code. Some modules import
+torch, which takes seconds, so a named command loads only its own module; `--help` and
+`schema` load them all. A job signals a user's mistake by raising JobError: the CLI prints
+it as one line and exits with status 2, never with a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from hashtag_workbench.infra.runtime import configure_threads
+from hashtag_workbench.jobs.runner import JobError
+from hashtag_workbench.warehouse.db import WarehouseLocked
+from hashtag_workbench.warehouse.store import resolve_home
+
+# The registry of jobs: command name -> module under jobs/, in the order `--help` lists them.
+JOBS: dict[str, str] = {
+    "demo": "demo",
+    "import-folder": "import_folder",
+    "scrape-images": "scrape_images",
+    "scrape-hashtags": "scrape_hashtags",
+    "features": "features",
+    "outliers": "outliers",
+    "split": "split",
+    "train": "train",
+    "evaluate": "evaluate",
+    "curve": "curve",
+    "predict": "predict",
+    "words": "words",
+    "export": "export",
+    "check": "check",
+    "stats": "stats",
+    "schema": "schema",
+    "dashboard": "dashboard",
+}
+
+
+def _requested(argv: list[str]) -> str | None:
+    """The command named in `argv`, if it names a known one."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--home")
+    pre.add_argument("--threads")
+    _, rest = pre.parse_known_args(argv)
+    if rest and rest[0] in JOBS:
+        return rest[0]
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser with every job's command, or just command `only`."""
+    parser = argparse.ArgumentParser(
+        prog="hashtags",
+        description="Hashtag workbench jobs: collect, clean, train, evaluate and predict.",
+    )
+    parser.add_argument("--home", help="data directory (default: $HASHTAG_HOME or ./data)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch and ONNX Runtime (default: the cores available)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in [only] if only else JOBS:
+        importlib.import_module(f"hashtag_workbench.jobs.{JOBS[name]}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(only=_requested(argv))
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    args.home = resolve_home(args.home)
+    args.threads = configure_threads(args.threads)
+    try:
+        return int(args.func(args) or 0)
+    except WarehouseLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (JobError, ValueError, FileNotFoundError) as exc:  # the user's input: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: work done so far is saved; run the same command again to resume.", file=sys.stderr)
+        return 130

@@ -1,0 +1,33 @@
+"""`dashboard`: serve the installed Streamlit app over the data directory (a process, never an import)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# The app's path, not an import: jobs never import the dashboard layer.
+APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+
+
+def streamlit_command(*, host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host,
+            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "minimal"]  # no Deploy button or developer menu for users
+
+
+def _cmd(args) -> int:
+    print(f"Dashboard over {args.home}: open http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
+    env = {**os.environ, "HASHTAG_HOME": str(args.home)}
+    try:
+        return subprocess.call(streamlit_command(host=args.host, port=args.port), env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("dashboard", help="serve the dashboard (Streamlit) on 127.0.0.1",
+                       description="Serve the multipage dashboard over the data directory until Ctrl-C.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8501, help="port (default: 8501)")
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,75 @@
+"""`demo`: the whole pipeline on the bundled photos, end to end."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from hashtag_workbench.jobs.curve import print_curve
+from hashtag_workbench.jobs.evaluate import evaluate
+from hashtag_workbench.jobs.features import compute_features
+from hashtag_workbench.jobs.import_folder import import_folder
+from hashtag_workbench.jobs.outliers import find_outliers
+from hashtag_workbench.jobs.runner import JobError
+from hashtag_workbench.jobs.stats import format_counts
+from hashtag_workbench.jobs.train import train
+from hashtag_workbench.warehouse.images import word_counts
+
+DEMO_ENV = "HASHTAG_DEMO_PHOTOS"
+# The demo photos (25 MB) live in the source tree, not in the wheel: a source checkout finds them beside
+# the package, an installed copy in ./datasets/demo/photos or wherever $HASHTAG_DEMO_PHOTOS points.
+_CANDIDATES = (Path(__file__).resolve().parents[2] / "datasets" / "demo" / "photos",
+               Path("datasets") / "demo" / "photos")
+
+
+def demo_dir(photos: str | Path | None = None) -> Path:
+    """The folder of demo photos: `photos` if given, else $HASHTAG_DEMO_PHOTOS, else the source tree's."""
+    chosen = photos or os.environ.get(DEMO_ENV)
+    if chosen:
+        folder = Path(chosen)
+        if not folder.is_dir():
+            raise JobError(f"demo photos folder not found: {folder}")
+        return folder
+    for folder in _CANDIDATES:
+        if folder.is_dir():
+            return folder
+    raise JobError("the demo photos are not here: run `hashtags demo` from a source checkout (they are in "
+                   f"datasets/demo/photos), pass --photos DIR or set ${DEMO_ENV}")
+
+
+def run_demo(home: Path, *, fast: bool = False, photos: str | Path | None = None) -> int:
+    """Import the bundled photos, then run every later pipeline step on them."""
+    t0 = time.monotonic()
+    folder = demo_dir(photos)
+    print(f"[demo] data directory: {home}")
+    print(f"[demo] 1. import bundled photos from {folder}")
+    import_folder(home, folder)
+    print(format_counts(word_counts(home)))
+    print("[demo] 2. features (EfficientNet-Lite0) and PCA-128")
+    compute_features(home)
+    print("[demo] 3. outlier flags and duplicate groups")
+    find_outliers(home)
+    print(f"[demo] 4. train BoVW SVM, fine-tuned CNN ({2 if fast else 13} epochs), linear probe, ConSE variants")
+    trained = train(home, epochs=2 if fast else 13, skip_existing=True)
+    print("[demo] 5. evaluate and compare with the original study")
+    evaluate(home)
+    print_curve(home, title="[demo] 6. data-efficiency curve: photos per word needed to beat zero-shot")
+    print(f"[demo] done. Open the dashboard: `make dashboard` (or `hashtags --home {home} dashboard`), "
+          "then http://127.0.0.1:8501")
+    print(f"[demo] wall time of the whole demo: {time.monotonic() - t0:.0f} s")
+    return 1 if trained["failed"] else 0
+
+
+def _cmd(args) -> int:
+    return run_demo(args.home, fast=args.fast, photos=args.photos)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="run the whole pipeline on the bundled demo photos",
+                       description="Import the bundled demo photos and run every pipeline step on them "
+                                   "(features, outlier flags, models, evaluation). Safe to re-run: finished "
+                                   "work is skipped.")
+    p.add_argument("--fast", action="store_true", help="fewer training epochs (for smoke tests)")
+    p.add_argument("--photos", metavar="DIR", help=f"the demo photos folder (default: ${DEMO_ENV}, else "
+                                                   "datasets/demo/photos of the source checkout)")
+    p.set_defaults(func=_cmd)

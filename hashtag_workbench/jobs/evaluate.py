@@ -1,0 +1,149 @@
+"""`evaluate`: top-1/top-5, per-word precision/recall, confusion and every prediction, per model, stored.
+
+Supervised models are scored on the val part of the split they were trained with. Every
+zero-shot model is scored in clearly separate scopes (stored in `evaluations.scope`, see
+core.metrics.SCOPE_TITLES): `val`, the same val images and the same words as the supervised
+models (the study's fair comparison); `open`, the same images against every word it covers
+(all active words); and `all`, every stored image, since it needs no training data.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from hashtag_workbench.core.kinds import KINDS, ZERO_SHOT
+from hashtag_workbench.core.metrics import SCOPE_TITLES, STUDY_TOP1, evaluate_scores
+from hashtag_workbench.core.predictor import ModelLoadError, load_model
+from hashtag_workbench.infra.onnxrt import use_runtime
+from hashtag_workbench.infra.runtime import configure_threads
+from hashtag_workbench.jobs._modeldata import stored_batch
+from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready, split_list
+from hashtag_workbench.jobs.runner import JobError, job_run
+from hashtag_workbench.warehouse import models as wh
+
+
+def _drop_unreadable(batch, rows, run) -> tuple[object, list[dict]]:
+    """Decode every image now, so an unreadable file is skipped (and logged) rather than failing a model."""
+    ok = []
+    for i, r in enumerate(rows):
+        try:
+            batch.image(i)
+            ok.append(i)
+        except Exception as exc:
+            run.log(f"skipped image {r['image_id']}: {exc}")
+            run.count("unreadable")
+    if len(ok) == len(rows):
+        return batch, rows
+    keep = [rows[i] for i in ok]
+    new, _ = stored_batch(run.home, keep, tuple(batch.known))
+    return new, keep
+
+
+def _scopes(home: Path, rec: dict, model, all_scope: bool, split_run: int | None) -> list[tuple]:
+    """(scope, rows, words or None) per scope of one model; words=None means all the model's words.
+
+    Zero-shot models are scored on the latest split's val images twice: restricted to the split's
+    words (the supervised models' question) and over every word they cover (open vocabulary).
+    """
+    if model.role != ZERO_SHOT:
+        if rec["split_run_id"] is None:
+            return []
+        return [("val", [r for r in wh.split_rows(home, rec["split_run_id"]) if r["part"] == "val"], None)]
+    out = []
+    if split_run is not None:
+        rows = wh.split_rows(home, split_run)
+        val = [r for r in rows if r["part"] == "val"]
+        out += [("val", val, sorted({r["word"] for r in rows})), ("open", val, None)]
+    if all_scope:
+        out.append(("all", wh.all_labelled(home), None))
+    return out
+
+
+def evaluate(home: Path, *, model_ids: list[int] | None = None, all_scope: bool = True,
+             threads: int | None = None) -> int:
+    """Evaluate the given models (default: the newest model of each name); returns the evaluate run id."""
+    ensure_ready(home)
+    recs = wh.models(home, ids=model_ids, latest_per_name=not model_ids)
+    if not recs:
+        raise JobError("no trained models to evaluate: run `hashtags train` (or `hashtags demo`) first"
+                       if not model_ids else f"no models with ids {model_ids}")
+    if threads:
+        configure_threads(threads)
+    split_run = wh.latest_split_run(home)
+    with job_run(home, "evaluate", {"model_ids": [r["model_id"] for r in recs], "all_scope": all_scope,
+                                    "split_run_id": split_run}) as run:
+        batches: dict = {}
+
+        def batch_for(key, rows, backbones):
+            if key not in batches:
+                b, found = stored_batch(home, rows, backbones)
+                batches[key] = _drop_unreadable(b, rows, run)
+            return batches[key]
+
+        for rec in recs:
+            try:
+                model = load_model(rec)
+            except ModelLoadError as exc:
+                run.log(f"skipped model {rec['model_id']}: {exc}")
+                run.count("failed")
+                continue
+            for scope, rows, words in _scopes(home, rec, model, all_scope, split_run):
+                if not rows:
+                    run.log(f"model {rec['model_id']}: no images for the {scope} scope")
+                    continue
+                backbones = tuple(b for b in {rec.get("backbone")} if b)
+                key = (scope != "all", tuple(r["image_id"] for r in rows), backbones)
+                batch, rows = batch_for(key, rows, backbones)
+                probs = model.predict(batch, words)
+                res = evaluate_scores(probs, words or model.classes, [r["word"] for r in rows])
+                preds = [{"image_id": r["image_id"], "true_word": r["word"], **p}
+                         for r, p in zip(rows, res["predictions"])]
+                wh.save_evaluation(home, run_id=run.run_id, model_id=rec["model_id"], scope=scope,
+                                   top1=res["top1"], top5=res["top5"], per_word=res["per_word"],
+                                   confusion=res["confusion"], predictions=preds,
+                                   n_words=len(words or model.classes))
+                run.count("done")
+        run.extra["models"] = len(recs)
+        run_id = run.run_id
+    print(comparison_table(wh.evaluations(home, run_id)))
+    return run_id
+
+
+def comparison_table(rows: list[dict]) -> str:
+    """The original study's table form: model | words | top-1 | top-5, one block per scope, study figures beside."""
+    if not rows:
+        return "no evaluations yet: run `hashtags train` then `hashtags evaluate`"
+    order = {name: i for i, name in enumerate(KINDS)}
+    lines = []
+    for scope, title in SCOPE_TITLES.items():
+        part = sorted((r for r in rows if r["scope"] == scope), key=lambda r: (order.get(r["kind"], 99), r["model_id"]))
+        if not part:
+            continue
+        width = max(len(r["name"]) for r in part) + 2
+        lines.append(f"\n[{scope}] {title} (evaluate run {part[0]['run_id']}, {part[0]['n_images']} images)")
+        lines.append(f"{'model':<{width}}| words | top-1  | top-5  | original study (top-1)")
+        lines.append("-" * width + "+-------+--------+--------+" + "-" * 28)
+        for r in part:
+            ref = STUDY_TOP1.get(r["kind"])
+            ref_s = f"{ref[1]:.0%} ({ref[0]})" if ref else "-"
+            lines.append(f"{r['name']:<{width}}| {r['n_words']:>5} | {r['top1']:6.1%} | {r['top5']:6.1%} | {ref_s}")
+    lines.append("\nOriginal study: 76 words x 200 web images, 80:20 split; its top-5 was not reported.")
+    return "\n".join(lines)
+
+
+def _cmd(args) -> int:
+    use_runtime(args.home, args.runtime, args.threads)
+    ids = [int(x) for x in split_list(args.models) or []] or None
+    evaluate(args.home, model_ids=ids, all_scope=not args.val_only, threads=args.threads)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="score the trained models and print the comparison table",
+                       description="Top-1/top-5 accuracy on the val split, per-word precision/recall, confusion "
+                                   "and misclassified images for each model, stored with the run; ConSE also on "
+                                   "every stored image. Prints the comparison with the original study.")
+    p.add_argument("--models", help="comma-separated model ids (default: the newest model of each name)")
+    p.add_argument("--val-only", action="store_true",
+                   help="skip the zero-shot models' 'all' scope (every stored image); val and open are kept")
+    add_runtime_arg(p)
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,61 @@
+"""`export`: the curated images, a CSV of labels/decisions/provenance, and features as Parquet, into a folder."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hashtag_workbench.jobs.common import ensure_ready, split_list
+from hashtag_workbench.jobs.runner import job_run
+from hashtag_workbench.warehouse import export as wx
+
+
+def export(home: Path, dest: Path, *, words: list[str] | None = None, include_rejected: bool = False) -> dict:
+    """Export into `dest` (safe to re-run into the same folder); returns the run's counts."""
+    dest = Path(dest).expanduser().resolve()
+    ensure_ready(home)
+    unknown = wx.unknown_words(home, words or [])
+    if unknown:
+        raise wx.ExportError(f"unknown word(s): {', '.join(unknown)} (see `hashtags stats --all`)")
+    previous = wx.check_destination(dest)
+    config = {"to": str(dest), "words": words, "include_rejected": include_rejected}
+    with job_run(home, "export", config) as run:
+        rows = wx.export_rows(home, words=words, include_rejected=include_rejected)
+        dest.mkdir(parents=True, exist_ok=True)
+        placed = wx.place_images(home, dest, rows, previous=previous,
+                                 progress=lambda it: run.progress(it, total=len(rows), desc="export"))
+        files = placed.pop("files")
+        wx.write_csv(dest, rows)
+        vectors = wx.write_vectors(home, dest, [r["image_id"] for r in rows])
+        wx.write_manifest(dest, {"run_id": run.run_id, "config": config, "images": len(rows), "files": files})
+        run.count("done", len(files))
+        run.count("skipped", placed["unchanged"])
+        run.count("failed", placed["missing"])
+        run.extra.update({"rows": len(rows), "linked": placed["linked"], "copied": placed["copied"],
+                          "removed": placed["removed"], "features": vectors["features"],
+                          "projections": vectors["projections"]})
+        if placed["missing"]:
+            run.log(f"{placed['missing']} stored file(s) missing: run `hashtags check`")
+        run.log(f"wrote {dest}/images.csv, features.parquet and projections.parquet")
+        return run.all_counts()
+
+
+def _cmd(args) -> int:
+    try:
+        export(args.home, Path(args.to), words=split_list(args.words), include_rejected=args.include_rejected)
+    except wx.ExportError as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export kept images (folder per word), a CSV and features as Parquet",
+                       description="Write the curated data set to a folder: kept images in one folder per word "
+                                   "(hard links into the image store where possible, copies otherwise), "
+                                   "images.csv with labels, decisions and provenance, and features.parquet / "
+                                   "projections.parquet. Re-running into the same folder updates it safely.")
+    p.add_argument("--to", required=True, metavar="DIR", help="folder to write (new, empty, or an earlier export)")
+    p.add_argument("--words", metavar="A,B", help="only these words (current labels), comma-separated")
+    p.add_argument("--include-rejected", action="store_true",
+                   help="also export rejected images (under rejected/<word>/, and in the CSV)")
+    p.set_defaults(func=_cmd)

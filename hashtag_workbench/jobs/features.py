@@ -1,0 +1,207 @@
+"""`features`: penultimate-layer CNN features for every stored image, then PCA-128 projections."""
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from hashtag_workbench.core.backbones import DEFAULT_BACKBONE, available_backbones
+from hashtag_workbench.core.features import DEFAULT_PCA_COMPONENTS, extract, fit_pca
+from hashtag_workbench.infra.onnxrt import DEFAULT_RUNTIME, load_for_runtime
+from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready
+from hashtag_workbench.jobs.engines.ingest import ingest_leftovers
+from hashtag_workbench.jobs.engines.options import add_engine_options, check_engine
+from hashtag_workbench.jobs.runner import job_run
+from hashtag_workbench.warehouse import features as wh
+from hashtag_workbench.warehouse.images import labelled_images
+from hashtag_workbench.warehouse.store import image_file
+
+WRITE_EVERY = 256  # rows per warehouse transaction: ~0.15 s of CPU each for 256 rows (open 20 ms, insert
+                   # 35 ms, the checkpoint at close 75 ms); rows written are kept if a run is killed
+DEFAULT_BATCH = 16
+DECODE_THREADS = 2  # local engine: decoding threads beside the forward pass (2 measured best on 2 cores)
+
+
+def pca_artifact(run_id: int) -> str:
+    """Where a features run's PCA fit is saved, relative to the data dir."""
+    return f"models/pca/{run_id}.npz"
+
+
+def fit_and_store_pca(home: Path, run, backbone: str, *, n_components: int = DEFAULT_PCA_COMPONENTS) -> dict | None:
+    """Fit PCA on every stored feature vector of `backbone`; save the artifact and all projections."""
+    ids, X = wh.feature_matrix(home, backbone)
+    if len(ids) < 2:
+        run.log(f"PCA skipped: {len(ids)} image(s) with {backbone} features; need at least 2")
+        return None
+    fit = fit_pca(X, n_components=n_components)
+    rel = pca_artifact(run.run_id)
+    fit.save(home / rel)
+    explained = float(fit.explained_variance_ratio.sum())
+    wh.write_pca_fit(home, run.run_id, backbone, n_components=fit.n_components, explained_variance=explained,
+                     artifact=rel, image_ids=ids, projections=fit.transform(X))
+    if fit.n_components < n_components:
+        run.log(f"PCA: {fit.n_components} components (capped by {len(ids)} images x {X.shape[1]} dims)")
+    return {"pca_run_id": run.run_id, "pca_components": fit.n_components,
+            "pca_explained_variance": round(explained, 4), "pca_images": int(len(ids))}
+
+
+class _Pending:
+    """Rows waiting for the warehouse, written every WRITE_EVERY images in one transaction.
+
+    The write runs in a background thread (at most one in flight), so the forward pass
+    never waits on DuckDB. Images count as done once their write has landed; a failed
+    write raises in the job's thread at the next flush, and nothing is written after it.
+    """
+
+    def __init__(self, home: Path, run, backbone, todo: list[dict]):
+        self.home, self.run, self.backbone, self.todo = home, run, backbone, todo
+        self.ids, self.vecs, self.logits, self.failures = [], [], [], []
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="features-writer")
+        self._in_flight: tuple[Future, int, int] | None = None     # (the write, images done, images failed)
+        self._broken = False
+
+    def add(self, positions, feats, logits, failures) -> None:
+        self.ids.extend(self.todo[p]["image_id"] for p in positions)
+        self.vecs.append(feats)
+        self.logits.append(logits)
+        for p, reason in failures:
+            self.failures.append((self.todo[p]["image_id"], reason))
+            self.run.log(f"failed image {self.todo[p]['image_id']} ({self.todo[p]['path']}): {reason}")
+        if len(self.ids) + len(self.failures) >= WRITE_EVERY:
+            self.flush()
+
+    def flush(self, *, wait: bool = False) -> None:
+        """Start writing the rows held so far (after the previous write has landed)."""
+        self._settle()
+        if (self.ids or self.failures) and not self._broken:
+            dim = self.backbone.feature_dim
+            vecs = np.concatenate(self.vecs) if self.vecs else np.zeros((0, dim))
+            logits = np.concatenate(self.logits) if self.logits else np.zeros((0, 1000))
+            write = self._writer.submit(wh.write_features, self.home, self.run.run_id, self.backbone.name,
+                                        self.ids, vecs, logits, self.failures)
+            self._in_flight = (write, len(self.ids), len(self.failures))
+            self.ids, self.vecs, self.logits, self.failures = [], [], [], []
+        if wait:
+            self._settle()
+
+    def close(self) -> None:
+        """Write everything held and wait for it: a stopped run keeps every image it finished."""
+        try:
+            self.flush(wait=True)
+        finally:
+            self._writer.shutdown()
+
+    def _settle(self) -> None:
+        if self._in_flight is None:
+            return
+        (write, done, failed), self._in_flight = self._in_flight, None
+        try:
+            write.result()
+        except BaseException:
+            self._broken = True
+            raise
+        self.run.count("done", done)
+        self.run.count("failed", failed)
+        self.run.checkpoint()
+
+
+def extract_and_store(home: Path, run, model, todo: list[dict], *, batch_size: int = DEFAULT_BATCH,
+                      workers: int = DECODE_THREADS) -> None:
+    """The job's core: read, decode, resize and forward (pipelined), then write rows in batches."""
+    paths = [image_file(home, im["path"]) for im in todo]
+    pending = _Pending(home, run, model, todo)
+    bar = run.progress(total=len(todo), desc=f"features {model.name} ({model.runtime})")
+    try:
+        for positions, feats, logits, failures in extract(paths, model, batch_size=batch_size, workers=workers,
+                                                          progress=bar.update):
+            pending.add(positions, feats, logits, failures)
+    finally:
+        pending.close()
+    bar.close()
+
+
+def compute_features(home: Path, *, backbone: str = DEFAULT_BACKBONE, weights: Path | str | None = None,
+                     batch_size: int = DEFAULT_BATCH, workers: int | None = None, threads: int | None = None,
+                     retry_failed: bool = False, pca_components: int = DEFAULT_PCA_COMPONENTS,
+                     runtime: str = DEFAULT_RUNTIME, engine: str = "local", address: str | None = None) -> dict:
+    """Features for every stored image not yet done for `backbone`, then PCA if anything changed.
+
+    Resumable: rows are written every WRITE_EVERY images, and a re-run only does
+    images without a row (and, with `retry_failed`, those that failed before).
+    `engine="ray"` computes them on a Ray cluster (jobs/engines/ray_features.py). `workers`: decoding
+    threads (local, default DECODE_THREADS) or model workers (ray, default 1).
+    """
+    if backbone not in available_backbones():
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(available_backbones())}")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers is None:
+        workers = 1 if engine == "ray" else DECODE_THREADS
+    check_engine(engine, workers)
+    ensure_ready(home)
+    config = {"backbone": backbone, "weights": str(weights) if weights else None, "batch_size": batch_size,
+              "workers": workers, "retry_failed": retry_failed, "pca_components": pca_components,
+              "runtime": runtime, "engine": engine}
+    with job_run(home, "features", config) as run:
+        ingest_leftovers(home, run)  # shards a killed Ray run wrote are kept, not computed again
+        images = labelled_images(home, include_rejected=True)
+        done = wh.feature_ids(home, backbone, include_failed=not retry_failed)
+        todo = [im for im in images if im["image_id"] not in done]
+        run.count("skipped", len(images) - len(todo))
+        if todo and engine == "ray":
+            from hashtag_workbench.jobs.engines.ray_features import compute_on_ray
+            compute_on_ray(home, run, todo, backbone=backbone, weights=weights, batch_size=batch_size,
+                           workers=workers, threads=threads, address=address, runtime=runtime)
+            todo = []
+        if todo:
+            model = load_for_runtime(home, backbone, weights, runtime=runtime, threads=threads, say=run.log)
+            run.extra["runtime_used"] = model.runtime
+            run.log(f"{backbone} ({model.runtime}): {len(todo)} images to do, {len(images) - len(todo)} done before")
+            extract_and_store(home, run, model, todo, batch_size=batch_size, workers=workers)
+        _refresh_pca(home, run, backbone, pca_components)
+        return {"run_id": run.run_id, **run.all_counts()}
+
+
+def _refresh_pca(home: Path, run, backbone: str, pca_components: int) -> None:
+    """Refit only when the set of images changed: a re-run with nothing new recomputes nothing."""
+    if run.counts.get("done") or not wh.pca_is_current(home, backbone):
+        info = fit_and_store_pca(home, run, backbone, n_components=pca_components)
+        if info:
+            run.extra.update(info)
+    else:
+        fit = wh.latest_pca_fit(home, backbone)
+        run.extra["pca_run_id"] = fit["run_id"]
+        run.log(f"PCA up to date (fitted in run {fit['run_id']}, {fit['n_images']} images)")
+
+
+def _cmd(args) -> int:
+    compute_features(args.home, backbone=args.backbone, weights=args.weights, batch_size=args.batch_size,
+                     workers=args.workers, threads=args.threads, retry_failed=args.retry_failed,
+                     pca_components=args.pca_components, runtime=args.runtime, engine=args.engine,
+                     address=args.address)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("features", help="CNN features and PCA-128 projections for every stored image",
+                       description="Compute penultimate-layer features (and ImageNet logits) for every stored "
+                                   "image that has none for the backbone yet, then fit PCA and store the "
+                                   "projections. Safe to interrupt and re-run: finished images are skipped.")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=available_backbones(),
+                   help=f"CNN to use (default {DEFAULT_BACKBONE}; resnet18/alexnet need --weights or "
+                        "torchvision's cache)")
+    p.add_argument("--weights", type=Path, help="weights file for the backbone (a torchvision state dict)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
+                   help=f"images per forward pass (default {DEFAULT_BATCH}, chosen by benchmarks/features.py)")
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"local: decoding threads beside the forward pass (default {DECODE_THREADS}, chosen by "
+                        "benchmarks/features.py); ray: model workers, each loading the model once (default 1)")
+    p.add_argument("--threads", type=int, help="CPU threads for the forward pass (local default: all cores; "
+                                              "ray: per worker, default 1)")
+    add_runtime_arg(p)
+    add_engine_options(p)
+    p.add_argument("--pca-components", type=int, default=DEFAULT_PCA_COMPONENTS,
+                   help="PCA dimensions (default 128; capped by the number of images)")
+    p.add_argument("--retry-failed", action="store_true", help="try again images that failed before")
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,145 @@
+"""`outliers`: per-word outlier scores and flags from every detector, and duplicate groups."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from hashtag_workbench.core.backbones import DEFAULT_BACKBONE, available_backbones
+from hashtag_workbench.core.duplicates import find_duplicates, phash_hex
+from hashtag_workbench.core.features import load_photo
+from hashtag_workbench.core.images import ImageRejected
+from hashtag_workbench.core.outliers import DETECTORS, run_detectors
+from hashtag_workbench.jobs.common import ensure_ready, split_list
+from hashtag_workbench.jobs.runner import JobError, job_run
+from hashtag_workbench.warehouse import features as wh
+from hashtag_workbench.warehouse.images import labelled_images
+from hashtag_workbench.warehouse.store import image_file
+
+
+class NotReady(JobError):
+    """An earlier pipeline step has not been run yet."""
+
+
+def _phash(path: Path) -> str | None:
+    try:
+        return phash_hex(load_photo(path))
+    except ImageRejected:
+        return None
+
+
+def ensure_hashes(home: Path, run, images: list[dict], *, workers: int = 2) -> dict[int, str]:
+    """Perceptual hashes of `images`, computing (in threads) and storing only the missing ones."""
+    known = wh.image_hashes(home)
+    todo = [im for im in images if im["image_id"] not in known]
+    if todo:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            hashes = list(run.progress(pool.map(lambda im: _phash(image_file(home, im["path"])), todo),
+                                       total=len(todo), desc="phash"))
+        new = {im["image_id"]: h for im, h in zip(todo, hashes) if h}
+        for im, h in zip(todo, hashes):
+            if h is None:
+                run.log(f"could not hash image {im['image_id']} ({im['path']}); left out of duplicate search")
+        wh.write_image_hashes(home, run.run_id, new)
+        known.update(new)
+    run.extra["hashed_now"] = len(todo)
+    return known
+
+
+def find_outliers(home: Path, *, backbone: str = DEFAULT_BACKBONE, k: int = 1, sigma: float = 2.0,
+                  detectors: list[str] | None = None, knn: int = 5, knn_sigma: float = 1.5, folds: int = 5,
+                  max_hash_distance: int = 6, min_cosine: float = 0.97, seed: int = 0) -> dict:
+    """Score and flag every stored, non-rejected image with each detector; find duplicate groups.
+
+    Reads the latest PCA fit and features of `backbone` (run `features` first).
+    """
+    detectors = list(detectors or DETECTORS)
+    unknown = [d for d in detectors if d not in DETECTORS]
+    if unknown:
+        raise ValueError(f"unknown detector(s) {', '.join(unknown)}; choose from {', '.join(DETECTORS)}")
+    ensure_ready(home)
+    fit = wh.latest_pca_fit(home, backbone)
+    if fit is None:
+        raise NotReady(f"no {backbone} features with a PCA fit yet: run `hashtags features "
+                       f"--backbone {backbone}` first")
+    config = {"backbone": backbone, "pca_run_id": fit["run_id"], "detectors": detectors, "k": k, "sigma": sigma,
+              "knn": knn, "knn_sigma": knn_sigma, "folds": folds, "max_hash_distance": max_hash_distance,
+              "min_cosine": min_cosine, "seed": seed}
+    with job_run(home, "outliers", config) as run:
+        pids, P = wh.projection_matrix(home, fit["run_id"])
+        fids, X = wh.feature_matrix(home, backbone)
+        images = labelled_images(home)                      # rejected images are out of every class
+        have = set(pids.tolist()) & set(fids.tolist())
+        missing = [im for im in images if im["image_id"] not in have]
+        if missing:
+            run.log(f"{len(missing)} images have no {backbone} projection in PCA run {fit['run_id']}; "
+                    "run `hashtags features` to include them")
+            run.count("skipped", len(missing))
+        images = [im for im in images if im["image_id"] in have]
+        if not images:
+            raise NotReady("no images to score: every stored image is rejected or lacks features")
+        ids = np.array([im["image_id"] for im in images], np.int64)
+        words = [im["word"] for im in images]
+        P_rows = P[np.searchsorted(pids, ids)]
+        X_rows = X[np.searchsorted(fids, ids)]
+        results = run_detectors(projections=P_rows, features=X_rows, labels=words, detectors=detectors,
+                                k=k, sigma=sigma, knn=knn, knn_sigma=knn_sigma, folds=folds, seed=seed)
+        for res in results:
+            wh.write_outlier_scores(home, run.run_id, res.detector, ids, words, res.scores, res.flagged)
+            run.extra[f"flagged_{res.detector}"] = int(res.flagged.sum())
+            for note in res.notes:
+                run.log(f"{res.detector}: {note}")
+        run.count("done", len(ids))
+
+        n_groups = _record_duplicates(home, run, images, X_rows, max_hash_distance=max_hash_distance,
+                                      min_cosine=min_cosine)
+        summary = ", ".join(f"{r.detector} {int(r.flagged.sum())}" for r in results)
+        run.log(f"flagged of {len(ids)}: {summary}; duplicate groups: {n_groups}")
+        return {"run_id": run.run_id, **run.all_counts()}
+
+
+def _record_duplicates(home: Path, run, images: list[dict], X_rows: np.ndarray, *, max_hash_distance: int,
+                       min_cosine: float) -> int:
+    """Group exact and near duplicates among `images` (rows of X_rows) and store the groups; returns how many."""
+    hashes = ensure_hashes(home, run, images)
+    hashed = [i for i, im in enumerate(images) if im["image_id"] in hashes]
+    groups = find_duplicates(hashes=[hashes[images[i]["image_id"]] for i in hashed],
+                             shas=[images[i]["sha256"] for i in hashed], features=X_rows[hashed],
+                             max_hash_distance=max_hash_distance, min_cosine=min_cosine)
+    rows = [{"group_id": g_no, "image_id": int(images[hashed[m]]["image_id"]), "kind": g.kind, "distance": d}
+            for g_no, g in enumerate(groups, start=1) for m, d in zip(g.members, g.distances)]
+    wh.write_duplicate_groups(home, run.run_id, rows)
+    run.extra["duplicate_groups"] = len(groups)
+    run.extra["duplicate_images"] = len(rows)
+    return len(groups)
+
+
+def _cmd(args) -> int:
+    find_outliers(args.home, backbone=args.backbone, k=args.k, sigma=args.sigma,
+                  detectors=split_list(args.detectors), knn=args.knn, knn_sigma=args.knn_sigma,
+                  folds=args.folds, max_hash_distance=args.max_hash_distance, min_cosine=args.min_cosine)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("outliers", help="flag likely outliers per word, and find duplicate photos",
+                       description="Score every stored image with each detector (higher = more suspicious) and "
+                                   "flag outliers: kmeans_2sigma (the original K-means + 2 sigma on PCA-128), "
+                                   "knn_cosine (distance to nearest same-word images) and confident_learning "
+                                   "(cross-validated label-issue detection). Also groups exact and near "
+                                   "duplicates by perceptual hash and feature cosine. Needs `features` first.")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=available_backbones(),
+                   help=f"whose features and PCA fit to use (default {DEFAULT_BACKBONE})")
+    p.add_argument("--k", type=int, default=1, help="K-means clusters per word (default 1)")
+    p.add_argument("--sigma", type=float, default=2.0, help="K-means flag threshold in std devs (default 2.0)")
+    p.add_argument("--detectors", default=",".join(DETECTORS),
+                   help=f"comma-separated detectors (default: all of {','.join(DETECTORS)})")
+    p.add_argument("--knn", type=int, default=5, help="neighbours for knn_cosine (default 5)")
+    p.add_argument("--knn-sigma", type=float, default=1.5, help="knn_cosine flag threshold (default 1.5)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds for confident_learning")
+    p.add_argument("--max-hash-distance", type=int, default=6,
+                   help="perceptual-hash bits that may differ in a near-duplicate (default 6)")
+    p.add_argument("--min-cosine", type=float, default=0.97,
+                   help="feature cosine similarity that makes a near-duplicate (default 0.97)")
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,139 @@
+"""`predict`: top-5 words and sampled hashtags for photos, from the best supervised model and zero-shot ConSE.
+
+Zero-shot needs nothing: on an empty data directory the default zero-shot model is built
+over every active vocabulary word on first use (and rebuilt after a vocabulary edit).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from hashtag_workbench.core.images import ImageRejected, decode_rgb, sha256_bytes
+from hashtag_workbench.core.predictor import ImageBatch, ModelLoadError, load_model, predict_batch
+from hashtag_workbench.infra.onnxrt import use_runtime
+from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready
+from hashtag_workbench.warehouse import models as wh
+from hashtag_workbench.warehouse.words import hashtags_for
+
+ROLES = (("supervised", "supervised"), ("zero_shot", "zero-shot"))
+NO_SUPERVISED = ("no supervised model trained yet (it needs labelled photos: `hashtags import-folder PATH` "
+                 "or `hashtags demo`, then `hashtags train`)")
+
+
+def read_input(path: Path) -> tuple[object, str]:
+    """(PIL image, sha256) or raise ImageRejected with a reason naming the problem."""
+    if not path.exists():
+        raise ImageRejected("file not found")
+    if path.is_dir():
+        raise ImageRejected("is a folder, not an image file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageRejected(f"cannot read file ({exc.strerror or exc})") from None
+    return decode_rgb(data, min_side=8), sha256_bytes(data)
+
+
+def _pick(home: Path, model_id: int | None, role: str) -> dict | None:
+    if model_id is None:
+        if role == "zero_shot":
+            from hashtag_workbench.jobs.train import ensure_zero_shot
+            return ensure_zero_shot(home)
+        return wh.best_models(home)[role]
+    rec = wh.get_model(home, model_id)
+    if rec is None:
+        raise ModelLoadError(f"no model with id {model_id}")
+    return rec
+
+
+def model_line(role_label: str, model) -> str:
+    """Which model answers and which words it can output (all of them up to 12, then a count)."""
+    shown = ", ".join(model.classes[:12]) + (f" and {len(model.classes) - 12} more" if len(model.classes) > 12 else "")
+    return f"{role_label} [{model.name}, model {model.model_id}] can answer {len(model.classes)} words: {shown}"
+
+
+def predict_files(home: Path, paths: list[Path], *, as_json: bool = False, seed: int | None = None,
+                  supervised_id: int | None = None, zero_shot_id: int | None = None, out=None) -> int:
+    """Print predictions per file; returns 0, or 1 when a file failed (the others are still predicted)."""
+    out = out or sys.stdout
+    ensure_ready(home)
+    try:
+        records = {"supervised": _pick(home, supervised_id, "supervised"),
+                   "zero_shot": _pick(home, zero_shot_id, "zero_shot")}
+        loaded = {role: load_model(rec) if rec else None for role, rec in records.items()}
+    except (ModelLoadError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if loaded["supervised"] is None:
+        print(f"note: {NO_SUPERVISED}; the zero-shot part still comes out", file=sys.stderr)
+    for role, label in ROLES:
+        if loaded[role] is not None and as_json:
+            print("note: " + model_line(label, loaded[role]), file=sys.stderr)
+    tags = hashtags_for(home)
+    good, failed = [], 0
+    results: dict[int, dict] = {}
+    for i, p in enumerate(paths):
+        try:
+            img, sha = read_input(p)
+            good.append((i, img, sha))
+        except ImageRejected as exc:
+            failed += 1
+            results[i] = {"image": str(p), "error": str(exc)}
+            print(f"error: {p}: {exc}", file=sys.stderr)
+    if good:
+        preds = predict_batch(ImageBatch.of([g[1] for g in good]), supervised=loaded["supervised"],
+                              zero_shot=loaded["zero_shot"], hashtags=tags, seed=seed)
+        rows = []
+        for (i, _, sha), pred in zip(good, preds):
+            results[i] = {"image": str(paths[i]), "supervised": pred["supervised"], "zero_shot": pred["zero_shot"]}
+            if pred["supervised"] is None:
+                results[i]["supervised_reason"] = NO_SUPERVISED
+            for role in ("supervised", "zero_shot"):
+                if loaded[role] is not None:
+                    rows.append({"model_id": loaded[role].model_id, "sha256": sha, **pred[role]})
+        wh.add_predictions(home, rows)
+    for i in range(len(paths)):
+        r = results[i]
+        if as_json:
+            print(json.dumps(r), file=out)
+        elif "error" not in r:
+            print(format_result(r, loaded), file=out)
+    return 1 if failed else 0
+
+
+def format_result(r: dict, loaded: dict) -> str:
+    lines = [r["image"]]
+    for role, label in ROLES:
+        model = loaded[role]
+        if model is None:
+            lines.append(f"  {label}: {NO_SUPERVISED}")
+            continue
+        part = r[role]
+        lines.append("  " + model_line(label, model))
+        lines.append("    " + ", ".join(f"{w} {p:.1%}" for w, p in part["top"]))
+        lines.append("    " + " ".join(f"#{t}" for t in part["hashtags"]))
+    return "\n".join(lines)
+
+
+def _cmd(args) -> int:
+    use_runtime(args.home, args.runtime, args.threads)
+    return predict_files(args.home, [Path(p) for p in args.images], as_json=args.json, seed=args.seed,
+                         supervised_id=args.supervised_model, zero_shot_id=args.zero_shot_model)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="top-5 words and hashtags for photos (supervised and zero-shot)",
+                       description="For each image: the top-5 words with probabilities and hashtags sampled from "
+                                   "the best supervised model's top 2 words and zero-shot ConSE's top 5, by "
+                                   "probability. Zero-shot needs no data: its default model is built over every "
+                                   "active vocabulary word on first use and rebuilt when the vocabulary changes.")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per image: {image, supervised: {top, hashtags} (or null, with "
+                        "supervised_reason), zero_shot: {top, hashtags}}")
+    p.add_argument("--seed", type=int, help="seed for the hashtag sampling (default: random)")
+    p.add_argument("--supervised-model", type=int, help="model id to use instead of the best supervised one")
+    p.add_argument("--zero-shot-model", type=int,
+                   help="model id to use instead of the default zero-shot model over the current vocabulary")
+    add_runtime_arg(p)
+    p.set_defaults(func=_cmd)

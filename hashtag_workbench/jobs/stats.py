@@ -1,0 +1,42 @@
+"""`stats`: per-word counts of stored and failed images."""
+from __future__ import annotations
+
+import json
+
+from hashtag_workbench.jobs.common import ensure_ready
+from hashtag_workbench.warehouse import runs
+from hashtag_workbench.warehouse.images import word_counts
+
+
+def format_counts(rows: list[dict], *, only_nonempty: bool = True) -> str:
+    shown = [r for r in rows if r["stored"] or r["failed"] or not only_nonempty]
+    if not shown:
+        return "no images yet: run `hashtags demo` or `hashtags import-folder PATH`"
+    width = max(len(r["word"]) for r in shown)
+    lines = [f"{'word':<{width}}  stored  failed"]
+    lines += [f"{r['word']:<{width}}  {r['stored']:>6}  {r['failed']:>6}" for r in shown]
+    lines.append(f"{'total':<{width}}  {sum(r['stored'] for r in shown):>6}  {sum(r['failed'] for r in shown):>6}")
+    return "\n".join(lines)
+
+
+def _cmd(args) -> int:
+    ensure_ready(args.home)
+    rid = runs.start_run(args.home, "stats", {"json": args.json, "all": args.all})  # shown in the run history
+    rows = word_counts(args.home)
+    runs.finish_run(args.home, rid, "ok", {"words": sum(1 for r in rows if r["stored"] or r["failed"]),
+                                           "stored": sum(r["stored"] for r in rows),
+                                           "failed": sum(r["failed"] for r in rows)})
+    if args.json:
+        print(json.dumps({r["word"]: {"stored": r["stored"], "failed": r["failed"]} for r in rows
+                          if args.all or r["stored"] or r["failed"]}, indent=1))
+    else:
+        print(format_counts(rows, only_nonempty=not args.all))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("stats", help="per-word counts of stored and failed images",
+                       description="Print per-word counts of stored and failed images.")
+    p.add_argument("--json", action="store_true", help="print JSON: {word: {stored, failed}}")
+    p.add_argument("--all", action="store_true", help="include words with no images")
+    p.set_defaults(func=_cmd)

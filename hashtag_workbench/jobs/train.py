@@ -1,0 +1,231 @@
+"""`train`: every model kind of core.kinds (supervised ones on the split, zero-shot ones over the vocabulary).
+
+Each model is its own recorded run, saved under <data dir>/models/<run_id>/ (artifact +
+config.json) and recorded in the `models` table with the config that rebuilds it, so
+evaluate, predict and the dashboard need nothing but the warehouse. Zero-shot kinds need
+no images: they are built over every active vocabulary word, and each records the
+fingerprint of the vocabulary it covers, so a vocabulary edit makes a new one
+(`ensure_zero_shot`, which predict calls) instead of silently reusing a stale one.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+from hashtag_workbench.core.kinds import KINDS, SUPERVISED, ZERO_SHOT, ModelKind, resolve, vocabulary_fingerprint
+from hashtag_workbench.infra.onnxrt import use_runtime
+from hashtag_workbench.infra.runtime import configure_threads
+from hashtag_workbench.jobs._modeldata import read_photo, stored_batch
+from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready, split_list
+from hashtag_workbench.jobs.runner import job_run
+from hashtag_workbench.jobs.split import add_split_args, current_split
+from hashtag_workbench.warehouse import models as wh
+from hashtag_workbench.warehouse.words import hashtags_for, list_words
+
+ALL_MODELS = tuple(name for name, k in KINDS.items() if k.default)
+DEFAULT_BACKBONE = "efficientnet_lite0"  # core.backbones' default, named here so importing train needs no torch
+
+
+class _Vocabulary:
+    """What a zero-shot kind is built from: the active words and their hashtags (no images)."""
+
+    def __init__(self, home: Path):
+        self.vocabulary = [w["word"] for w in list_words(home, active_only=True)]
+        self.hashtags = hashtags_for(home)
+        self.fingerprint = vocabulary_fingerprint(self.vocabulary, self.hashtags)
+        self.weights = None
+        self.log = lambda m: print(m, file=sys.stderr)  # noqa: E731  (job_run replaces it per run)
+        self.progress = lambda it, desc=None: it  # noqa: E731
+
+
+class _Data(_Vocabulary):
+    """The split's images, decoded once and shared by every supervised model trained in this call."""
+
+    def __init__(self, home: Path, split_run: int):
+        super().__init__(home)
+        self.home = home
+        self.images, self.rows = {}, []
+        for r in wh.split_rows(home, split_run):
+            try:
+                self.images[r["image_id"]] = read_photo(home, r["path"])
+                self.rows.append(r)
+            except Exception as exc:  # one unreadable file must not stop training
+                self.log(f"skipped image {r['image_id']} ({r['path']}): {exc}")
+        self.train = [r for r in self.rows if r["part"] == "train"]
+        self.val = [r for r in self.rows if r["part"] == "val"]
+        self.classes = sorted({r["word"] for r in self.rows})
+        if len(self.classes) < 2:
+            raise ValueError(f"need at least 2 words with images to train, found {len(self.classes)}")
+        self.train_words = [r["word"] for r in self.train]
+        self.val_words = [r["word"] for r in self.val]
+
+    def train_images(self):
+        return [self.images[r["image_id"]] for r in self.train]
+
+    def val_images(self):
+        return [self.images[r["image_id"]] for r in self.val]
+
+    def backbone(self, name: str, weights: str | None):
+        """The torch network (fine-tuning trains its modules, so never the ONNX runtime)."""
+        from hashtag_workbench.core.predictor import get_backbone
+        return get_backbone(name, weights, "torch")
+
+    def features(self, backbone: str, weights: str | None):
+        """Penultimate features of the train part: stored ones when the features job made them all."""
+        batch, found = stored_batch(self.home, self.train, (backbone,))
+        if backbone in batch.known:
+            self.log(f"using stored {backbone} features for {len(self.train)} images")
+        else:
+            self.log(f"computing {backbone} features for {len(self.train)} images ({found[backbone]} stored; "
+                     "`hashtags features` stores them for next time)")
+            batch._images = {i: self.images[r["image_id"]] for i, r in enumerate(self.train)}
+        return batch.outputs(backbone, need_logits=False, weights=weights)[0]
+
+
+def _save(home: Path, run_id: int, kind: ModelKind, config: dict, classes: list[str], model, report) -> str:
+    folder = wh.model_dir(home, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / kind.artifact)
+    (folder / "config.json").write_text(json.dumps({"kind": kind.name, "config": config, "classes": classes},
+                                                   indent=1))
+    if report:
+        (folder / "report.json").write_text(json.dumps(report, indent=1))
+    return str(folder.relative_to(home))
+
+
+def train_kind(home: Path, kind: ModelKind, cfg, data, split_run: int | None) -> int:
+    """Build one model of `kind` as its own recorded run; returns its model id (= run id)."""
+    zero_shot = kind.role == ZERO_SHOT
+    extra_cfg = {"vocabulary_fingerprint": data.fingerprint} if zero_shot else {}
+    with job_run(home, kind.run_kind, {"split_run_id": split_run, **cfg.to_dict(), **extra_cfg}) as run:
+        data.log, data.progress = run.log, run.progress
+        model, name, extra = kind.fit(cfg, data)
+        run.count("done", len(model.classes) if zero_shot else len(data.train))
+        run.extra.update(extra.get("counts", {}))
+        full_cfg = {**cfg.to_dict(), **extra.get("notes", {}), **extra_cfg}
+        art = _save(home, run.run_id, kind, full_cfg, model.classes, model, extra.get("report"))
+        wh.add_model(home, model_id=run.run_id, kind=kind.name, name=name, backbone=getattr(cfg, "backbone", None),
+                     split_run_id=split_run, config=full_cfg, classes=model.classes, artifact=art,
+                     curve=extra.get("curve"))
+        return run.run_id
+
+
+def ensure_zero_shot(home: Path, config=None, kind: str = "conse") -> dict:
+    """The zero-shot model of `config` (default: the best-measured one) over the current active vocabulary:
+    the stored one when it covers exactly these words and hashtags, else built now (a fraction of a second
+    plus loading the word vectors) and recorded as a run."""
+    from hashtag_workbench.core.conse import default_config
+    ensure_ready(home)
+    k = KINDS[kind]
+    cfg = config or default_config()
+    vocab = _Vocabulary(home)
+    for rec in reversed(wh.models(home, kinds=[k.name])):
+        if k.matches(rec, cfg, None, vocab.fingerprint) and wh.model_dir(home, rec["model_id"]).is_dir():
+            return rec
+    print(f"[zero-shot] building {cfg.label(cfg.word_vectors)} over {len(vocab.vocabulary)} active words "
+          "(the vocabulary changed or no such model yet)", file=sys.stderr)
+    with contextlib.redirect_stdout(sys.stderr):  # the run's summary line must not mix into predict --json
+        model_id = train_kind(home, k, cfg, vocab, wh.latest_split_run(home))
+    return wh.get_model(home, model_id)
+
+
+def _options(**opts) -> dict:
+    if opts["epochs"] < 1:
+        raise ValueError(f"--epochs must be at least 1, got {opts['epochs']}")
+    return opts
+
+
+def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DEFAULT_BACKBONE,
+          weights: str | None = None, word_vectors: str | None = None, top_t: int = 10, temperature: float = 2.0,
+          conse_variants: bool = True, seed: int = 0, val_fraction: float = 0.2, exclude_flagged: bool = False,
+          new_split: bool = False, train_blocks: int | None = None, threads: int | None = None, codebook: int = 256,
+          skip_existing: bool = False, clip_model: str | None = None) -> dict:
+    """Train the chosen kinds; returns {'split_run_id', 'model_ids', 'failed'}.
+
+    Supervised kinds train on the current split (made if needed); zero-shot kinds need no images.
+    With `skip_existing`, a model with the same settings (and split, or vocabulary) is kept, not rebuilt.
+    """
+    from hashtag_workbench.core.conse import default_config
+    chosen = [resolve(m) for m in models] + ([KINDS["clip"]] if clip_model and "clip" not in models else [])
+    word_vectors = word_vectors or default_config().word_vectors
+    opts = _options(epochs=epochs, backbone=backbone, weights=weights, word_vectors=word_vectors, top_t=top_t,
+                    temperature=temperature, conse_variants=conse_variants, seed=seed, train_blocks=train_blocks,
+                    codebook=codebook, clip_model=clip_model)
+    ensure_ready(home)
+    if any(k.role == SUPERVISED for k in chosen):
+        if threads:
+            configure_threads(threads)
+        split_run = current_split(home, val_fraction=val_fraction, seed=seed, exclude_flagged=exclude_flagged,
+                                  new=new_split)
+        data = _Data(home, split_run)
+        data.weights = weights
+        print(f"[train] split run {split_run}: {len(data.train)} train / {len(data.val)} val images, "
+              f"{len(data.classes)} words")
+    else:
+        split_run, data = wh.latest_split_run(home), _Vocabulary(home)
+        print(f"[train] zero-shot over {len(data.vocabulary)} active words (no images needed)")
+    existing = wh.models(home) if skip_existing else []
+    ids, failed = [], []
+    for kind in KINDS.values():
+        if kind not in chosen:
+            continue
+        for cfg in kind.configs(opts):
+            same = [r for r in existing if kind.matches(r, cfg, split_run, data.fingerprint)]
+            if same:
+                print(f"[train] {kind.name}: already built with these settings (model {same[-1]['model_id']}); "
+                      "skipped")
+                continue
+            try:
+                ids.append(train_kind(home, kind, cfg, data, split_run))
+            except Exception as exc:  # one model failing (e.g. missing weights) must not lose the others
+                failed.append(kind.name)
+                print(f"error: training {kind.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return {"split_run_id": split_run, "model_ids": ids, "failed": sorted(set(failed))}
+
+
+def _cmd(args) -> int:
+    use_runtime(args.home, args.runtime, args.threads)
+    names = [resolve(m).name for m in split_list(args.models) or ALL_MODELS]
+    out = train(args.home, models=names, epochs=args.epochs, backbone=args.backbone,
+                weights=str(args.weights) if args.weights else None, word_vectors=args.word_vectors,
+                top_t=args.top_t, temperature=args.temperature, conse_variants=not args.plain_conse_only,
+                seed=args.seed, val_fraction=args.val_fraction, exclude_flagged=args.exclude_flagged,
+                new_split=args.new_split, train_blocks=args.train_blocks, threads=args.threads,
+                clip_model=args.clip_model)
+    print(f"[train] models {', '.join(map(str, out['model_ids'])) or 'none'} stored; "
+          f"next: `hashtags evaluate`")
+    return 1 if out["failed"] else 0
+
+
+def register(sub) -> None:
+    from hashtag_workbench.core.backbones import available_backbones
+    from hashtag_workbench.core.wordvectors import WORD_VECTOR_CHOICES
+    p = sub.add_parser("train", help="train the supervised models and build the zero-shot ones",
+                       description="Train the chosen model kinds. Supervised ones use the current train/val split "
+                                   "(made if missing or out of date); zero-shot ones (ConSE) need no images and "
+                                   "cover every active vocabulary word. Each model is its own recorded run, saved "
+                                   "under <data dir>/models/<run_id>/ with the config that rebuilds it.")
+    p.add_argument("--models", default=",".join(ALL_MODELS),
+                   help=f"comma-separated subset of {','.join(ALL_MODELS)} (default: all; "
+                        f"old names {', '.join(k.alias for k in KINDS.values() if k.alias)} still work)")
+    p.add_argument("--epochs", type=int, default=13, help="fine-tuning epochs (default 13)")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=available_backbones(),
+                   help="CNN for fine-tuning, probe and ConSE (fine-tuning: efficientnet_lite0 or resnet18)")
+    p.add_argument("--weights", type=Path, help="backbone weights file (e.g. a torchvision resnet18 state dict)")
+    p.add_argument("--train-blocks", type=int, help="trailing CNN blocks to fine-tune (default 3)")
+    p.add_argument("--word-vectors",
+                   help=f"ConSE word vectors: {', '.join(WORD_VECTOR_CHOICES)} (default: the best measured, "
+                        "minilm), or PATH to a word2vec file (binary or text, e.g. GoogleNews-vectors-negative300.bin)")
+    p.add_argument("--top-t", type=int, default=10, help="ConSE: top-T ImageNet classes combined (default 10)")
+    p.add_argument("--temperature", type=float, default=2.0,
+                   help="ConSE temperature variant: softmax(logits / this) over all classes (default 2)")
+    p.add_argument("--plain-conse-only", action="store_true",
+                   help="build only the default ConSE configuration, not the variants side by side")
+    p.add_argument("--clip-model", help="also build the CLIP zero-shot model from this folder (save_pretrained "
+                                        "layout) or hub name (online); no CLIP weights install offline")
+    p.add_argument("--new-split", action="store_true", help="make a new split even if the latest still fits")
+    add_runtime_arg(p)
+    add_split_args(p)
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,38 @@
+"""The data-efficiency curve's points: all their SQL."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hashtag_workbench.warehouse.db import connect
+
+_COLS = ("method", "per_word", "photos_per_word", "words", "words_with_k", "seeds", "top1", "top5",
+         "top1_std", "top5_std", "weight", "model_id", "name", "best")
+
+
+def save_curve(home: Path | str, run_id: int, points: list[dict]) -> None:
+    """Store one curve run's points (replacing any it had) in one transaction."""
+    with connect(home) as con:
+        con.execute("DELETE FROM curve_points WHERE run_id = ?", [int(run_id)])
+        con.executemany(f"INSERT INTO curve_points (run_id, {', '.join(_COLS)}) "
+                        f"VALUES (?{', ?' * len(_COLS)})",
+                        [[int(run_id), *[p.get(c, False if c == "best" else None) for c in _COLS]]
+                         for p in points])
+
+
+def latest_curve(home: Path | str) -> dict | None:
+    """The newest finished curve run: {'run_id', 'config', 'counts', 'finished_at', 'points': [...]}, or None."""
+    with connect(home, read_only=True) as con:
+        row = con.execute(
+            """SELECT r.run_id, r.config, r.counts, r.finished_at FROM runs r
+               WHERE r.kind = 'curve' AND r.status = 'ok'
+                 AND EXISTS (SELECT 1 FROM curve_points p WHERE p.run_id = r.run_id)
+               ORDER BY r.run_id DESC LIMIT 1""").fetchone()
+        if row is None:
+            return None
+        cur = con.execute(f"SELECT {', '.join(_COLS)} FROM curve_points WHERE run_id = ? "
+                          "ORDER BY method, photos_per_word, model_id", [row[0]])
+        cols = [d[0] for d in cur.description]
+        points = [dict(zip(cols, r)) for r in cur.fetchall()]
+    return {"run_id": row[0], "config": json.loads(row[1]) if row[1] else {},
+            "counts": json.loads(row[2]) if row[2] else {}, "finished_at": row[3], "points": points}
