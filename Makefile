@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: demo pipeline dashboard test lint browser venv clean
+.PHONY: demo pipeline dashboard test lint browser venv clean install-check
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,9 +36,27 @@ browser:
 lint: venv
 	$(BIN)/ruff check .
 
-## The whole test suite, after the lint.
+## The package as a user installs it: build the wheel, install it (not editable) into a fresh virtualenv
+## that borrows only the pinned dependencies, and predict a photo from another folder.
+INSTALL_CHECK := build/install-check
+install-check: venv
+	rm -rf $(INSTALL_CHECK) && mkdir -p $(INSTALL_CHECK)/cwd
+	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation -w $(INSTALL_CHECK)/wheel .
+	$(PY) -m venv $(INSTALL_CHECK)/venv
+	$(BIN)/python -c "import site; print(site.getsitepackages()[0])" \
+		> $$($(INSTALL_CHECK)/venv/bin/python -c "import site; print(site.getsitepackages()[0])")/pinned-deps.pth
+	$(INSTALL_CHECK)/venv/bin/pip install --quiet --no-deps --no-index $(INSTALL_CHECK)/wheel/*.whl
+	cd $(INSTALL_CHECK)/cwd && ../venv/bin/python -c "import hashtag_workbench as h, sys; \
+		sys.exit(0 if '/install-check/venv/' in h.__file__ else 'imported from ' + h.__file__)"
+	cd $(INSTALL_CHECK)/cwd && HF_HUB_OFFLINE=1 ../venv/bin/hashtags --home home predict --json \
+		$(firstword $(wildcard $(CURDIR)/datasets/demo/photos/bird/*.jpg)) > predict.json
+	$(BIN)/python -c "import json; r = json.loads(open('$(INSTALL_CHECK)/cwd/predict.json').readline()); \
+		assert r['zero_shot']['top'], r; print('install-check: wheel installed, hashtags predict works')"
+
+## The whole test suite, after the lint, then the installed-package check.
 test: venv browser lint
 	$(BIN)/python -m pytest
+	$(MAKE) install-check
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache test-artifacts build
