@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from hashtag_workbench.warehouse.db import connect
+from hashtag_workbench.warehouse.db import connect, fetch_dicts
 
 DECISIONS = ("keep", "reject", "relabel")
 
@@ -91,9 +91,7 @@ def recent_decisions(home: Path | str, limit: int = 20, *, include_undone: bool 
     sql = ("SELECT decision_id, image_id, decision, old_word, new_word, decided_at, undone, undone_at, note "
            "FROM curation_log {} ORDER BY decision_id DESC LIMIT ?")
     with connect(home, read_only=True) as con:
-        cur = con.execute(sql.format("" if include_undone else "WHERE NOT undone"), [int(limit)])
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r)) for r in cur.fetchall()]
+        return fetch_dicts(con.execute(sql.format("" if include_undone else "WHERE NOT undone"), [int(limit)]))
 
 
 def current_labels(home: Path | str, image_ids: Iterable[int]) -> dict[int, dict]:

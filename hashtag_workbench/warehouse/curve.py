@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hashtag_workbench.warehouse.db import connect
+from hashtag_workbench.warehouse.db import connect, fetch_dicts
 
 _COLS = ("method", "per_word", "photos_per_word", "words", "words_with_k", "seeds", "top1", "top5",
          "top1_std", "top5_std", "weight", "model_id", "name", "best")
@@ -30,9 +30,7 @@ def latest_curve(home: Path | str) -> dict | None:
                ORDER BY r.run_id DESC LIMIT 1""").fetchone()
         if row is None:
             return None
-        cur = con.execute(f"SELECT {', '.join(_COLS)} FROM curve_points WHERE run_id = ? "
-                          "ORDER BY method, photos_per_word, model_id", [row[0]])
-        cols = [d[0] for d in cur.description]
-        points = [dict(zip(cols, r)) for r in cur.fetchall()]
+        points = fetch_dicts(con.execute(f"SELECT {', '.join(_COLS)} FROM curve_points WHERE run_id = ? "
+                                         "ORDER BY method, photos_per_word, model_id", [row[0]]))
     return {"run_id": row[0], "config": json.loads(row[1]) if row[1] else {},
             "counts": json.loads(row[2]) if row[2] else {}, "finished_at": row[3], "points": points}

@@ -10,27 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from hashtag_workbench.warehouse.db import connect
+from hashtag_workbench.warehouse.db import connect, fetch_dicts
 
-# The latest score and flag per (image, detector), over all finished outlier runs.
-_LATEST_SCORES = """
-    SELECT image_id, detector, arg_max(score, run_id) AS score, arg_max(flagged, run_id) AS flagged,
-           max(run_id) AS run_id
-    FROM outlier_scores
-    WHERE run_id IN (SELECT run_id FROM runs WHERE status = 'ok')   -- a killed run's partial scores are not shown
-    GROUP BY image_id, detector"""
-# One duplicate group per image, from the latest duplicate run.
-_LATEST_DUPS = """
-    SELECT image_id, min(group_id) AS group_id, min(kind) AS dup_kind
-    FROM duplicate_groups WHERE run_id = (SELECT max(run_id) FROM duplicate_groups
-                                          WHERE run_id IN (SELECT run_id FROM runs WHERE status = 'ok'))
-    GROUP BY image_id"""
+# The current score and flag per (image, detector) and the current duplicate groups: views defined
+# once in migration 150 (only finished runs count).
+_LATEST_SCORES = "SELECT image_id, detector, score, flagged, run_id FROM current_outlier_scores"
 
 
 def _rows(con, sql: str, params: list | None = None) -> list[dict]:
-    cur = con.execute(sql, params or [])
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
+    return fetch_dicts(con.execute(sql, params or []))
 
 
 # ---------------------------------------------------------------- overview
@@ -117,12 +105,10 @@ def review_items(home: Path | str, word: str, detector: str | None = None, *, sh
     # Narrow to the word's images first, so scores and groups are only aggregated for them.
     sql = f"""
         WITH l AS (SELECT * FROM image_labels WHERE word = ?),
-        s AS (SELECT image_id, arg_max(score, run_id) AS score, arg_max(flagged, run_id) AS flagged
-              FROM outlier_scores WHERE detector = ? AND image_id IN (SELECT image_id FROM l)
-                AND run_id IN (SELECT run_id FROM runs WHERE status = 'ok') GROUP BY image_id),
-        d AS (SELECT image_id, min(group_id) AS group_id, min(kind) AS dup_kind FROM duplicate_groups
-              WHERE run_id = (SELECT max(run_id) FROM duplicate_groups) AND image_id IN (SELECT image_id FROM l)
-              GROUP BY image_id)
+        s AS (SELECT image_id, score, flagged FROM current_outlier_scores
+              WHERE detector = ? AND image_id IN (SELECT image_id FROM l)),
+        d AS (SELECT image_id, min(group_id) AS group_id, min(kind) AS dup_kind FROM current_duplicate_groups
+              WHERE image_id IN (SELECT image_id FROM l) GROUP BY image_id)
         SELECT l.image_id, l.sha256, l.path, l.word, l.original_word, l.review,
                s.score, coalesce(s.flagged, FALSE) AS flagged, d.group_id, d.dup_kind,
                i.title, i.source_url, i.width, i.height

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hashtag_workbench.warehouse.db import connect
+from hashtag_workbench.warehouse.db import connect, fetch_dicts
 from hashtag_workbench.warehouse.store import image_file
 
 MANIFEST = "export.json"
@@ -55,9 +55,7 @@ def export_rows(home: Path | str, *, words: list[str] | None = None, include_rej
         {"WHERE " + " AND ".join(conds) if conds else ""}
         ORDER BY l.word, l.image_id"""
     with connect(home, read_only=True) as con:
-        cur = con.execute(sql, params)
-        cols = [c[0] for c in cur.description]
-        return [dict(zip(cols, r)) for r in cur.fetchall()]
+        return fetch_dicts(con.execute(sql, params))
 
 
 def unknown_words(home: Path | str, words: list[str]) -> list[str]:

@@ -7,16 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from hashtag_workbench.core.kinds import SUPERVISED, ZERO_SHOT, kinds_of
-from hashtag_workbench.warehouse.db import connect
+from hashtag_workbench.warehouse.db import connect, fetch_dicts
 
 MODELS_DIR = "models"
 SUPERVISED_KINDS = kinds_of(SUPERVISED)
 ZERO_SHOT_KINDS = kinds_of(ZERO_SHOT)
-
-
-def _rows(cur) -> list[dict]:
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
 def model_dir(home: Path, model_id: int) -> Path:
@@ -29,20 +24,18 @@ def model_dir(home: Path, model_id: int) -> Path:
 def training_images(home: Path, *, exclude_flagged: bool = False) -> list[dict]:
     """Images usable for training: curated label, active word, not rejected (and not flagged, if asked).
 
-    'flagged' means the latest outliers run marked the image and nobody has reviewed it since.
+    'flagged' means a detector's current score flags the image (view `flagged_images`, as the Review
+    page counts it) and nobody has reviewed it since.
     """
     sql = """
-        WITH last_outliers AS (SELECT max(run_id) AS run_id FROM outlier_scores),
-             flagged AS (SELECT DISTINCT s.image_id FROM outlier_scores s, last_outliers o
-                         WHERE s.run_id = o.run_id AND s.flagged)
         SELECT l.image_id, l.sha256, l.path, l.word, l.review,
                (f.image_id IS NOT NULL AND l.review = 'unreviewed') AS flagged
         FROM image_labels l
-        LEFT JOIN flagged f ON f.image_id = l.image_id
+        LEFT JOIN flagged_images f ON f.image_id = l.image_id
         WHERE l.review <> 'reject' AND l.word IN (SELECT word FROM words WHERE active)
         ORDER BY l.image_id"""
     with connect(home, read_only=True) as con:
-        rows = _rows(con.execute(sql))
+        rows = fetch_dicts(con.execute(sql))
     if exclude_flagged:
         rows = [r for r in rows if not r["flagged"]]
     return rows
@@ -61,10 +54,10 @@ def latest_split_run(home: Path) -> int | None:
         return con.execute("SELECT max(run_id) FROM splits").fetchone()[0]
 
 
-def split_rows(home: Path, run_id: int) -> list[dict]:
+def splitfetch_dicts(home: Path, run_id: int) -> list[dict]:
     """The split's images with the label they had when it was made, and their stored file."""
     with connect(home, read_only=True) as con:
-        return _rows(con.execute(
+        return fetch_dicts(con.execute(
             """SELECT s.image_id, s.word, s.part, i.sha256, i.path FROM splits s
                JOIN images i ON i.image_id = s.image_id WHERE s.run_id = ? ORDER BY s.image_id""", [run_id]))
 
@@ -72,7 +65,7 @@ def split_rows(home: Path, run_id: int) -> list[dict]:
 def all_labelled(home: Path) -> list[dict]:
     """Every stored, non-rejected image of an active word, with its current label (ConSE's 'all' scope)."""
     with connect(home, read_only=True) as con:
-        return _rows(con.execute("SELECT image_id, word, sha256, path FROM image_labels WHERE review <> 'reject' "
+        return fetch_dicts(con.execute("SELECT image_id, word, sha256, path FROM image_labels WHERE review <> 'reject' "
                                  "AND word IN (SELECT word FROM words WHERE active) ORDER BY image_id"))
 
 
@@ -119,7 +112,7 @@ _MODEL_COLS = "model_id, kind, name, backbone, split_run_id, config, classes, ar
 def get_model(home: Path, model_id: int) -> dict | None:
     """One model's record: config and classes parsed, artifact_path absolute."""
     with connect(home, read_only=True) as con:
-        rows = _rows(con.execute(f"SELECT {_MODEL_COLS} FROM models WHERE model_id = ?", [int(model_id)]))
+        rows = fetch_dicts(con.execute(f"SELECT {_MODEL_COLS} FROM models WHERE model_id = ?", [int(model_id)]))
     return _model_record(home, rows[0]) if rows else None
 
 
@@ -138,13 +131,13 @@ def models(home: Path, *, ids: list[int] | None = None, latest_per_name: bool = 
         sql = (f"SELECT {_MODEL_COLS} FROM (SELECT *, row_number() OVER (PARTITION BY name ORDER BY model_id DESC) "
                f"AS rn FROM ({sql})) WHERE rn = 1")
     with connect(home, read_only=True) as con:
-        rows = _rows(con.execute(sql + " ORDER BY model_id", params))
+        rows = fetch_dicts(con.execute(sql + " ORDER BY model_id", params))
     return [_model_record(home, r) for r in rows]
 
 
 def learning_curve(home: Path, model_id: int) -> list[dict]:
     with connect(home, read_only=True) as con:
-        return _rows(con.execute("SELECT epoch, train_loss, val_loss, train_acc, val_acc, seconds FROM "
+        return fetch_dicts(con.execute("SELECT epoch, train_loss, val_loss, train_acc, val_acc, seconds FROM "
                                  "learning_curves WHERE model_id = ? ORDER BY epoch", [int(model_id)]))
 
 
@@ -203,7 +196,7 @@ def evaluations(home: Path, run_id: int | None = None) -> list[dict]:
             run_id = con.execute("SELECT max(run_id) FROM evaluations").fetchone()[0]
         if run_id is None:
             return []
-        return _rows(con.execute(
+        return fetch_dicts(con.execute(
             """SELECT e.run_id, e.model_id, m.kind, m.name, e.scope, e.n_images,
                       coalesce(e.n_words, json_array_length(m.classes)) AS n_words, e.top1, e.top5
                FROM evaluations e JOIN models m USING (model_id) WHERE e.run_id = ?
