@@ -98,7 +98,7 @@ def run_once(workers: int, n: int) -> tuple[float, int]:
 
 def pool_only(workers: int, n: int, base: str) -> tuple[float, int]:
     """Just the worker pool: download + Pillow validation of n images, no warehouse."""
-    from hashtag_workbench.jobs.scrape_images import DownloadPool, ScrapeSettings
+    from hashtag_workbench.jobs.download import DownloadPool, ScrapeSettings
 
     pool = DownloadPool(ScrapeSettings(workers=workers))
     try:

@@ -59,6 +59,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--home", help="data directory (default: $HASHTAG_HOME or ./data)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch and ONNX Runtime (default: the cores available)")
+    parser.set_defaults(build_parser=build_parser)  # for `schema`, which describes every command
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in [only] if only else JOBS:
         importlib.import_module(f"hashtag_workbench.jobs.{JOBS[name]}").register(sub)

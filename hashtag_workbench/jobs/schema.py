@@ -35,8 +35,8 @@ def describe(parser: argparse.ArgumentParser) -> dict:
 
 
 def _cmd(args) -> int:
-    from hashtag_workbench.jobs.cli import build_parser  # the full parser: every job registered
-    print(json.dumps(describe(build_parser()), indent=1, default=str))
+    # The CLI hands over its parser factory, so this module need not import the CLI (no cycle).
+    print(json.dumps(describe(args.build_parser()), indent=1, default=str))
     return 0
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import ray
 
 from hashtag_workbench.infra.http import new_session
+from hashtag_workbench.jobs.download import Fetched, ScrapeSettings, download_one
 from hashtag_workbench.jobs.engines.cluster import ray_cluster, require_cpus
-from hashtag_workbench.jobs.scrape_images import Fetched, ScrapeSettings, download_one
 from hashtag_workbench.warehouse.store import put_image
 
 TASK_RETRIES = 2      # a task whose worker process died is run again this often, then its URL fails
