@@ -40,7 +40,7 @@ lint: venv
 ## that borrows only the pinned dependencies, and predict a photo from another folder.
 INSTALL_CHECK := build/install-check
 install-check: venv
-	rm -rf $(INSTALL_CHECK) && mkdir -p $(INSTALL_CHECK)/cwd
+	rm -rf $(INSTALL_CHECK) build/lib && mkdir -p $(INSTALL_CHECK)/cwd  # build/lib: no stale module in the wheel
 	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation -w $(INSTALL_CHECK)/wheel .
 	$(PY) -m venv $(INSTALL_CHECK)/venv
 	$(BIN)/python -c "import site; print(site.getsitepackages()[0])" \

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.preprocess import CAFFE_INPUT, IMAGENET_INPUT, TF_INPUT, Preprocess
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
-class WeightsError(ValueError):
+class WeightsError(InputError):
     """A weights file is missing or does not fit the chosen backbone."""
 
 

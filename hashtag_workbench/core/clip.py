@@ -19,10 +19,11 @@ import numpy as np
 from PIL import Image
 
 from hashtag_workbench.core.conse import target_vectors
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.linalg import softmax, unit
 
 
-class CLIPError(ValueError):
+class CLIPError(InputError):
     """The CLIP model cannot be loaded or applied."""
 
 

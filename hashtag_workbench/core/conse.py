@@ -29,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.linalg import softmax, unit
 from hashtag_workbench.core.wordvectors import PhraseEncoder, tokens
 
 
-class ConSEError(ValueError):
+class ConSEError(InputError):
     """ConSE cannot be built or applied with the given inputs."""
 
 

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+from hashtag_workbench.core.errors import InputError
+
 # Current pages write vqd="4-<digits>"; older ones vqd='3-<n>-<n>'; some embed vqd=4-<n>& in URLs.
 _VQD_RE = re.compile(r"""vqd=["']?(\d+-\d+(?:-\d+)?)""")
 # HTTP answers DuckDuckGo gives when it rate-limits or blocks a client.
@@ -17,7 +19,7 @@ BLOCK_STATUSES = frozenset({202, 301, 400, 403, 418, 429})
 BLOCK_MARKER = "anomalyDetectionBlock"
 
 
-class SiteChanged(ValueError):
+class SiteChanged(InputError):
     """The answer does not have the shape we parse: the site probably changed."""
 
 

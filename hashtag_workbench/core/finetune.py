@@ -24,11 +24,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from hashtag_workbench.core.backbones import load_backbone, network_input
+from hashtag_workbench.core.errors import InputError
 
 SUPPORTED = ("efficientnet_lite0", "resnet18")
 
 
-class FinetuneError(ValueError):
+class FinetuneError(InputError):
     """Fine-tuning cannot run with the given backbone, data or settings."""
 
 

@@ -8,13 +8,15 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from hashtag_workbench.core.errors import InputError
+
 # Pillow's own bomb guard stays on: images above this many pixels are refused.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 MAX_BYTES = 50 * 1024 * 1024
 FORMAT_EXT = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif", "MPO": "jpg"}
 
 
-class ImageRejected(ValueError):
+class ImageRejected(InputError):
     """The bytes are not an image we can use; the message says why in plain words."""
 
 

@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.hashtags import DEFAULT_N_TAGS, SUPERVISED_K, ZERO_SHOT_K, sample_hashtags
 from hashtag_workbench.core.kinds import KINDS, ZERO_SHOT, predict_with
 
 # torch is imported only where a CNN runs, so predicting from stored or ONNX outputs needs no torch
-ARTIFACT_FILES = {name: k.artifact for name, k in KINDS.items()}
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(InputError):
     """A stored model cannot be rebuilt (unknown kind, missing or mismatched artifact)."""
 
 

@@ -10,6 +10,8 @@ import os
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
+from hashtag_workbench.core.errors import InputError
+
 ALLOWED_SCHEMES = ("http", "https")
 ENV_ALLOW_PRIVATE = "HASHTAG_ALLOW_PRIVATE_URLS"
 
@@ -19,7 +21,7 @@ def allow_private_default() -> bool:
     return os.environ.get(ENV_ALLOW_PRIVATE, "").strip().lower() in ("1", "true", "yes")
 
 
-class UnsafeURL(ValueError):
+class UnsafeURL(InputError):
     """The URL may not be fetched; the message says why in plain words."""
 
 

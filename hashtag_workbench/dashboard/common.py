@@ -36,10 +36,6 @@ def clear_caches() -> None:
     st.cache_data.clear()
 
 
-def locked_notice(exc: WarehouseLocked) -> None:
-    st.warning(f"The warehouse is busy: {exc}")
-
-
 @st.cache_data(ttl=10, show_spinner=False)
 def words(h: str, active_only: bool = False) -> list[str]:
     return [w["word"] for w in wh_words.list_words(h, active_only=active_only)]

@@ -22,6 +22,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.urlcheck import UnsafeURL, allow_private_default, check_url
 from hashtag_workbench.infra.retry import retry_call
 
@@ -84,7 +85,7 @@ class Spacer:
             self._last = time.monotonic()
 
 
-class FetchError(ValueError):
+class FetchError(InputError):
     """The URL could not be fetched; `reason` says why, `permanent` whether trying again is pointless."""
 
     def __init__(self, reason: str, *, permanent: bool = True):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.warehouse import runs
 from hashtag_workbench.warehouse.check import sweep_dead_run_artifacts
 from hashtag_workbench.warehouse.faults import crash_point
@@ -122,7 +123,7 @@ class JobRun:
                 + f" in {elapsed:.1f} s ({rate:.1f} items/s) [run {self.run_id}]")
 
 
-class JobError(ValueError):
+class JobError(InputError):
     """A job cannot go on because of its input or the warehouse's state (a user's matter, not a bug).
 
     The CLI prints it, like any ValueError (bad options, unknown words, rejected files, unusable

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.warehouse.db import connect, fetch_dicts
 from hashtag_workbench.warehouse.store import image_file
 
@@ -33,7 +34,7 @@ CSV_COLUMNS = ("image_id", "file", "word", "original_word", "review", "last_deci
                "added_at", "import_run_id")
 
 
-class ExportError(ValueError):
+class ExportError(InputError):
     """The export cannot go ahead (bad folder, unknown words); the message says what to fix."""
 
 

@@ -8,11 +8,13 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+from hashtag_workbench.core.errors import InputError
+
 ENV_ADDRESS = "RAY_ADDRESS"
 PROJECT_ROOT = Path(__file__).resolve().parents[3]  # the folder that holds the hashtag_workbench package
 
 
-class ClusterError(ValueError):
+class ClusterError(InputError):
     """Ray could not be joined, or the cluster cannot run what the job asks for."""
 
 
