@@ -11,6 +11,7 @@ from PIL import Image
 from hashtag_workbench.core.duplicates import find_duplicates, hamming, phash_hex
 from hashtag_workbench.core.outliers import (
     DETECTORS,
+    OutliersConfig,
     confident_learning,
     kmeans_sigma,
     knn_distance,
@@ -85,7 +86,7 @@ def test_detectors_check_their_input():
     with pytest.raises(ValueError, match="NaN"):
         knn_distance(np.full((3, 2), np.nan), ["a", "a", "a"])
     with pytest.raises(ValueError, match="unknown detector"):
-        run_detectors(projections=X, features=X, labels=labels, detectors=["magic"])
+        run_detectors(projections=X, features=X, labels=labels, config=OutliersConfig(detectors=("magic",)))
     tiny = confident_learning(X[:3], ["a", "a", "b"])
     assert not tiny.flagged.any() and any("only 1 image" in n for n in tiny.notes)
 
@@ -122,7 +123,7 @@ def test_outliers_job_scores_flags_and_groups(demo_home, tmp_path):
     from hashtag_workbench.warehouse.images import labelled_images
     from tests.conftest import DEMO_PHOTOS
 
-    with pytest.raises(NotReady, match="jobs features"):
+    with pytest.raises(NotReady, match="hashtags features"):
         find_outliers(demo_home)
     # A re-encoded, resized copy of a stored photo: a near-duplicate the job must group.
     src = sorted((DEMO_PHOTOS / "bird").glob("*.jpg"))[0]

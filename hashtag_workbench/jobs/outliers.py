@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from hashtag_workbench.core.backbones import DEFAULT_BACKBONE, available_backbones
 from hashtag_workbench.core.duplicates import find_duplicates, phash_hex
 from hashtag_workbench.core.features import load_photo
 from hashtag_workbench.core.images import ImageRejected
-from hashtag_workbench.core.outliers import DETECTORS, run_detectors
-from hashtag_workbench.jobs.common import ensure_ready, split_list
+from hashtag_workbench.core.outliers import OutliersConfig, run_detectors
+from hashtag_workbench.jobs.common import ensure_ready
+from hashtag_workbench.jobs.options import add_config_options, config_from
 from hashtag_workbench.jobs.runner import JobError, job_run
 from hashtag_workbench.warehouse import features as wh
 from hashtag_workbench.warehouse.images import labelled_images
@@ -47,26 +48,20 @@ def ensure_hashes(home: Path, run, images: list[dict], *, workers: int = 2) -> d
     return known
 
 
-def find_outliers(home: Path, *, backbone: str = DEFAULT_BACKBONE, k: int = 1, sigma: float = 2.0,
-                  detectors: list[str] | None = None, knn: int = 5, knn_sigma: float = 1.5, folds: int = 5,
-                  max_hash_distance: int = 6, min_cosine: float = 0.97, seed: int = 0) -> dict:
+def find_outliers(home: Path, config: OutliersConfig | None = None, **settings) -> dict:
     """Score and flag every stored, non-rejected image with each detector; find duplicate groups.
 
-    Reads the latest PCA fit and features of `backbone` (run `features` first).
+    `config` (or its fields as keywords) says which detectors and thresholds. Reads the latest PCA fit
+    and features of the config's backbone (run `features` first).
     """
-    detectors = list(detectors or DETECTORS)
-    unknown = [d for d in detectors if d not in DETECTORS]
-    if unknown:
-        raise ValueError(f"unknown detector(s) {', '.join(unknown)}; choose from {', '.join(DETECTORS)}")
+    cfg = config or OutliersConfig(**settings)
+    backbone = cfg.backbone
     ensure_ready(home)
     fit = wh.latest_pca_fit(home, backbone)
     if fit is None:
         raise NotReady(f"no {backbone} features with a PCA fit yet: run `hashtags features "
                        f"--backbone {backbone}` first")
-    config = {"backbone": backbone, "pca_run_id": fit["run_id"], "detectors": detectors, "k": k, "sigma": sigma,
-              "knn": knn, "knn_sigma": knn_sigma, "folds": folds, "max_hash_distance": max_hash_distance,
-              "min_cosine": min_cosine, "seed": seed}
-    with job_run(home, "outliers", config) as run:
+    with job_run(home, "outliers", {**asdict(cfg), "pca_run_id": fit["run_id"]}) as run:
         pids, P = wh.projection_matrix(home, fit["run_id"])
         fids, X = wh.feature_matrix(home, backbone)
         images = labelled_images(home)                      # rejected images are out of every class
@@ -83,8 +78,7 @@ def find_outliers(home: Path, *, backbone: str = DEFAULT_BACKBONE, k: int = 1, s
         words = [im["word"] for im in images]
         P_rows = P[np.searchsorted(pids, ids)]
         X_rows = X[np.searchsorted(fids, ids)]
-        results = run_detectors(projections=P_rows, features=X_rows, labels=words, detectors=detectors,
-                                k=k, sigma=sigma, knn=knn, knn_sigma=knn_sigma, folds=folds, seed=seed)
+        results = run_detectors(projections=P_rows, features=X_rows, labels=words, config=cfg)
         for res in results:
             wh.write_outlier_scores(home, run.run_id, res.detector, ids, words, res.scores, res.flagged)
             run.extra[f"flagged_{res.detector}"] = int(res.flagged.sum())
@@ -92,8 +86,8 @@ def find_outliers(home: Path, *, backbone: str = DEFAULT_BACKBONE, k: int = 1, s
                 run.log(f"{res.detector}: {note}")
         run.count("done", len(ids))
 
-        n_groups = _record_duplicates(home, run, images, X_rows, max_hash_distance=max_hash_distance,
-                                      min_cosine=min_cosine)
+        n_groups = _record_duplicates(home, run, images, X_rows, max_hash_distance=cfg.max_hash_distance,
+                                      min_cosine=cfg.min_cosine)
         summary = ", ".join(f"{r.detector} {int(r.flagged.sum())}" for r in results)
         run.log(f"flagged of {len(ids)}: {summary}; duplicate groups: {n_groups}")
         return {"run_id": run.run_id, **run.all_counts()}
@@ -116,9 +110,7 @@ def _record_duplicates(home: Path, run, images: list[dict], X_rows: np.ndarray, 
 
 
 def _cmd(args) -> int:
-    find_outliers(args.home, backbone=args.backbone, k=args.k, sigma=args.sigma,
-                  detectors=split_list(args.detectors), knn=args.knn, knn_sigma=args.knn_sigma,
-                  folds=args.folds, max_hash_distance=args.max_hash_distance, min_cosine=args.min_cosine)
+    find_outliers(args.home, config_from(args, OutliersConfig))
     return 0
 
 
@@ -129,17 +121,5 @@ def register(sub) -> None:
                                    "knn_cosine (distance to nearest same-word images) and confident_learning "
                                    "(cross-validated label-issue detection). Also groups exact and near "
                                    "duplicates by perceptual hash and feature cosine. Needs `features` first.")
-    p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=available_backbones(),
-                   help=f"whose features and PCA fit to use (default {DEFAULT_BACKBONE})")
-    p.add_argument("--k", type=int, default=1, help="K-means clusters per word (default 1)")
-    p.add_argument("--sigma", type=float, default=2.0, help="K-means flag threshold in std devs (default 2.0)")
-    p.add_argument("--detectors", default=",".join(DETECTORS),
-                   help=f"comma-separated detectors (default: all of {','.join(DETECTORS)})")
-    p.add_argument("--knn", type=int, default=5, help="neighbours for knn_cosine (default 5)")
-    p.add_argument("--knn-sigma", type=float, default=1.5, help="knn_cosine flag threshold (default 1.5)")
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds for confident_learning")
-    p.add_argument("--max-hash-distance", type=int, default=6,
-                   help="perceptual-hash bits that may differ in a near-duplicate (default 6)")
-    p.add_argument("--min-cosine", type=float, default=0.97,
-                   help="feature cosine similarity that makes a near-duplicate (default 0.97)")
+    add_config_options(p, OutliersConfig)
     p.set_defaults(func=_cmd)

@@ -8,6 +8,11 @@ import argparse
 import json
 
 
+def _plain(default):
+    """A list default as the comma-separated text the flag takes (forms show it as typed)."""
+    return ",".join(map(str, default)) if isinstance(default, (tuple, list)) else default
+
+
 def _argument(action: argparse.Action) -> dict:
     switch = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
     return {
@@ -18,7 +23,7 @@ def _argument(action: argparse.Action) -> dict:
         "required": bool(action.required) if action.option_strings else action.nargs not in ("?", "*"),
         "many": action.nargs in ("+", "*"),
         "choices": [str(c) for c in action.choices] if action.choices else None,
-        "default": None if switch or action.default is argparse.SUPPRESS else action.default,
+        "default": None if switch or action.default is argparse.SUPPRESS else _plain(action.default),
         "help": action.help or "",
     }
 

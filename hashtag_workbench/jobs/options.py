@@ -1,0 +1,63 @@
+"""Command-line flags generated from config dataclasses (core/config.option fields), and back.
+
+`--name-with-dashes` per field; the type comes from the annotation (bool -> a switch, tuple/list ->
+comma-separated, `X | None` -> X), the default and help from the field. `config_from(args, Config)`
+rebuilds the config from the parsed flags, so the handler never spells an option again.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from types import NoneType, UnionType
+
+from hashtag_workbench.jobs.common import split_list
+
+
+def _base_type(hint):
+    """int for `int`, `int | None`; tuple for `tuple[str, ...]`; and so on."""
+    if isinstance(hint, UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not NoneType)
+    return typing.get_origin(hint) or hint
+
+
+def _shown(default) -> str:
+    if isinstance(default, (tuple, list)):
+        return ",".join(map(str, default)) or "none"
+    return "none" if default is None else str(default)
+
+
+def _default(f: dataclasses.Field):
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def cli_fields(config_cls) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(config_cls) if f.init and f.metadata.get("cli")]
+
+
+def add_config_options(parser: argparse.ArgumentParser, config_cls, *, skip: tuple[str, ...] = ()) -> None:
+    """One flag per CLI field of `config_cls` (except `skip`), default and help from the field."""
+    hints = typing.get_type_hints(config_cls)
+    for f in cli_fields(config_cls):
+        if f.name in skip:
+            continue
+        base, default, meta = _base_type(hints[f.name]), _default(f), f.metadata
+        flag = "--" + f.name.replace("_", "-")
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                                help=f"{meta['help']} (default: {'on' if default else 'off'})")
+            continue
+        choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+        kwargs = {"default": default, "metavar": meta["metavar"],
+                  "help": f"{meta['help']} (default: {_shown(default)})"}
+        if base in (tuple, list):
+            kwargs["type"] = lambda text, base=base: base(split_list(text) or ())
+        else:
+            kwargs["type"], kwargs["choices"] = base, choices
+        parser.add_argument(flag, **kwargs)
+
+
+def config_from(args: argparse.Namespace, config_cls, **overrides):
+    """The config the parsed flags describe (fields without a flag keep their defaults)."""
+    values = {f.name: getattr(args, f.name) for f in cli_fields(config_cls) if hasattr(args, f.name)}
+    return config_cls(**{**values, **overrides})
