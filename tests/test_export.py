@@ -69,7 +69,7 @@ def test_export_writes_folders_csv_and_parquet(curated, tmp_path, capsys):
     assert con.execute(f"SELECT count(*) FROM '{out}/features.parquet' WHERE word = 'music'").fetchone()[0] == 9
     run = wh_runs.recent_runs(home, limit=1)[0]
     assert (run["kind"], run["status"], run["counts"]["done"]) == ("export", "ok", 30)
-    assert f"[run {run['run_id']}]" in capsys.readouterr().out
+    assert f"[run {run['run_id']}]" in capsys.readouterr().err
 
 
 def test_export_rerun_is_safe_and_follows_new_decisions(curated, tmp_path):
@@ -99,7 +99,7 @@ def test_export_refuses_bad_input_in_one_line(curated, tmp_path, capsys):
     (other / "thesis.docx").write_text("x")
     assert main(["--home", str(home), "export", "--to", str(other)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("export: ") and "not empty" in err and len(err.splitlines()) == 1
+    assert err.startswith("error: ") and "not empty" in err and len(err.splitlines()) == 1
     assert main(["--home", str(home), "export", "--to", str(tmp_path / "new"), "--words", "dragon"]) == 2
     assert "unknown word(s): dragon" in capsys.readouterr().err
     assert not (tmp_path / "new").exists() and _files(other) == ["thesis.docx"]

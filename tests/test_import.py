@@ -39,7 +39,7 @@ def test_bad_files_are_failed_rows_with_reasons_and_good_one_stored(home, bad_tr
     assert all(by_name[n][3] is None for n in ("notes.jpg", "half.jpg", "pixel.png", "bomb.png"))
     run = runs.recent_runs(home, 1)[0]
     assert run["status"] == "ok" and run["counts"]["failed"] == 4 and run["counts"]["done"] == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "import-folder: done 1, skipped 0, failed 4" in out and "items/s" in out
 
 

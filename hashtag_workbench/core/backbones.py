@@ -265,7 +265,7 @@ def available_backbones() -> list[str]:
 
 def backbone_spec(name: str) -> BackboneSpec:
     if name not in SPECS:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(available_backbones())}")
+        raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(available_backbones())}")
     return SPECS[name]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.linalg import softmax
 
 
@@ -70,12 +71,12 @@ class BoVWModel:
         from sklearn.svm import SVC
         cfg = self.config
         if len(descriptors) != len(labels):
-            raise ValueError(f"got {len(descriptors)} descriptor sets but {len(labels)} labels")
+            raise InputError(f"got {len(descriptors)} descriptor sets but {len(labels)} labels")
         missing = sorted(set(self.classes) - set(labels))
         if missing:
-            raise ValueError(f"no training images for {missing}; every class needs at least one")
+            raise InputError(f"no training images for {missing}; every class needs at least one")
         if len(set(labels)) < 2:
-            raise ValueError("the SVM needs at least 2 words with training images")
+            raise InputError("the SVM needs at least 2 words with training images")
         rng = np.random.default_rng(cfg.seed)
         pool = np.concatenate(list(descriptors))
         if len(pool) > cfg.max_kmeans_descriptors:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.fewshot import (
     PRIOR_STRENGTH,
     choose_strength,
@@ -41,10 +42,10 @@ def parse_per_word(text: str) -> list[int | None]:
             out.add(None)
             continue
         if not part.isdigit() or int(part) < 1:
-            raise ValueError(f"--per-word takes whole numbers of at least 1 or 'all', got {part!r}")
+            raise InputError(f"--per-word takes whole numbers of at least 1 or 'all', got {part!r}")
         out.add(int(part))
     if not out:
-        raise ValueError("--per-word is empty: give sizes such as 1,2,5,10,all")
+        raise InputError("--per-word is empty: give sizes such as 1,2,5,10,all")
     return sorted(k for k in out if k is not None) + ([None] if None in out else [])
 
 
@@ -59,7 +60,7 @@ def sample_per_word(words: Sequence[str], k: int | None, *, seed: int) -> np.nda
     different draws and, for one seed, the k-photo draw is the start of the (k+1)-photo one.
     """
     if k is not None and k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+        raise InputError(f"k must be at least 1, got {k}")
     by_word: dict[str, list[int]] = defaultdict(list)
     for i, w in enumerate(words):
         by_word[w].append(i)
@@ -98,14 +99,14 @@ class CurveData:
 
     def __post_init__(self):
         if len(self.train_feats) != len(self.train_words) or len(self.zs_train) != len(self.train_words):
-            raise ValueError("train features, words and zero-shot scores must have one row per photo")
+            raise InputError("train features, words and zero-shot scores must have one row per photo")
         if len(self.val_feats) != len(self.val_words) or len(self.zs_val) != len(self.val_words):
-            raise ValueError("val features, words and zero-shot scores must have one row per photo")
+            raise InputError("val features, words and zero-shot scores must have one row per photo")
         if not self.val_words:
-            raise ValueError("the split has no val photos to score the curve on")
+            raise InputError("the split has no val photos to score the curve on")
         missing = sorted(set(self.classes) - set(self.train_words))
         if missing:
-            raise ValueError(f"no train photos for {missing}; every word needs at least one")
+            raise InputError(f"no train photos for {missing}; every word needs at least one")
 
 
 def _scores(probs: np.ndarray, classes: list[str], words: list[str]) -> tuple[float, float]:
@@ -151,9 +152,9 @@ def compute_curve(data: CurveData, *, per_word: Sequence[int | None], seeds: int
                   progress: Callable[[str], None] | None = None) -> dict:
     """{'points': [probe point per k], 'mix_points': [zero-shot + photos point per k]}; means over seeds."""
     if seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+        raise InputError(f"--seeds must be at least 1, got {seeds}")
     if not per_word:
-        raise ValueError("no photo counts given")
+        raise InputError("no photo counts given")
     probe_config = probe_config or ProbeConfig()
     points, mix_points = [], []
     import sklearn.linear_model  # noqa: F401  (its BLAS must be loaded for the thread limit to reach it)

@@ -9,6 +9,7 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.linalg import l2_rows
 
 BLOCK = 2048  # rows per block when comparing all pairs, to bound memory at BLOCK x n
@@ -24,7 +25,7 @@ def _hash_ints(hashes: Sequence[str]) -> np.ndarray:
     try:
         return np.array([int(h, 16) for h in hashes], dtype=np.uint64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"perceptual hashes must be hex strings of up to 16 digits ({exc})") from None
+        raise InputError(f"perceptual hashes must be hex strings of up to 16 digits ({exc})") from None
 
 
 def hamming(a: str, b: str) -> int:
@@ -72,15 +73,15 @@ def find_duplicates(*, hashes: Sequence[str], shas: Sequence[str] | None = None,
     """
     n = len(hashes)
     if shas is not None and len(shas) != n:
-        raise ValueError(f"{len(shas)} SHA-256 values for {n} hashes")
+        raise InputError(f"{len(shas)} SHA-256 values for {n} hashes")
     if features is not None:
         features = np.asarray(features, dtype=np.float32)
         if features.ndim != 2 or len(features) != n:
-            raise ValueError(f"features must be a 2-d array with one row per hash ({n}), got {features.shape}")
+            raise InputError(f"features must be a 2-d array with one row per hash ({n}), got {features.shape}")
     if not 0 <= max_hash_distance <= 64:
-        raise ValueError(f"max_hash_distance must be between 0 and 64 bits, got {max_hash_distance}")
+        raise InputError(f"max_hash_distance must be between 0 and 64 bits, got {max_hash_distance}")
     if not -1.0 <= min_cosine <= 1.0:
-        raise ValueError(f"min_cosine must be between -1 and 1, got {min_cosine}")
+        raise InputError(f"min_cosine must be between -1 and 1, got {min_cosine}")
     ints = _hash_ints(hashes)
     links = [_hash_links(ints, max_hash_distance)]
     if shas is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.images import ImageRejected, decode_rgb
 from hashtag_workbench.core.preprocess import Preprocess
 
@@ -82,11 +83,11 @@ def iter_batches(paths: Sequence[Path | str], preprocess: Preprocess, *,
     real overlap with the forward pass without the start-up cost of processes.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
     if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+        raise InputError(f"workers must be at least 1, got {workers}")
     if prefetch < 1:
-        raise ValueError(f"prefetch must be at least 1, got {prefetch}")
+        raise InputError(f"prefetch must be at least 1, got {prefetch}")
     chunks = [range(i, min(i + batch_size, len(paths))) for i in range(0, len(paths), batch_size)]
     out: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
@@ -160,7 +161,7 @@ class PcaFit:
     def transform(self, X: np.ndarray) -> np.ndarray:
         X = _check_matrix(X, "X")
         if X.shape[1] != self.mean.shape[0]:
-            raise ValueError(f"X has {X.shape[1]} columns but the PCA was fitted on {self.mean.shape[0]}")
+            raise InputError(f"X has {X.shape[1]} columns but the PCA was fitted on {self.mean.shape[0]}")
         return ((X - self.mean) @ self.components.T).astype(np.float32)
 
     def save(self, path: Path | str) -> None:
@@ -180,9 +181,9 @@ class PcaFit:
 def _check_matrix(X, name: str) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
-        raise ValueError(f"{name} must be a 2-d array (images x dimensions), got shape {X.shape}")
+        raise InputError(f"{name} must be a 2-d array (images x dimensions), got shape {X.shape}")
     if not np.isfinite(X).all():
-        raise ValueError(f"{name} holds NaN or infinite values; recompute the features")
+        raise InputError(f"{name} holds NaN or infinite values; recompute the features")
     return X
 
 
@@ -192,9 +193,9 @@ def fit_pca(X: np.ndarray, *, n_components: int = DEFAULT_PCA_COMPONENTS, seed: 
 
     X = _check_matrix(X, "X")
     if n_components < 1:
-        raise ValueError(f"n_components must be at least 1, got {n_components}")
+        raise InputError(f"n_components must be at least 1, got {n_components}")
     if X.shape[0] < 2:
-        raise ValueError(f"PCA needs at least 2 images, got {X.shape[0]}")
+        raise InputError(f"PCA needs at least 2 images, got {X.shape[0]}")
     k = min(n_components, X.shape[0], X.shape[1])
     pca = PCA(n_components=k, svd_solver="auto", random_state=seed).fit(X)
     return PcaFit(pca.mean_.astype(np.float32), pca.components_.astype(np.float32),

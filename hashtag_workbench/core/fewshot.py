@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.linalg import softmax
 
 # How many photos per word the zero-shot model is worth; its weight is strength / (strength + photos).
@@ -35,7 +36,7 @@ def align_probs(probs: np.ndarray, model_classes: Sequence[str], classes: Sequen
     """
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != len(model_classes):
-        raise ValueError(f"scores must have one column per model class ({len(model_classes)}), got {probs.shape}")
+        raise InputError(f"scores must have one column per model class ({len(model_classes)}), got {probs.shape}")
     index = {w: i for i, w in enumerate(model_classes)}
     out = np.full((len(probs), len(classes)), float(floor))
     for j, w in enumerate(classes):
@@ -47,10 +48,10 @@ def align_probs(probs: np.ndarray, model_classes: Sequence[str], classes: Sequen
 def log_mix(p_probe: np.ndarray, p_zero_shot: np.ndarray, weight: float) -> np.ndarray:
     """Normalised probabilities of the weighted product of the two models (a log-linear pool)."""
     if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"the mixing weight must be between 0 and 1, got {weight}")
+        raise InputError(f"the mixing weight must be between 0 and 1, got {weight}")
     p_probe, p_zero_shot = np.asarray(p_probe, dtype=np.float64), np.asarray(p_zero_shot, dtype=np.float64)
     if p_probe.shape != p_zero_shot.shape:
-        raise ValueError(f"both models must score the same photos and words: {p_probe.shape} vs {p_zero_shot.shape}")
+        raise InputError(f"both models must score the same photos and words: {p_probe.shape} vs {p_zero_shot.shape}")
     return softmax((1.0 - weight) * np.log(p_probe + EPS) + weight * np.log(p_zero_shot + EPS), axis=1)
 
 
@@ -78,7 +79,7 @@ def fold_ids(words: Sequence[str], max_folds: int = MAX_FOLDS) -> np.ndarray:
 def zero_shot_weight(strength: float, photos_per_word: float) -> float:
     """The zero-shot model's weight when it is worth `strength` photos and the probe saw `photos_per_word`."""
     if strength < 0 or photos_per_word < 0:
-        raise ValueError(f"strength and photos per word must be 0 or more, got {strength}, {photos_per_word}")
+        raise InputError(f"strength and photos per word must be 0 or more, got {strength}, {photos_per_word}")
     if np.isinf(strength):
         return 1.0
     return float(strength / (strength + photos_per_word)) if strength + photos_per_word > 0 else 1.0

@@ -11,6 +11,8 @@ import re
 
 import numpy as np
 
+from hashtag_workbench.core.errors import InputError
+
 SUPERVISED_K = 2
 ZERO_SHOT_K = 5
 DEFAULT_N_TAGS = 3
@@ -25,16 +27,16 @@ def _check_top(top) -> tuple[list[str], np.ndarray]:
     words = [str(w) for w, _ in top]
     probs = np.asarray([float(p) for _, p in top], dtype=np.float64)
     if not words:
-        raise ValueError("no predicted words to sample from")
+        raise InputError("no predicted words to sample from")
     if np.any(~np.isfinite(probs)) or np.any(probs < 0):
-        raise ValueError(f"probabilities must be finite and non-negative, got {probs.tolist()}")
+        raise InputError(f"probabilities must be finite and non-negative, got {probs.tolist()}")
     return words, probs
 
 
 def sample_words(top: list[tuple[str, float]], *, k: int, n: int, rng: np.random.Generator) -> list[str]:
     """`n` words drawn with replacement from the first `k` of `top`, weighted by probability."""
     if k < 1 or n < 0:
-        raise ValueError(f"k must be >= 1 and n >= 0, got k={k}, n={n}")
+        raise InputError(f"k must be >= 1 and n >= 0, got k={k}, n={n}")
     words, probs = _check_top(top)
     words, probs = words[:k], probs[:k]
     total = probs.sum()

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hashtag_workbench.core.errors import InputError
+
 SUPERVISED = "supervised"
 ZERO_SHOT = "zero_shot"
 PRETTY = {"efficientnet_lite0": "EfficientNet-Lite0", "resnet18": "ResNet-18"}
@@ -199,7 +201,7 @@ def _clip_config():
 
 def _clip_configs(o: dict) -> list:
     if not o.get("clip_model"):
-        raise ValueError("clip needs --clip-model PATH (a save_pretrained folder) or a hub name when online")
+        raise InputError("clip needs --clip-model PATH (a save_pretrained folder) or a hub name when online")
     return [_clip_config()(model=o["clip_model"])]
 
 
@@ -244,4 +246,4 @@ def resolve(name: str) -> ModelKind:
     for k in KINDS.values():
         if name in (k.name, k.alias):
             return k
-    raise ValueError(f"unknown model kind {name!r}; choose from {', '.join(KINDS)}")
+    raise InputError(f"unknown model kind {name!r}; choose from {', '.join(KINDS)}")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hashtag_workbench.core.errors import InputError
+
 METHODS = ("pca", "tsne")
 
 
@@ -10,9 +12,9 @@ def to_2d(X: np.ndarray, *, method: str = "pca", seed: int = 0, perplexity: floa
     """n x d -> n x 2. PCA is exact and fast; t-SNE shows local neighbourhoods (slower)."""
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or X.shape[0] == 0:
-        raise ValueError(f"expected a non-empty 2-D array of vectors, got shape {X.shape}")
+        raise InputError(f"expected a non-empty 2-D array of vectors, got shape {X.shape}")
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise InputError(f"method must be one of {METHODS}, got {method!r}")
     n = X.shape[0]
     if n == 1:
         return np.zeros((1, 2), dtype=np.float32)
@@ -38,7 +40,7 @@ def nearest(queries: np.ndarray, pool: np.ndarray, k: int = 3) -> tuple[np.ndarr
     Q = np.asarray(queries, dtype=np.float32)
     P = np.asarray(pool, dtype=np.float32)
     if Q.ndim != 2 or P.ndim != 2 or Q.shape[1] != P.shape[1]:
-        raise ValueError(f"queries and pool must be 2-D with the same width, got {Q.shape} and {P.shape}")
+        raise InputError(f"queries and pool must be 2-D with the same width, got {Q.shape} and {P.shape}")
     k = max(1, min(int(k), P.shape[0]))
     Qn = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
     Pn = P / np.maximum(np.linalg.norm(P, axis=1, keepdims=True), 1e-12)

@@ -5,6 +5,7 @@ from collections import Counter
 
 import numpy as np
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.kinds import KINDS
 
 # The original study's reference figures (76 words x 200 web images, 80:20 split, top-1):
@@ -27,10 +28,10 @@ def evaluate_scores(probs: np.ndarray, classes: list[str], true_words: list[str]
     """
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape != (len(true_words), len(classes)):
-        raise ValueError(f"scores must be (n_images, n_classes) = ({len(true_words)}, {len(classes)}), "
+        raise InputError(f"scores must be (n_images, n_classes) = ({len(true_words)}, {len(classes)}), "
                          f"got {probs.shape}")
     if not true_words:
-        raise ValueError("no images to evaluate")
+        raise InputError("no images to evaluate")
     index = {w: i for i, w in enumerate(classes)}
     order = np.argsort(-probs, axis=1, kind="stable")
     pred = [classes[r[0]] for r in order]

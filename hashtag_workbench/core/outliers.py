@@ -38,19 +38,19 @@ class DetectorResult:
 def _check(X, labels, name: str = "X") -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
-        raise ValueError(f"{name} must be a 2-d array (images x dimensions), got shape {X.shape}")
+        raise InputError(f"{name} must be a 2-d array (images x dimensions), got shape {X.shape}")
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != len(X):
-        raise ValueError(f"labels must be one label per row of {name}: {len(labels)} labels for {len(X)} rows")
+        raise InputError(f"labels must be one label per row of {name}: {len(labels)} labels for {len(X)} rows")
     if not np.isfinite(X).all():
-        raise ValueError(f"{name} holds NaN or infinite values")
+        raise InputError(f"{name} holds NaN or infinite values")
     return X, labels
 
 
 def _check_positive(**values) -> None:
     for key, v in values.items():
         if not v > 0:
-            raise ValueError(f"{key} must be positive, got {v}")
+            raise InputError(f"{key} must be positive, got {v}")
 
 
 def _zscores(d: np.ndarray) -> np.ndarray:
@@ -78,7 +78,7 @@ def kmeans_sigma(X, labels, *, k: int = 1, sigma: float = 2.0, seed: int = 0) ->
 
     X, labels = _check(X, labels)
     if int(k) != k or k < 1:
-        raise ValueError(f"k must be a whole number of clusters >= 1, got {k}")
+        raise InputError(f"k must be a whole number of clusters >= 1, got {k}")
     _check_positive(sigma=sigma)
     scores = np.zeros(len(X))
     notes = []
@@ -99,7 +99,7 @@ def knn_distance(X, labels, *, k: int = 5, sigma: float = 1.5) -> DetectorResult
     """
     X, labels = _check(X, labels)
     if int(k) != k or k < 1:
-        raise ValueError(f"k must be a whole number of neighbours >= 1, got {k}")
+        raise InputError(f"k must be a whole number of neighbours >= 1, got {k}")
     _check_positive(sigma=sigma)
     Z = l2_rows(X)
     scores = np.zeros(len(X))
@@ -128,13 +128,13 @@ def out_of_sample_probs(X, labels, *, folds: int = 5, C: float = 1.0, seed: int 
     X, labels = _check(X, labels)
     classes, y = np.unique(labels, return_inverse=True)
     if len(classes) < 2:
-        raise ValueError("out-of-sample probabilities need at least 2 words")
+        raise InputError("out-of-sample probabilities need at least 2 words")
     smallest = np.bincount(y).min()
     if smallest < 2:
-        raise ValueError("every word needs at least 2 images for cross-validation")
+        raise InputError("every word needs at least 2 images for cross-validation")
     n_splits = int(min(folds, smallest))
     if n_splits < 2:
-        raise ValueError(f"folds must be at least 2, got {folds}")
+        raise InputError(f"folds must be at least 2, got {folds}")
     probs = np.zeros((len(X), len(classes)))
     for i, (tr, te) in enumerate(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(X, y)):
         model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
@@ -227,7 +227,7 @@ def run_detectors(*, projections: np.ndarray, features: np.ndarray, labels: Sequ
     """Run the configured detectors, each on what it reads."""
     config = config or OutliersConfig()
     if len(projections) != len(features):
-        raise ValueError(f"{len(projections)} projections but {len(features)} feature rows; they must align")
+        raise InputError(f"{len(projections)} projections but {len(features)} feature rows; they must align")
     inputs = {"projections": projections, "features": features}
     return [DETECTORS[name].compute(inputs[DETECTORS[name].reads], labels, config) for name in config.detectors]
 

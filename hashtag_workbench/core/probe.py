@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.linalg import softmax
 
 
@@ -33,11 +34,11 @@ class ProbeModel:
         from sklearn.linear_model import LogisticRegression
         feats = np.asarray(feats, dtype=np.float64)
         if feats.ndim != 2 or len(feats) != len(labels):
-            raise ValueError(f"need a 2-d feature matrix with one row per label, got {feats.shape} "
+            raise InputError(f"need a 2-d feature matrix with one row per label, got {feats.shape} "
                              f"for {len(labels)} labels")
         missing = sorted(set(self.classes) - set(labels))
         if missing:
-            raise ValueError(f"no training images for {missing}; every class needs at least one")
+            raise InputError(f"no training images for {missing}; every class needs at least one")
         self.mean = feats.mean(axis=0)
         self.scale = np.where(feats.std(axis=0) > 1e-8, feats.std(axis=0), 1.0)
         y = np.array([self.classes.index(w) for w in labels])

@@ -1,6 +1,8 @@
 """Review ordering: keep the score order, but show near-duplicate groups together."""
 from __future__ import annotations
 
+from hashtag_workbench.core.errors import InputError
+
 
 def group_duplicates(items: list[dict], *, key: str = "group_id") -> list[dict]:
     """Reorder so every member of a duplicate group follows the group's first (highest-ranked) item.
@@ -26,7 +28,7 @@ def group_duplicates(items: list[dict], *, key: str = "group_id") -> list[dict]:
 def page_bounds(n_items: int, page: int, per_page: int) -> tuple[int, int, int]:
     """(start, stop, n_pages) for a 1-based page number, clamped into range."""
     if per_page < 1:
-        raise ValueError("per_page must be at least 1")
+        raise InputError("per_page must be at least 1")
     n_pages = max(1, -(-n_items // per_page))
     page = min(max(1, int(page)), n_pages)
     start = (page - 1) * per_page

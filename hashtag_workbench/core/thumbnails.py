@@ -5,13 +5,15 @@ import io
 
 from PIL import Image
 
+from hashtag_workbench.core.errors import InputError
+
 DEFAULT_SIZE = 192
 
 
 def make_thumbnail(data: bytes, size: int = DEFAULT_SIZE, *, quality: int = 80) -> bytes:
     """A JPEG no larger than size x size (aspect kept; transparency flattened on white)."""
     if size < 8:
-        raise ValueError(f"thumbnail size must be at least 8 px, got {size}")
+        raise InputError(f"thumbnail size must be at least 8 px, got {size}")
     with Image.open(io.BytesIO(data)) as img:
         img.draft("RGB", (size * 2, size * 2))  # fast JPEG downscale while decoding
         img.load()

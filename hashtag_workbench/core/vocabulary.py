@@ -6,6 +6,8 @@ import re
 import unicodedata
 from pathlib import Path
 
+from hashtag_workbench.core.errors import InputError
+
 VOCABULARY_FILE = Path(__file__).resolve().parent.parent / "data" / "vocabulary.json"
 MAX_WORD_LEN = 41
 _WORD_RE = re.compile(r"^[a-z][a-z0-9\- ]{0,40}$")
@@ -38,13 +40,13 @@ def check_word(word: str) -> str:
     """
     norm = normalise_word(word or "")
     if not norm:
-        raise ValueError(f"{word!r} is not a usable word: it is empty")
+        raise InputError(f"{word!r} is not a usable word: it is empty")
     if len(norm) > MAX_WORD_LEN:
-        raise ValueError(f"{word[:24]!r}... is not a usable word: it is {len(norm)} characters long "
+        raise InputError(f"{word[:24]!r}... is not a usable word: it is {len(norm)} characters long "
                          f"(at most {MAX_WORD_LEN})")
     why = _bad_character(norm)
     if why or not _WORD_RE.match(norm):
-        raise ValueError(f"{word!r} is not a usable word: {why or 'use 1-41 letters, digits, spaces or dashes'}")
+        raise InputError(f"{word!r} is not a usable word: {why or 'use 1-41 letters, digits, spaces or dashes'}")
     return norm
 
 
@@ -63,10 +65,10 @@ def load_vocabulary(path: Path | str = VOCABULARY_FILE) -> dict[str, list[str]]:
     """Read a word -> hashtags JSON map, checking it has the expected shape."""
     data = json.loads(Path(path).read_text())
     if not isinstance(data, dict) or not data:
-        raise ValueError(f"{path}: expected a JSON object mapping words to hashtag lists")
+        raise InputError(f"{path}: expected a JSON object mapping words to hashtag lists")
     out = {}
     for word, tags in data.items():
         if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
-            raise ValueError(f"{path}: the hashtags of {word!r} must be a list of non-empty strings")
+            raise InputError(f"{path}: the hashtags of {word!r} must be a list of non-empty strings")
         out[check_word(word)] = [t.lstrip("#") for t in tags]
     return out

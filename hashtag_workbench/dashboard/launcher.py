@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.infra.procs import pid_alive
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -71,12 +72,12 @@ def form_spec(schema: dict, command: str) -> dict:
 def build_args(command: str, spec: dict, values: dict) -> list[str]:
     """argv for one command from form values ({name or flag: value}); empty values are left out."""
     if not _COMMAND_RE.match(command):
-        raise ValueError(f"not a job command: {command!r}")
+        raise InputError(f"not a job command: {command!r}")
     args = [command]
     for p in spec.get("positionals", []):
         v = str(values.get(p["name"], "") or "").strip()
         if not v:
-            raise ValueError(f"{p['name']} is required ({p['help']})")
+            raise InputError(f"{p['name']} is required ({p['help']})")
         args.append(v)
     for o in spec.get("options", []):
         v = values.get(o["flag"])
@@ -97,7 +98,7 @@ def _logs_dir(home: Path | str) -> Path:
 def start_job(home: Path | str, args: list[str], *, before_run_id: int = 0) -> dict:
     """Start `hashtags --home HOME ARGS...` in the background; returns its launch record."""
     if not args or not _COMMAND_RE.match(args[0]):
-        raise ValueError("the first argument must be a job command")
+        raise InputError("the first argument must be a job command")
     logs = _logs_dir(home)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log = logs / f"{stamp}-{args[0]}-{os.getpid()}-{len(_procs)}.log"
@@ -151,7 +152,7 @@ def _alive(pid: int) -> bool:
 def log_tail(home: Path | str, log_name: str, lines: int = 40) -> str:
     """The last lines of a launched job's log (progress-bar redraws collapsed)."""
     if "/" in log_name or "\\" in log_name or log_name.startswith("."):
-        raise ValueError("bad log name")
+        raise InputError("bad log name")
     path = Path(home) / "logs" / log_name
     if not path.exists():
         return ""

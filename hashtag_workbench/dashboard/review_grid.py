@@ -13,6 +13,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from hashtag_workbench.core.errors import InputError
+
 CSS = """
 .rg { display: grid; grid-template-columns: repeat(var(--cols, 6), minmax(0, 1fr)); gap: 10px; }
 .cell { border: 1px solid rgba(49, 51, 63, 0.2); border-radius: 8px; padding: 6px; background: #fff;
@@ -123,7 +125,7 @@ def review_grid(cells: list[dict], *, relabel: str | None, cols: int = 6, key: s
     """
     unknown = set(acts) - set(ACTS)
     if unknown:
-        raise ValueError(f"unknown grid actions: {sorted(unknown)}")
+        raise InputError(f"unknown grid actions: {sorted(unknown)}")
     res = _grid(data={"cells": cells, "relabel": relabel, "cols": cols, "acts": list(acts), "keys": keys}, key=key,
                 on_action_change=lambda: None)
     act = None

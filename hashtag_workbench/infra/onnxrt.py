@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from hashtag_workbench.core.backbones import DEFAULT_BACKBONE, Backbone, WeightsError, backbone_spec
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.preprocess import Preprocess
 from hashtag_workbench.infra.files import TMP_PREFIX, sha256_file, write_atomic
 from hashtag_workbench.infra.runtime import threads as configured_threads
@@ -256,7 +257,7 @@ def load_for_runtime(home: Path, name: str = DEFAULT_BACKBONE, weights: Path | s
                      say: Callable[[str], None] = _stderr) -> OnnxBackbone | Backbone:
     """A backbone in the chosen runtime ('onnx' falls back to torch, saying why)."""
     if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+        raise InputError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if runtime == "onnx":
         return load_onnx(home, name, weights, threads=threads, say=say)
     set_torch_threads(threads)
@@ -279,7 +280,7 @@ def use_runtime(home: Path | str, runtime: str = DEFAULT_RUNTIME, threads: int |
     global _installed
     from hashtag_workbench.core import predictor
     if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+        raise InputError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if _installed == (str(home), runtime, threads):
         return
     predictor.use_backbone_loader(

@@ -3,8 +3,11 @@
 Each listed module defines `register(subparsers)`, which adds its command; the handler it
 sets as `func` receives the parsed args and returns an exit code. Some modules import
 torch, which takes seconds, so a named command loads only its own module; `--help` and
-`schema` load them all. A job signals a user's mistake by raising JobError: the CLI prints
-it as one line and exits with status 2, never with a traceback.
+`schema` load them all.
+
+Exit status: 0 done; 1 the job failed (or found problems, as `check` does), or a bug, which keeps
+its traceback; 2 a mistake in the input (an InputError, JobError among them: one line, no
+traceback); 3 the warehouse stayed busy (another writer held it too long); 130 interrupted.
 """
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ import argparse
 import importlib
 import sys
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.infra.runtime import configure_threads
-from hashtag_workbench.jobs.runner import JobError
 from hashtag_workbench.warehouse.db import WarehouseLocked
 from hashtag_workbench.warehouse.store import resolve_home
 
@@ -80,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     except WarehouseLocked as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    except (JobError, ValueError, FileNotFoundError) as exc:  # the user's input: one line, no traceback
+    except (InputError, FileNotFoundError) as exc:  # the user's input: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # Anything else is a bug: Python prints its traceback and exits with status 1.
     except KeyboardInterrupt:
         print("interrupted: work done so far is saved; run the same command again to resume.", file=sys.stderr)
         return 130

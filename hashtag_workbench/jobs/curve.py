@@ -25,6 +25,7 @@ from hashtag_workbench.core.curve import (
     mix_sentence,
     parse_per_word,
 )
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.fewshot import PRIOR_STRENGTH, align_probs
 from hashtag_workbench.core.metrics import evaluate_scores
 from hashtag_workbench.core.probe import ProbeConfig
@@ -101,7 +102,7 @@ def run_curve(home: Path, *, per_word: str = DEFAULT_PER_WORD, seeds: int = 3, b
     """Compute and store the curve on the latest split; returns the --json object."""
     sizes = parse_per_word(per_word)
     if seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+        raise InputError(f"--seeds must be at least 1, got {seeds}")
     ensure_ready(home)
     if not any(r["stored"] for r in word_counts(home)):
         raise JobError("no labelled photos yet: run `hashtags import-folder PATH` (or `hashtags demo`)")
@@ -170,7 +171,7 @@ def _strength(text: str) -> float | None:
     except ValueError:
         value = -1.0
     if not value >= 0:
-        raise ValueError(f"--mix-strength takes a number of photos (0 or more) or 'cv', got {text!r}")
+        raise InputError(f"--mix-strength takes a number of photos (0 or more) or 'cv', got {text!r}")
     return value
 
 

@@ -5,38 +5,47 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import requests
 
+from hashtag_workbench.core.config import option
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.images import CheckedImage, ImageRejected, check_image
 from hashtag_workbench.infra.http import FetchError, FetchLimits, fetch, new_session
 
 
 @dataclass
 class ScrapeSettings:
-    per_class: int = 200
-    workers: int = 8
-    search_delay: float = 1.5      # seconds between search requests (token pages and result pages)
+    """The `scrape-images` job's settings (flags are generated from the fields that carry help)."""
+    per_class: int = option(200, "stored images wanted per word, counting those already stored")
+    workers: int = option(8, "parallel downloads (with --engine ray, Ray tasks at once)")
+    search_delay: float = option(1.5, "seconds between search requests (token pages and result pages)")
+    block_backoff: float = option(20.0, "first wait in seconds after a rate-limit answer; doubles per retry")
+    timeout: float = option(15.0, "read timeout per image request in seconds")
+    retries: int = option(2, "extra tries for a transient download failure (never for 403/404)")
+    min_side: int = option(64, "smallest accepted short side in pixels")
     block_retries: int = 2         # extra tries after a rate-limit/block answer before giving up the word
-    block_backoff: float = 20.0    # first wait after a block answer; doubles per try
     search_timeout: float = 15.0
     max_pages: int = 20            # result pages per word per run (100 results each)
     max_attempts: int = 3          # runs in which a transiently failing URL is tried before it counts as failed
-    min_side: int = 64
     batch: int = 16                # outcomes written per warehouse transaction ...
     flush_s: float = 2.0           # ... or sooner, so a kill -9 loses at most this much work
-    limits: FetchLimits = field(default_factory=FetchLimits)
+    limits: FetchLimits | None = None  # the download limits; built from timeout and retries when not given
+
+    def __post_init__(self) -> None:
+        if self.limits is None:
+            self.limits = FetchLimits(read_timeout=self.timeout, retries=self.retries)
 
     def check(self) -> None:
         for name in ("per_class", "workers", "max_pages", "max_attempts", "batch"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+                raise InputError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.workers > 64:
-            raise ValueError(f"workers must be at most 64 (got {self.workers}); more only hammers the hosts")
+            raise InputError(f"workers must be at most 64 (got {self.workers}); more only hammers the hosts")
         for name in ("search_delay", "block_backoff"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name.replace('_', '-')} cannot be negative")
+                raise InputError(f"{name.replace('_', '-')} cannot be negative")
 
 
 @dataclass

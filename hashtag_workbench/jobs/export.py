@@ -1,7 +1,6 @@
 """`export`: the curated images, a CSV of labels/decisions/provenance, and features as Parquet, into a folder."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from hashtag_workbench.jobs.common import ensure_ready, split_list
@@ -40,11 +39,7 @@ def export(home: Path, dest: Path, *, words: list[str] | None = None, include_re
 
 
 def _cmd(args) -> int:
-    try:
-        export(args.home, Path(args.to), words=split_list(args.words), include_rejected=args.include_rejected)
-    except wx.ExportError as exc:
-        print(f"export: {exc}", file=sys.stderr)
-        return 2
+    export(args.home, Path(args.to), words=split_list(args.words), include_rejected=args.include_rejected)
     return 0
 
 

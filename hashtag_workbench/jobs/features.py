@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from hashtag_workbench.core.backbones import DEFAULT_BACKBONE, available_backbones
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.features import DEFAULT_PCA_COMPONENTS, extract, fit_pca
 from hashtag_workbench.infra.onnxrt import DEFAULT_RUNTIME, load_for_runtime
 from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready
@@ -133,9 +134,9 @@ def compute_features(home: Path, *, backbone: str = DEFAULT_BACKBONE, weights: P
     threads (local, default DECODE_THREADS) or model workers (ray, default 1).
     """
     if backbone not in available_backbones():
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(available_backbones())}")
+        raise InputError(f"unknown backbone {backbone!r}; choose one of {', '.join(available_backbones())}")
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
     if workers is None:
         workers = 1 if engine == "ray" else DECODE_THREADS
     check_engine(engine, workers)

@@ -43,9 +43,9 @@ def add_config_options(parser: argparse.ArgumentParser, config_cls, *, skip: tup
             continue
         base, default, meta = _base_type(hints[f.name]), _default(f), f.metadata
         flag = "--" + f.name.replace("_", "-")
-        if base is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                                help=f"{meta['help']} (default: {'on' if default else 'off'})")
+        if base is bool:  # a switch; one that is on by default is turned off with --no-NAME
+            action = argparse.BooleanOptionalAction if default else "store_true"
+            parser.add_argument(flag, action=action, default=default, help=meta["help"])
             continue
         choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
         kwargs = {"default": default, "metavar": meta["metavar"],

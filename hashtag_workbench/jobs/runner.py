@@ -126,9 +126,9 @@ class JobRun:
 class JobError(InputError):
     """A job cannot go on because of its input or the warehouse's state (a user's matter, not a bug).
 
-    The CLI prints it, like any ValueError (bad options, unknown words, rejected files, unusable
-    weights or models: core's input errors all derive from ValueError), as one line and exits with
-    status 2; a run in progress ends 'failed' with the message as its error.
+    The CLI prints it, like every InputError (bad options, unknown words, rejected files, unusable
+    weights or models), as one line and exits with status 2; a run in progress ends 'failed' with
+    the message as its error.
     """
 
 
@@ -161,7 +161,7 @@ def job_run(home: Path, kind: str, config: dict) -> Iterator[JobRun]:
             runs.finish_run(run.home, run.run_id, "interrupted", run.all_counts(), why)
             print(run.summary() + " - interrupted", file=sys.stderr)
             raise
-        except JobError as exc:
+        except InputError as exc:  # the user's input: the message is the whole story
             _save_log(run)
             runs.finish_run(run.home, run.run_id, "failed", run.all_counts(), str(exc))
             raise
@@ -173,7 +173,7 @@ def job_run(home: Path, kind: str, config: dict) -> Iterator[JobRun]:
         crash_point(f"{kind}:before-finish")
         _save_log(run)
         runs.finish_run(run.home, run.run_id, "ok", run.all_counts())
-        print(run.summary())
+        print(run.summary(), file=sys.stderr)  # stdout stays for what a command prints (its --json, say)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -16,9 +16,9 @@ from pathlib import Path
 import requests
 
 from hashtag_workbench.core import ddg
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.vocabulary import check_word
 from hashtag_workbench.infra.http import (
-    FetchLimits,
     Spacer,
     ddg_base_url,
     describe_status,
@@ -28,6 +28,7 @@ from hashtag_workbench.infra.retry import retry_call
 from hashtag_workbench.jobs.common import ensure_ready, split_list
 from hashtag_workbench.jobs.download import DownloadPool, Fetched, ScrapeSettings
 from hashtag_workbench.jobs.engines.options import add_engine_options, check_engine
+from hashtag_workbench.jobs.options import add_config_options, config_from
 from hashtag_workbench.jobs.runner import job_run
 from hashtag_workbench.warehouse import collect
 from hashtag_workbench.warehouse import images as wh_images
@@ -128,7 +129,7 @@ def resolve_words(home: Path, words: list[str] | None) -> list[str]:
         norm = check_word(w)
         (out if norm in known else unknown).append(norm)
     if unknown:
-        raise ValueError(f"unknown word(s): {', '.join(unknown)}. Scrape only words of the vocabulary "
+        raise InputError(f"unknown word(s): {', '.join(unknown)}. Scrape only words of the vocabulary "
                          "(list them with `hashtags stats --all`).")
     return list(dict.fromkeys(out))
 
@@ -325,13 +326,8 @@ def _dry_run(home: Path, word_list: list[str], s: ScrapeSettings, out) -> dict:
 
 
 def _cmd(args) -> int:
-    lim = FetchLimits(read_timeout=args.timeout, retries=args.retries)
-    settings = ScrapeSettings(per_class=args.per_class, workers=args.workers, search_delay=args.search_delay,
-                              min_side=args.min_side, limits=lim)
-    if args.block_backoff is not None:
-        settings.block_backoff = args.block_backoff
-    scrape_images(args.home, words=split_list(args.words), settings=settings, dry_run=args.dry_run,
-                  engine=args.engine, address=args.address)
+    scrape_images(args.home, words=split_list(args.words), settings=config_from(args, ScrapeSettings),
+                  dry_run=args.dry_run, engine=args.engine, address=args.address)
     return 0
 
 
@@ -341,18 +337,7 @@ def register(sub) -> None:
                                    "photos per word. Re-running resumes: stored images and URLs that failed "
                                    "for good are never fetched again. Base URL: $HASHTAG_DDG_URL.")
     p.add_argument("--words", help="comma-separated words (default: every active word)")
-    p.add_argument("--per-class", type=int, default=200,
-                   help="stored images wanted per word, counting those already stored (default 200)")
-    p.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8; with --engine ray, "
-                                                          "Ray tasks at once)")
+    add_config_options(p, ScrapeSettings)
     add_engine_options(p)
     p.add_argument("--dry-run", action="store_true", help="list the image URLs that would be fetched; store nothing")
-    p.add_argument("--search-delay", type=float, default=1.5,
-                   help="seconds between search requests (default 1.5)")
-    p.add_argument("--block-backoff", type=float, default=None,
-                   help="first wait in seconds after a rate-limit answer; doubles per retry (default 20)")
-    p.add_argument("--timeout", type=float, default=15.0, help="read timeout per image request in s (default 15)")
-    p.add_argument("--retries", type=int, default=2,
-                   help="extra tries for a transient download failure (default 2; never for 403/404)")
-    p.add_argument("--min-side", type=int, default=64, help="smallest accepted short side in px (default 64)")
     p.set_defaults(func=_cmd)

@@ -1,30 +1,33 @@
 """`split`: a stratified, seeded 80:20 train/val split of the curated images, recorded with its run."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
-from hashtag_workbench.core.split import VAL, stratified_split
+from hashtag_workbench.core.errors import InputError
+from hashtag_workbench.core.split import VAL, SplitConfig, stratified_split
 from hashtag_workbench.jobs.common import ensure_ready
+from hashtag_workbench.jobs.options import add_config_options, config_from
 from hashtag_workbench.jobs.runner import job_run
 from hashtag_workbench.warehouse import models as wh
 from hashtag_workbench.warehouse import runs
 
 
-def make_split(home: Path, *, val_fraction: float = 0.2, seed: int = 0, exclude_flagged: bool = False) -> int:
+def make_split(home: Path, config: SplitConfig | None = None, **settings) -> int:
     """Split the usable images (rejected out, relabelled under their new word); returns the split's run id."""
+    cfg = config or SplitConfig(**settings)
     ensure_ready(home)
-    config = {"val_fraction": val_fraction, "seed": seed, "exclude_flagged": exclude_flagged}
-    with job_run(home, "split", config) as run:
+    with job_run(home, "split", asdict(cfg)) as run:
         rows = wh.training_images(home, exclude_flagged=False)
         flagged = [r for r in rows if r["flagged"]]
-        if exclude_flagged:
+        if cfg.exclude_flagged:
             rows = [r for r in rows if not r["flagged"]]
             run.count("excluded_flagged", len(flagged))
         if not rows:
-            raise ValueError("no labelled images to split: run `hashtags demo` or "
+            raise InputError("no labelled images to split: run `hashtags demo` or "
                              "`hashtags import-folder PATH` first")
         parts = stratified_split([r["image_id"] for r in rows], [r["word"] for r in rows],
-                                 val_fraction=val_fraction, seed=seed)
+                                 val_fraction=cfg.val_fraction, seed=cfg.seed)
         wh.save_split(home, run.run_id, [(r["image_id"], r["word"], parts[r["image_id"]]) for r in rows])
         n_val = sum(p == VAL for p in parts.values())
         run.count("train", len(parts) - n_val)
@@ -38,33 +41,30 @@ def make_split(home: Path, *, val_fraction: float = 0.2, seed: int = 0, exclude_
         return run.run_id
 
 
-def current_split(home: Path, *, val_fraction: float = 0.2, seed: int = 0, exclude_flagged: bool = False,
-                  new: bool = False, log=print) -> int:
+def current_split(home: Path, config: SplitConfig | None = None, *, new: bool = False, log=print,
+                  **settings) -> int:
     """The latest split if it still matches the curated labels and settings, else a new one."""
+    cfg = config or SplitConfig(**settings)
     latest = wh.latest_split_run(home)
     if latest is not None and not new:
-        cfg = (runs.get_run(home, latest) or {}).get("config", {})
-        same_cfg = (cfg.get("val_fraction") == val_fraction and cfg.get("seed") == seed
-                    and bool(cfg.get("exclude_flagged")) == exclude_flagged)
+        stored_cfg = (runs.get_run(home, latest) or {}).get("config", {})
+        same_cfg = all(stored_cfg.get(k) == v for k, v in asdict(cfg).items())
         stored = {(r["image_id"], r["word"]) for r in wh.split_rows(home, latest)}
-        now = {(r["image_id"], r["word"]) for r in wh.training_images(home, exclude_flagged=exclude_flagged)}
+        now = {(r["image_id"], r["word"]) for r in wh.training_images(home, exclude_flagged=cfg.exclude_flagged)}
         if same_cfg and stored == now:
             return latest
         log(f"[split] making a new split: {'settings changed' if not same_cfg else 'images or labels changed'} "
             f"since split run {latest}")
-    return make_split(home, val_fraction=val_fraction, seed=seed, exclude_flagged=exclude_flagged)
+    return make_split(home, cfg)
 
 
 def _cmd(args) -> int:
-    make_split(args.home, val_fraction=args.val_fraction, seed=args.seed, exclude_flagged=args.exclude_flagged)
+    make_split(args.home, config_from(args, SplitConfig))
     return 0
 
 
 def add_split_args(p) -> None:
-    p.add_argument("--val-fraction", type=float, default=0.2, help="share of each word's images for val (0.2)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--exclude-flagged", action="store_true",
-                   help="leave out images flagged as outliers and not yet reviewed")
+    add_config_options(p, SplitConfig)
 
 
 def register(sub) -> None:

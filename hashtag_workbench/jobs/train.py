@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.kinds import KINDS, SUPERVISED, ZERO_SHOT, ModelKind, resolve, vocabulary_fingerprint
 from hashtag_workbench.infra.onnxrt import use_runtime
 from hashtag_workbench.infra.runtime import configure_threads
@@ -57,7 +58,7 @@ class _Data(_Vocabulary):
         self.val = [r for r in self.rows if r["part"] == "val"]
         self.classes = sorted({r["word"] for r in self.rows})
         if len(self.classes) < 2:
-            raise ValueError(f"need at least 2 words with images to train, found {len(self.classes)}")
+            raise InputError(f"need at least 2 words with images to train, found {len(self.classes)}")
         self.train_words = [r["word"] for r in self.train]
         self.val_words = [r["word"] for r in self.val]
 
@@ -133,7 +134,7 @@ def ensure_zero_shot(home: Path, config=None, kind: str = "conse") -> dict:
 
 def _options(**opts) -> dict:
     if opts["epochs"] < 1:
-        raise ValueError(f"--epochs must be at least 1, got {opts['epochs']}")
+        raise InputError(f"--epochs must be at least 1, got {opts['epochs']}")
     return opts
 
 

@@ -6,6 +6,7 @@ word: no photos and no manual retrain needed. Supervised models keep their own c
 """
 from __future__ import annotations
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.vocabulary import check_word, parse_hashtags
 from hashtag_workbench.jobs.common import ensure_ready
 from hashtag_workbench.warehouse import words as wh
@@ -45,7 +46,7 @@ def _hashtags(home, args) -> str:
     word = check_word(args.word)
     tags = parse_hashtags(" ".join(args.tags))
     if not tags:
-        raise ValueError("give at least one hashtag, e.g. `words hashtags castle castle,medieval,history`")
+        raise InputError("give at least one hashtag, e.g. `words hashtags castle castle,medieval,history`")
     wh.set_hashtags(home, word, tags, source="hand")
     return f"{word!r} now has the hand-made hashtags {' '.join('#' + t for t in tags)}"
 

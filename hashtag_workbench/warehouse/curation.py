@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.warehouse.db import connect, fetch_dicts
 
 DECISIONS = ("keep", "reject", "relabel")
@@ -20,7 +21,7 @@ def _ids(image_ids: Iterable[int]) -> list[int]:
         try:
             v = int(i)
         except (TypeError, ValueError):
-            raise ValueError(f"image ids must be integers, got {i!r}") from None
+            raise InputError(f"image ids must be integers, got {i!r}") from None
         if v not in out:
             out.append(v)
     return out
@@ -34,23 +35,23 @@ def decide(home: Path | str, image_ids: Iterable[int], decision: str, new_word: 
     Unknown image ids raise ValueError and nothing is written.
     """
     if decision not in DECISIONS:
-        raise ValueError(f"decision must be one of {', '.join(DECISIONS)}; got {decision!r}")
+        raise InputError(f"decision must be one of {', '.join(DECISIONS)}; got {decision!r}")
     ids = _ids(image_ids)
     if not ids:
         return []
     if decision == "relabel":
         if not new_word:
-            raise ValueError("relabel needs the word to relabel to (new_word)")
+            raise InputError("relabel needs the word to relabel to (new_word)")
     elif new_word is not None:
-        raise ValueError(f"new_word only goes with relabel, not with {decision!r}")
+        raise InputError(f"new_word only goes with relabel, not with {decision!r}")
     with connect(home) as con:
         if decision == "relabel" and not con.execute("SELECT 1 FROM words WHERE word = ?", [new_word]).fetchone():
-            raise ValueError(f"unknown word {new_word!r}: add it on the Words page first")
+            raise InputError(f"unknown word {new_word!r}: add it on the Words page first")
         current = dict(con.execute(
             "SELECT image_id, word FROM image_labels WHERE image_id IN (SELECT unnest(?))", [ids]).fetchall())
         missing = [i for i in ids if i not in current]
         if missing:
-            raise ValueError(f"no stored image with id {', '.join(map(str, missing[:10]))}")
+            raise InputError(f"no stored image with id {', '.join(map(str, missing[:10]))}")
         out = []
         for i in ids:
             out.append(con.execute(
@@ -65,7 +66,7 @@ def decide(home: Path | str, image_ids: Iterable[int], decision: str, new_word: 
 def undo(home: Path | str, decision_ids: Iterable[int] | None = None, *, last: int | None = None) -> list[int]:
     """Undo decisions by id, or the `last` N standing ones; returns the ids actually undone."""
     if (decision_ids is None) == (last is None):
-        raise ValueError("give either decision_ids or last=N")
+        raise InputError("give either decision_ids or last=N")
     with connect(home) as con:
         if last is not None:
             if last < 1:

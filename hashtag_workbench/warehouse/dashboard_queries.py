@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.warehouse.db import connect, fetch_dicts
 
 # The current score and flag per (image, detector) and the current duplicate groups: views defined
@@ -98,7 +99,7 @@ def review_items(home: Path | str, word: str, detector: str | None = None, *, sh
     `show`: all (but rejected), unreviewed, flagged (unreviewed and flagged) or rejected.
     """
     if show not in REVIEW_FILTERS:
-        raise ValueError(f"show must be one of {REVIEW_FILTERS}")
+        raise InputError(f"show must be one of {REVIEW_FILTERS}")
     cond = {"all": "l.review <> 'reject'", "unreviewed": "l.review = 'unreviewed'",
             "flagged": "l.review = 'unreviewed' AND coalesce(s.flagged, FALSE)",
             "rejected": "l.review = 'reject'"}[show]

@@ -10,6 +10,8 @@ import os
 import signal
 from collections import Counter
 
+from hashtag_workbench.core.errors import InputError
+
 ENV_CRASH = "HASHTAG_CRASH_AFTER"
 _hits: Counter = Counter()
 _plan: dict[str, int] | None = None
@@ -24,7 +26,7 @@ def _parse(spec: str) -> dict[str, int]:
             continue
         label, _, n = part.rpartition(":")
         if not label or not n.isdigit() or int(n) < 1:
-            raise ValueError(f"{ENV_CRASH}: expected label:n with n >= 1, got {part!r}")
+            raise InputError(f"{ENV_CRASH}: expected label:n with n >= 1, got {part!r}")
         plan[label] = int(n)
     return plan
 

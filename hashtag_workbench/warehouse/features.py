@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.warehouse.db import connect, fetch_dicts
 
 # --------------------------------------------------------------------------- helpers
@@ -30,7 +31,7 @@ def _matrix(column: pa.ChunkedArray, n: int) -> np.ndarray:
     flat = column.combine_chunks()
     values = flat.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     if len(values) % n:
-        raise ValueError("stored vectors have different lengths; the table mixes dimensions")
+        raise InputError("stored vectors have different lengths; the table mixes dimensions")
     return values.reshape(n, len(values) // n)
 
 
@@ -83,7 +84,7 @@ def write_features(home: Path, run_id: int, backbone: str, image_ids, vectors: n
     """
     image_ids = np.asarray(image_ids, dtype=np.int64)
     if len(image_ids) != len(vectors):
-        raise ValueError(f"{len(image_ids)} image ids for {len(vectors)} vectors")
+        raise InputError(f"{len(image_ids)} image ids for {len(vectors)} vectors")
     with connect(home) as con:
         if len(image_ids):
             batch = pa.table({"image_id": image_ids, "vec": _list_column(vectors),
@@ -178,7 +179,7 @@ def write_outlier_scores(home: Path, run_id: int, detector: str, image_ids, word
     """Store one detector's score and flag for each image of an outliers run (one transaction)."""
     n = len(image_ids)
     if not (len(words) == len(scores) == len(flagged) == n):
-        raise ValueError("image_ids, words, scores and flagged must have the same length")
+        raise InputError("image_ids, words, scores and flagged must have the same length")
     tbl = pa.table({"image_id": np.asarray(image_ids, np.int64), "word": list(words),
                     "score": np.asarray(scores, np.float64), "flagged": np.asarray(flagged, bool)})
     with connect(home) as con:

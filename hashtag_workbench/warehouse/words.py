@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.vocabulary import parse_hashtags
 from hashtag_workbench.warehouse.db import connect
 
@@ -17,7 +18,7 @@ def _state(con, word: str) -> bool | None:
 def _require(con, word: str) -> bool:
     state = _state(con, word)
     if state is None:
-        raise ValueError(f"unknown word {word!r}: `hashtags words list` shows them all")
+        raise InputError(f"unknown word {word!r}: `hashtags words list` shows them all")
     return state
 
 
@@ -54,7 +55,7 @@ def add_word(home: Path, word: str, source: str = "user", hashtags: list[str] | 
         state = _state(con, word)
         if state is not None:
             how = "" if state else f"; it is inactive: `hashtags words activate {word}`"
-            raise ValueError(f"the word {word!r} exists already, nothing changed{how} (edit its hashtags with "
+            raise InputError(f"the word {word!r} exists already, nothing changed{how} (edit its hashtags with "
                              f"`hashtags words hashtags {word} ...`)")
         con.execute("INSERT INTO words (word, source) VALUES (?, ?)", [word, source])
         for rank, tag in enumerate(tags, start=1):
@@ -77,7 +78,7 @@ def rename_word(home: Path, old: str, new: str) -> None:
     with connect(home) as con:
         _require(con, old)
         if _state(con, new) is not None:
-            raise ValueError(f"the word {new!r} exists already")
+            raise InputError(f"the word {new!r} exists already")
         con.execute("INSERT INTO words (word, active, source, added_at) "
                     "SELECT ?, active, source, added_at FROM words WHERE word = ?", [new, old])
         con.execute("DELETE FROM words WHERE word = ?", [old])

@@ -1,6 +1,8 @@
 """The command-line options every job that can scale out shares."""
 from __future__ import annotations
 
+from hashtag_workbench.core.errors import InputError
+
 ENGINES = ("local", "ray")
 
 
@@ -15,6 +17,6 @@ def add_engine_options(p) -> None:
 
 def check_engine(engine: str, workers: int) -> None:
     if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {workers}")
+        raise InputError(f"--workers must be at least 1, got {workers}")
