@@ -1,10 +1,9 @@
 """The data-efficiency curve's points: all their SQL."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from hashtag_workbench.warehouse.db import connect, fetch_dicts
+from hashtag_workbench.warehouse.db import connect, decode_json, fetch_dicts
 
 _COLS = ("method", "per_word", "photos_per_word", "words", "words_with_k", "seeds", "top1", "top5",
          "top1_std", "top5_std", "weight", "model_id", "name", "best")
@@ -32,5 +31,5 @@ def latest_curve(home: Path | str) -> dict | None:
             return None
         points = fetch_dicts(con.execute(f"SELECT {', '.join(_COLS)} FROM curve_points WHERE run_id = ? "
                                          "ORDER BY method, photos_per_word, model_id", [row[0]]))
-    return {"run_id": row[0], "config": json.loads(row[1]) if row[1] else {},
-            "counts": json.loads(row[2]) if row[2] else {}, "finished_at": row[3], "points": points}
+    return {"run_id": row[0], "config": decode_json(row[1]), "counts": decode_json(row[2]),
+            "finished_at": row[3], "points": points}

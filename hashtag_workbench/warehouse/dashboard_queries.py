@@ -246,9 +246,6 @@ def list_models(home: Path | str) -> list[dict]:
     with connect(home, read_only=True) as con:
         rows = _rows(con, "SELECT model_id, kind, name, backbone, split_run_id, config, classes, artifact, "
                           "created_at FROM models ORDER BY model_id DESC")
-    for r in rows:
-        r["config"] = json.loads(r["config"]) if r["config"] else {}
-        r["classes"] = json.loads(r["classes"]) if r["classes"] else []
     return rows
 
 
@@ -295,8 +292,6 @@ def eval_examples(home: Path | str, eval_run_id: int, model_id: int, scope: str,
     params.append(int(limit))
     with connect(home, read_only=True) as con:
         rows = _rows(con, sql, params)
-    for r in rows:
-        r["top5"] = json.loads(r["top5"]) if r["top5"] else []
     return rows
 
 

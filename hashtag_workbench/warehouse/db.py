@@ -9,6 +9,7 @@ it cannot lock out a waiting dashboard.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import threading
@@ -135,10 +136,25 @@ def connect(home: Path | str, *, read_only: bool = False,
         in_process.release()
 
 
+# JSON columns and what an empty one reads as: the one place stored JSON is decoded.
+JSON_COLUMNS = {"config": dict, "counts": dict, "classes": list, "top5": list}
+
+
+def decode_json(value, empty: type = dict):
+    """A stored JSON text as Python data (`empty()` for NULL or ''); already-decoded values pass."""
+    if isinstance(value, str):
+        return json.loads(value) if value else empty()
+    return empty() if value is None else value
+
+
 def fetch_dicts(cur: duckdb.DuckDBPyConnection) -> list[dict]:
-    """The rows an executed query returns, each as a dict keyed by column name."""
+    """The rows an executed query returns, each as a dict keyed by column name, JSON columns decoded."""
     cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
+    rows = [dict(zip(cols, r)) for r in cur.fetchall()]
+    for col in set(cols) & JSON_COLUMNS.keys():
+        for r in rows:
+            r[col] = decode_json(r[col], JSON_COLUMNS[col])
+    return rows
 
 
 def migration_files() -> list[Path]:

@@ -6,7 +6,6 @@ Read functions for the dashboard and other jobs come first; writers follow.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -215,12 +214,7 @@ def latest_outlier_run(home: Path) -> dict | None:
             FROM runs r JOIN outlier_scores s ON s.run_id = r.run_id
             WHERE r.kind = 'outliers' AND r.status = 'ok'
             GROUP BY ALL ORDER BY r.run_id DESC LIMIT 1"""))
-    if not rows:
-        return None
-    rec = rows[0]
-    for key in ("config", "counts"):
-        rec[key] = json.loads(rec[key]) if rec[key] else {}
-    return rec
+    return rows[0] if rows else None
 
 
 def outlier_scores(home: Path, run_id: int, *, word: str | None = None, detector: str | None = None,

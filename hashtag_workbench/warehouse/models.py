@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from hashtag_workbench.core.kinds import SUPERVISED, ZERO_SHOT, kinds_of
-from hashtag_workbench.warehouse.db import connect, fetch_dicts
+from hashtag_workbench.warehouse.db import connect, decode_json, fetch_dicts
 
 MODELS_DIR = "models"
 SUPERVISED_KINDS = kinds_of(SUPERVISED)
@@ -54,7 +54,7 @@ def latest_split_run(home: Path) -> int | None:
         return con.execute("SELECT max(run_id) FROM splits").fetchone()[0]
 
 
-def splitfetch_dicts(home: Path, run_id: int) -> list[dict]:
+def split_rows(home: Path, run_id: int) -> list[dict]:
     """The split's images with the label they had when it was made, and their stored file."""
     with connect(home, read_only=True) as con:
         return fetch_dicts(con.execute(
@@ -100,8 +100,8 @@ def add_model(home: Path, *, model_id: int, kind: str, name: str, backbone: str 
 
 
 def _model_record(home: Path, row: dict) -> dict:
-    row["config"] = json.loads(row["config"]) if isinstance(row["config"], str) else row["config"]
-    row["classes"] = json.loads(row["classes"]) if isinstance(row["classes"], str) else row["classes"]
+    row["config"] = decode_json(row["config"])
+    row["classes"] = decode_json(row["classes"], list)
     row["artifact_path"] = str(Path(home) / row["artifact"]) if row.get("artifact") else None
     return row
 

@@ -55,11 +55,6 @@ def finish_run(home: Path, run_id: int, status: str, counts: dict, error: str | 
         )
 
 
-def _decoded(rec: dict) -> dict:
-    for key in ("config", "counts"):
-        rec[key] = json.loads(rec[key]) if rec[key] else {}
-    return rec
-
 
 def recent_runs(home: Path, limit: int = 20, kind: str | None = None) -> list[dict]:
     sql = """SELECT run_id, kind, status, config, counts, started_at, finished_at, duration_s, error, log
@@ -69,10 +64,10 @@ def recent_runs(home: Path, limit: int = 20, kind: str | None = None) -> list[di
     if kind:
         where, params = "WHERE kind = ?", [kind, limit]
     with connect(home, read_only=True) as con:
-        return [_decoded(rec) for rec in fetch_dicts(con.execute(sql.format(where=where), params))]
+        return fetch_dicts(con.execute(sql.format(where=where), params))
 
 
 def get_run(home: Path, run_id: int) -> dict | None:
     with connect(home, read_only=True) as con:
         rows = fetch_dicts(con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]))
-    return _decoded(rows[0]) if rows else None
+    return rows[0] if rows else None
