@@ -1,0 +1,73 @@
+"""The CLI's contract: global options reach every command, `--help` names the defaults the code uses,
+and errors map to the documented exit codes (2 input, 3 busy, a bug keeps its traceback)."""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+
+import pytest
+
+from hashtag_workbench.jobs.cli import JOBS, build_parser, main
+from tests.conftest import CLI
+
+
+def _minimal_argv(parser: argparse.ArgumentParser, command: str) -> list[str]:
+    """The command with a placeholder for each required positional and flag."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    argv = [command]
+    for action in sub._actions:
+        if not action.option_strings and action.dest != "help":
+            argv.append(next(iter(action.choices)) if action.choices else "x")
+        elif action.required:
+            argv += [action.option_strings[-1], "x"]
+    return argv
+
+
+@pytest.mark.parametrize("command", list(JOBS))
+def test_global_threads_and_home_reach_every_command(command, tmp_path):
+    parser = build_parser(only=command)
+    args = parser.parse_args(["--home", str(tmp_path), "--threads", "3", *_minimal_argv(parser, command)])
+    assert args.threads == 3, f"`{command}` overrides the global --threads"
+    assert args.home == str(tmp_path), f"`{command}` overrides the global --home"
+
+
+_SHOWN_DEFAULT = re.compile(r"\(default:? ([^(),;]+?)\)")
+
+
+def _same(shown: str, default) -> bool:
+    if isinstance(default, (tuple, list)):
+        return shown == ",".join(map(str, default))
+    try:
+        return float(shown) == float(default)
+    except (TypeError, ValueError):
+        return shown == str(default)
+
+
+def test_every_help_default_is_the_default_the_code_uses():
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    wrong = []
+    for name, sub in commands.items():
+        for action in sub._actions:
+            match = _SHOWN_DEFAULT.search(action.help or "")
+            if match and action.default not in (None, argparse.SUPPRESS) and not _same(match[1], action.default):
+                wrong.append(f"{name} {action.option_strings}: help says {match[1]!r}, default is {action.default!r}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_input_error_is_one_line_and_status_2(tmp_path, capsys):
+    assert main(["--home", str(tmp_path), "import-folder", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_bug_keeps_its_traceback(tmp_path):
+    # A plain ValueError from inside a command is a bug, not the user's mistake: Python's traceback, status 1.
+    code = ("import sys; from hashtag_workbench.jobs import cli, stats\n"
+            "def boom(args): raise ValueError('internal invariant broken')\n"
+            "stats._cmd = boom\n"
+            f"sys.exit(cli.main(['--home', {str(tmp_path)!r}, 'stats']))")
+    proc = subprocess.run([CLI[0], "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "internal invariant broken" in proc.stderr
