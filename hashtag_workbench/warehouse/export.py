@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from hashtag_workbench.core.errors import InputError
+from hashtag_workbench.infra.files import atomic_target, write_atomic
 from hashtag_workbench.warehouse.db import connect, fetch_dicts
 from hashtag_workbench.warehouse.store import image_file
 
@@ -107,9 +108,8 @@ def _place(src: Path, target: Path) -> str:
         os.link(src, target)
         return "linked"
     except OSError:  # another file system, or links not allowed: copy instead
-        tmp = target.with_name(target.name + ".part")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, target)
+        with atomic_target(target) as tmp:
+            shutil.copyfile(src, tmp)
         return "copied"
 
 
@@ -142,13 +142,11 @@ def place_images(home: Path | str, dest: Path, rows: list[dict], *, previous: di
 
 def write_csv(dest: Path, rows: list[dict]) -> Path:
     out = dest / "images.csv"
-    tmp = out.with_name("images.csv.part")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_target(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({**r, "file": r.get("file", "")})
-    os.replace(tmp, out)
     return out
 
 
@@ -173,16 +171,12 @@ def write_vectors(home: Path | str, dest: Path, image_ids: list[int]) -> dict:
     with connect(home, read_only=True) as con:
         con.register("export_ids", ids)
         for name, sql in queries.items():
-            out = dest / f"{name}.parquet"
-            tmp = dest / f"{name}.parquet.part"
-            con.execute(f"COPY ({sql}) TO {_sql_path(tmp)} (FORMAT parquet)").fetchall()
-            os.replace(tmp, out)
+            with atomic_target(dest / f"{name}.parquet") as tmp:
+                con.execute(f"COPY ({sql}) TO {_sql_path(tmp)} (FORMAT parquet)").fetchall()
             counts[name] = int(con.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0])
         con.unregister("export_ids")
     return counts
 
 
 def write_manifest(dest: Path, record: dict) -> None:
-    tmp = dest / (MANIFEST + ".part")
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    os.replace(tmp, dest / MANIFEST)
+    write_atomic(dest / MANIFEST, json.dumps(record, indent=1, default=str).encode())

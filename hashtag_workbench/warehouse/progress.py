@@ -6,9 +6,10 @@ not the runs table, so progress never competes with the job's own writes for the
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
+
+from hashtag_workbench.infra.files import write_atomic
 
 
 def progress_path(home: Path | str, run_id: int) -> Path:
@@ -17,12 +18,9 @@ def progress_path(home: Path | str, run_id: int) -> Path:
 
 def write_progress(home: Path | str, run_id: int, *, n: int, total: int | None, desc: str, unit: str) -> None:
     """Replace the run's progress record (atomically: a reader never sees half a file)."""
-    path = progress_path(home, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_text(json.dumps({"n": int(n), "total": None if total is None else int(total), "desc": desc,
-                               "unit": unit, "updated": time.time()}))
-    os.replace(tmp, path)
+    write_atomic(progress_path(home, run_id), json.dumps(
+        {"n": int(n), "total": None if total is None else int(total), "desc": desc, "unit": unit,
+         "updated": time.time()}).encode())
 
 
 def read_progress(home: Path | str, run_id: int) -> dict | None:
