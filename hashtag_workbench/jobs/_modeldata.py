@@ -5,7 +5,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from hashtag_workbench.core.images import decode_rgb
+from hashtag_workbench.core.features import load_photo
 from hashtag_workbench.core.predictor import ImageBatch
 from hashtag_workbench.warehouse.models import stored_features
 
@@ -14,8 +14,8 @@ KEEP_SIDE = 320
 
 
 def read_photo(home: Path, relpath: str) -> Image.Image:
-    """A stored photo, decoded (raises core.images.ImageRejected or OSError saying why)."""
-    img = decode_rgb((Path(home) / relpath).read_bytes(), min_side=1)
+    """A stored photo, decoded (raises core.images.ImageRejected saying why)."""
+    img = load_photo(Path(home) / relpath)
     w, h = img.size
     if min(w, h) > KEEP_SIDE:
         s = KEEP_SIDE / min(w, h)
