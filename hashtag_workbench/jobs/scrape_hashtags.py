@@ -7,15 +7,18 @@ longer has the expected markup, is reported and keeps the tags it had.
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import requests
 
 from hashtag_workbench.core.allhashtag import parse_generator
+from hashtag_workbench.core.config import option
 from hashtag_workbench.core.ddg import SiteChanged
 from hashtag_workbench.infra.http import TRANSIENT_STATUSES, Spacer, allhashtag_base_url, describe_status, new_session
 from hashtag_workbench.infra.retry import retry_call
 from hashtag_workbench.jobs.common import ensure_ready, split_list
+from hashtag_workbench.jobs.options import add_config_options, config_from
 from hashtag_workbench.jobs.runner import job_run
 from hashtag_workbench.jobs.scrape_images import resolve_words
 from hashtag_workbench.warehouse import words as wh_words
@@ -57,23 +60,32 @@ def fetch_generator(session: requests.Session, base: str, word: str, *, timeout:
         raise HashtagFetchFailed(f"all-hashtag.com did not answer usefully: {exc}") from None
 
 
-def scrape_hashtags(home: Path, *, words: list[str] | None = None, delay: float = 1.0, timeout: float = 15.0,
-                    retries: int = 2, backoff: float = 2.0) -> dict:
+@dataclass
+class HashtagScrapeConfig:
+    """The `scrape-hashtags` job's politeness and patience."""
+    delay: float = option(1.0, "seconds between requests")
+    timeout: float = option(15.0, "request timeout in seconds")
+    retries: int = option(2, "extra tries after a network error or 5xx/429 answer (never after 403/404)")
+    backoff: float = option(2.0, "first wait before a retry, in seconds; doubles per try", cli=False)
+
+
+def scrape_hashtags(home: Path, config: HashtagScrapeConfig | None = None, *, words: list[str] | None = None,
+                    **settings) -> dict:
     """Fetch and store the top hashtags of each word (default: every active word)."""
+    cfg = config or HashtagScrapeConfig(**settings)
     home = Path(home)
     ensure_ready(home)
     word_list = resolve_words(home, words)
     base = allhashtag_base_url()
-    config = {"words": words or "active", "n_words": len(word_list), "base_url": base, "delay": delay,
-              "timeout": timeout, "retries": retries}
+    config = {"words": words or "active", "n_words": len(word_list), "base_url": base, **asdict(cfg)}
     with job_run(home, KIND, config) as run:
         session = new_session()
-        spacer = Spacer(delay)
+        spacer = Spacer(cfg.delay)
         failed_words: list[str] = []
         for word in run.progress(word_list, desc=KIND, unit="word"):
             try:
-                html = fetch_generator(session, base, word, timeout=timeout, retries=retries, backoff=backoff,
-                                       spacer=spacer)
+                html = fetch_generator(session, base, word, timeout=cfg.timeout, retries=cfg.retries,
+                                       backoff=cfg.backoff, spacer=spacer)
                 tags = parse_generator(html)
             except HashtagFetchFailed as exc:
                 run.log(f"{word}: {exc}; kept its existing hashtags")
@@ -95,8 +107,7 @@ def scrape_hashtags(home: Path, *, words: list[str] | None = None, delay: float 
 
 
 def _cmd(args) -> int:
-    counts = scrape_hashtags(args.home, words=split_list(args.words), delay=args.delay, timeout=args.timeout,
-                             retries=args.retries)
+    counts = scrape_hashtags(args.home, config_from(args, HashtagScrapeConfig), words=split_list(args.words))
     if counts.get("failed") and not counts.get("done"):
         print("no word got hashtags from all-hashtag.com; the hand-made map is still used", file=sys.stderr)
         return 1
@@ -109,8 +120,5 @@ def register(sub) -> None:
                                    "(source 'scraped'). The hand-made map is left as it is and stays the "
                                    "fallback. Base URL: $HASHTAG_ALLHASHTAG_URL.")
     p.add_argument("--words", help="comma-separated words (default: every active word)")
-    p.add_argument("--delay", type=float, default=1.0, help="seconds between requests (default 1)")
-    p.add_argument("--timeout", type=float, default=15.0, help="request timeout in s (default 15)")
-    p.add_argument("--retries", type=int, default=2,
-                   help="extra tries after a network error or 5xx/429 answer (default 2; never after 403/404)")
+    add_config_options(p, HashtagScrapeConfig)
     p.set_defaults(func=_cmd)
