@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from hashtag_workbench.jobs.common import ensure_ready
-from hashtag_workbench.warehouse import runs
+from hashtag_workbench.jobs.runner import job_run
 from hashtag_workbench.warehouse.images import word_counts
 
 
@@ -21,11 +21,11 @@ def format_counts(rows: list[dict], *, only_nonempty: bool = True) -> str:
 
 def _cmd(args) -> int:
     ensure_ready(args.home)
-    rid = runs.start_run(args.home, "stats", {"json": args.json, "all": args.all})  # shown in the run history
-    rows = word_counts(args.home)
-    runs.finish_run(args.home, rid, "ok", {"words": sum(1 for r in rows if r["stored"] or r["failed"]),
-                                           "stored": sum(r["stored"] for r in rows),
-                                           "failed": sum(r["failed"] for r in rows)})
+    with job_run(args.home, "stats", {"json": args.json, "all": args.all}) as run:  # shown in the run history
+        rows = word_counts(args.home)
+        run.count("words", sum(1 for r in rows if r["stored"] or r["failed"]))
+        run.count("stored", sum(r["stored"] for r in rows))
+        run.count("failed_images", sum(r["failed"] for r in rows))
     if args.json:
         print(json.dumps({r["word"]: {"stored": r["stored"], "failed": r["failed"]} for r in rows
                           if args.all or r["stored"] or r["failed"]}, indent=1))
