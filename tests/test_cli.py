@@ -66,7 +66,7 @@ def test_a_bug_keeps_its_traceback(tmp_path):
     # A plain ValueError from inside a command is a bug, not the user's mistake: Python's traceback, status 1.
     code = ("import sys; from hashtag_workbench.jobs import cli, stats\n"
             "def boom(args): raise ValueError('internal invariant broken')\n"
-            "stats._cmd = boom\n"
+            "stats.run_command = boom\n"
             f"sys.exit(cli.main(['--home', {str(tmp_path)!r}, 'stats']))")
     proc = subprocess.run([CLI[0], "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1

@@ -168,9 +168,9 @@ def test_every_job_module_is_registered_once():
 
     from hashtag_workbench import jobs
     from hashtag_workbench.jobs.cli import JOBS
-    with_register = {m.name for m in pkgutil.iter_modules(jobs.__path__)
-                     if not m.ispkg and "def register(" in (Path(jobs.__path__[0]) / f"{m.name}.py").read_text()}
-    assert set(JOBS.values()) == with_register
+    commands = {m.name for m in pkgutil.iter_modules(jobs.__path__)
+                if not m.ispkg and "def run_command(" in (Path(jobs.__path__[0]) / f"{m.name}.py").read_text()}
+    assert set(JOBS.values()) == commands
     assert all(name.replace("-", "_") == module for name, module in JOBS.items())
 
 

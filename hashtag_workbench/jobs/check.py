@@ -8,6 +8,14 @@ from pathlib import Path
 from hashtag_workbench.warehouse import runs
 from hashtag_workbench.warehouse.check import Report, check_warehouse
 
+HELP = "verify the warehouse against the image store (and --repair it)"
+DESCRIPTION = (
+    "Find stored images whose file is missing or damaged, files nobody points at "
+    "(including half-written ones from killed jobs), runs left 'running' by dead "
+    "processes, repeated failed rows and photos stored twice. Exits 1 while "
+    "problems remain."
+)
+
 
 def run_check(home: Path, *, repair: bool = False, verify_hashes: bool = True, as_json: bool = False) -> int:
     """Print each finding (and repair); returns 0 when no problem remains, else 1."""
@@ -45,19 +53,13 @@ def _print(found: Report, remaining: Report, repair: bool) -> None:
         print("check: run `hashtags check --repair` to fix what can be fixed safely", file=sys.stderr)
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     return run_check(args.home, repair=args.repair, verify_hashes=not args.quick, as_json=args.json)
 
 
-def register(sub) -> None:
-    p = sub.add_parser("check", help="verify the warehouse against the image store (and --repair it)",
-                       description="Find stored images whose file is missing or damaged, files nobody points at "
-                                   "(including half-written ones from killed jobs), runs left 'running' by dead "
-                                   "processes, repeated failed rows and photos stored twice. Exits 1 while "
-                                   "problems remain.")
+def add_options(p) -> None:
     p.add_argument("--repair", action="store_true",
                    help="fix what is safe (mark stale runs interrupted, re-attach or set aside stray files, "
                         "mark rows with lost files failed, drop repeated failed rows) and report each action")
     p.add_argument("--quick", action="store_true", help="skip hashing every stored file")
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
-    p.set_defaults(func=_cmd)

@@ -1,7 +1,8 @@
 """`hashtags`: one sub-command per job module, listed once in JOBS.
 
-Each listed module defines `register(subparsers)`, which adds its command; the handler it
-sets as `func` receives the parsed args and returns an exit code. Some modules import
+Each listed module is one command: `HELP` (its line in `--help`), `DESCRIPTION`, `add_options(parser)`
+(usually generated from its config dataclass) and `run_command(args)`, which returns an exit code
+(None means 0). Some modules import
 torch, which takes seconds, so a named command loads only its own module; `--help` and
 `schema` load them all.
 
@@ -65,8 +66,20 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.set_defaults(build_parser=build_parser)  # for `schema`, which describes every command
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in [only] if only else JOBS:
-        importlib.import_module(f"hashtag_workbench.jobs.{JOBS[name]}").register(sub)
+        _add_command(sub, name)
     return parser
+
+
+def _add_command(sub, name: str) -> None:
+    """A command from its module: HELP (one line), DESCRIPTION, add_options(parser), run_command(args)."""
+    module = importlib.import_module(f"hashtag_workbench.jobs.{JOBS[name]}")
+    if hasattr(module, "register"):  # a module still registering itself
+        module.register(sub)
+        return
+    p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP))
+    if hasattr(module, "add_options"):
+        module.add_options(p)
+    p.set_defaults(func=module.run_command)
 
 
 def main(argv: list[str] | None = None) -> int:

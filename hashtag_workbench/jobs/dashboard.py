@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+HELP = "serve the dashboard (Streamlit) on 127.0.0.1"
+DESCRIPTION = "Serve the multipage dashboard over the data directory until Ctrl-C."
+
 # The app's path, not an import: jobs never import the dashboard layer.
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 
@@ -16,7 +19,7 @@ def streamlit_command(*, host: str, port: int) -> list[str]:
             "--client.toolbarMode", "minimal"]  # no Deploy button or developer menu for users
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     print(f"Dashboard over {args.home}: open http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
     env = {**os.environ, "HASHTAG_HOME": str(args.home)}
     try:
@@ -25,9 +28,6 @@ def _cmd(args) -> int:
         return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("dashboard", help="serve the dashboard (Streamlit) on 127.0.0.1",
-                       description="Serve the multipage dashboard over the data directory until Ctrl-C.")
+def add_options(p) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8501, help="port (default: 8501)")
-    p.set_defaults(func=_cmd)

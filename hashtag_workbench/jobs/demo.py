@@ -15,6 +15,13 @@ from hashtag_workbench.jobs.stats import format_counts
 from hashtag_workbench.jobs.train import train
 from hashtag_workbench.warehouse.images import word_counts
 
+HELP = "run the whole pipeline on the bundled demo photos"
+DESCRIPTION = (
+    "Import the bundled demo photos and run every pipeline step on them "
+    "(features, outlier flags, models, evaluation). Safe to re-run: finished "
+    "work is skipped."
+)
+
 DEMO_ENV = "HASHTAG_DEMO_PHOTOS"
 # The demo photos (25 MB) live in the source tree, not in the wheel: a source checkout finds them beside
 # the package, an installed copy in ./datasets/demo/photos or wherever $HASHTAG_DEMO_PHOTOS points.
@@ -60,16 +67,11 @@ def run_demo(home: Path, *, fast: bool = False, photos: str | Path | None = None
     return 1 if trained["failed"] else 0
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     return run_demo(args.home, fast=args.fast, photos=args.photos)
 
 
-def register(sub) -> None:
-    p = sub.add_parser("demo", help="run the whole pipeline on the bundled demo photos",
-                       description="Import the bundled demo photos and run every pipeline step on them "
-                                   "(features, outlier flags, models, evaluation). Safe to re-run: finished "
-                                   "work is skipped.")
+def add_options(p) -> None:
     p.add_argument("--fast", action="store_true", help="fewer training epochs (for smoke tests)")
     p.add_argument("--photos", metavar="DIR", help=f"the demo photos folder (default: ${DEMO_ENV}, else "
                                                    "datasets/demo/photos of the source checkout)")
-    p.set_defaults(func=_cmd)

@@ -7,6 +7,14 @@ from hashtag_workbench.jobs.common import ensure_ready, split_list
 from hashtag_workbench.jobs.runner import job_run
 from hashtag_workbench.warehouse import export as wx
 
+HELP = "export kept images (folder per word), a CSV and features as Parquet"
+DESCRIPTION = (
+    "Write the curated data set to a folder: kept images in one folder per word "
+    "(hard links into the image store where possible, copies otherwise), "
+    "images.csv with labels, decisions and provenance, and features.parquet / "
+    "projections.parquet. Re-running into the same folder updates it safely."
+)
+
 
 def export(home: Path, dest: Path, *, words: list[str] | None = None, include_rejected: bool = False) -> dict:
     """Export into `dest` (safe to re-run into the same folder); returns the run's counts."""
@@ -38,19 +46,13 @@ def export(home: Path, dest: Path, *, words: list[str] | None = None, include_re
         return run.all_counts()
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     export(args.home, Path(args.to), words=split_list(args.words), include_rejected=args.include_rejected)
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("export", help="export kept images (folder per word), a CSV and features as Parquet",
-                       description="Write the curated data set to a folder: kept images in one folder per word "
-                                   "(hard links into the image store where possible, copies otherwise), "
-                                   "images.csv with labels, decisions and provenance, and features.parquet / "
-                                   "projections.parquet. Re-running into the same folder updates it safely.")
+def add_options(p) -> None:
     p.add_argument("--to", required=True, metavar="DIR", help="folder to write (new, empty, or an earlier export)")
     p.add_argument("--words", metavar="A,B", help="only these words (current labels), comma-separated")
     p.add_argument("--include-rejected", action="store_true",
                    help="also export rejected images (under rejected/<word>/, and in the CSV)")
-    p.set_defaults(func=_cmd)

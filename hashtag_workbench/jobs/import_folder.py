@@ -11,6 +11,13 @@ from hashtag_workbench.warehouse import images as wh_images
 from hashtag_workbench.warehouse import words as wh_words
 from hashtag_workbench.warehouse.store import image_relpath, put_image
 
+HELP = "import photos from a folder with one sub-folder per word"
+DESCRIPTION = (
+    "Import photos laid out as PATH/<word>/<files>. Unknown word folders are "
+    "reported (add them with --add-words); bad files are recorded as failed "
+    "with a reason; files imported before are skipped."
+)
+
 BATCH = 32
 
 
@@ -127,19 +134,12 @@ def _import_files(home: Path, run, todo, seen: set, stored: set, batch: list, fl
             flush()
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     import_folder(args.home, Path(args.path), add_words=args.add_words, min_side=args.min_side)
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("import-folder", help="import photos from a folder with one sub-folder per word",
-                       description="Import photos laid out as PATH/<word>/<files>. Unknown word folders are "
-                                   "reported (add them with --add-words); bad files are recorded as failed "
-                                   "with a reason; files imported before are skipped.")
+def add_options(p) -> None:
     p.add_argument("path", help="folder holding one sub-folder per word")
     p.add_argument("--add-words", action="store_true", help="add folder names that are not known words")
     p.add_argument("--min-side", type=int, default=32, help="smallest accepted short side in pixels (default 32)")
-    p.set_defaults(func=_cmd)
-
-

@@ -18,6 +18,15 @@ from hashtag_workbench.warehouse import features as wh
 from hashtag_workbench.warehouse.images import labelled_images
 from hashtag_workbench.warehouse.store import image_file
 
+HELP = "flag likely outliers per word, and find duplicate photos"
+DESCRIPTION = (
+    "Score every stored image with each detector (higher = more suspicious) and "
+    "flag outliers: kmeans_2sigma (the original K-means + 2 sigma on PCA-128), "
+    "knn_cosine (distance to nearest same-word images) and confident_learning "
+    "(cross-validated label-issue detection). Also groups exact and near "
+    "duplicates by perceptual hash and feature cosine. Needs `features` first."
+)
+
 
 class NotReady(JobError):
     """An earlier pipeline step has not been run yet."""
@@ -109,17 +118,10 @@ def _record_duplicates(home: Path, run, images: list[dict], X_rows: np.ndarray, 
     return len(groups)
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     find_outliers(args.home, config_from(args, OutliersConfig))
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("outliers", help="flag likely outliers per word, and find duplicate photos",
-                       description="Score every stored image with each detector (higher = more suspicious) and "
-                                   "flag outliers: kmeans_2sigma (the original K-means + 2 sigma on PCA-128), "
-                                   "knn_cosine (distance to nearest same-word images) and confident_learning "
-                                   "(cross-validated label-issue detection). Also groups exact and near "
-                                   "duplicates by perceptual hash and feature cosine. Needs `features` first.")
+def add_options(p) -> None:
     add_config_options(p, OutliersConfig)
-    p.set_defaults(func=_cmd)

@@ -7,6 +7,12 @@ from __future__ import annotations
 import argparse
 import json
 
+HELP = "every command's arguments as JSON (for the dashboard's Jobs page)"
+DESCRIPTION = (
+    "Print each command's one-line help and its arguments (name, flag, switch, "
+    "choices, default, help) as one JSON object."
+)
+
 
 def _plain(default):
     """A list default as the comma-separated text the flag takes (forms show it as typed)."""
@@ -39,14 +45,7 @@ def describe(parser: argparse.ArgumentParser) -> dict:
     return out
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     # The CLI hands over its parser factory, so this module need not import the CLI (no cycle).
     print(json.dumps(describe(args.build_parser()), indent=1, default=str))
     return 0
-
-
-def register(sub) -> None:
-    p = sub.add_parser("schema", help="every command's arguments as JSON (for the dashboard's Jobs page)",
-                       description="Print each command's one-line help and its arguments (name, flag, switch, "
-                                   "choices, default, help) as one JSON object.")
-    p.set_defaults(func=_cmd)

@@ -23,6 +23,13 @@ from hashtag_workbench.jobs.runner import job_run
 from hashtag_workbench.jobs.scrape_images import resolve_words
 from hashtag_workbench.warehouse import words as wh_words
 
+HELP = "fetch each word's popular hashtags from all-hashtag.com"
+DESCRIPTION = (
+    "Ask all-hashtag.com's generator for each word's top hashtags and store them "
+    "(source 'scraped'). The hand-made map is left as it is and stays the "
+    "fallback. Base URL: $HASHTAG_ALLHASHTAG_URL."
+)
+
 KIND = "scrape-hashtags"
 GENERATOR_PATH = "/library/contents/ajax_generator.php"
 
@@ -106,7 +113,7 @@ def scrape_hashtags(home: Path, config: HashtagScrapeConfig | None = None, *, wo
         return {"run_id": run.run_id, **run.all_counts()}
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     counts = scrape_hashtags(args.home, config_from(args, HashtagScrapeConfig), words=split_list(args.words))
     if counts.get("failed") and not counts.get("done"):
         print("no word got hashtags from all-hashtag.com; the hand-made map is still used", file=sys.stderr)
@@ -114,11 +121,6 @@ def _cmd(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser(KIND, help="fetch each word's popular hashtags from all-hashtag.com",
-                       description="Ask all-hashtag.com's generator for each word's top hashtags and store them "
-                                   "(source 'scraped'). The hand-made map is left as it is and stays the "
-                                   "fallback. Base URL: $HASHTAG_ALLHASHTAG_URL.")
+def add_options(p) -> None:
     p.add_argument("--words", help="comma-separated words (default: every active word)")
     add_config_options(p, HashtagScrapeConfig)
-    p.set_defaults(func=_cmd)

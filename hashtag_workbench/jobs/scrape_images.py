@@ -35,6 +35,13 @@ from hashtag_workbench.warehouse import images as wh_images
 from hashtag_workbench.warehouse import words as wh_words
 from hashtag_workbench.warehouse.store import put_image
 
+HELP = "collect photos per word from DuckDuckGo image search"
+DESCRIPTION = (
+    "Search DuckDuckGo images for each word and download up to --per-class "
+    "photos per word. Re-running resumes: stored images and URLs that failed "
+    "for good are never fetched again. Base URL: $HASHTAG_DDG_URL."
+)
+
 KIND = "scrape-images"
 
 
@@ -325,19 +332,14 @@ def _dry_run(home: Path, word_list: list[str], s: ScrapeSettings, out) -> dict:
     return {"would_fetch": plan}
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     scrape_images(args.home, words=split_list(args.words), settings=config_from(args, ScrapeSettings),
                   dry_run=args.dry_run, engine=args.engine, address=args.address)
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser(KIND, help="collect photos per word from DuckDuckGo image search",
-                       description="Search DuckDuckGo images for each word and download up to --per-class "
-                                   "photos per word. Re-running resumes: stored images and URLs that failed "
-                                   "for good are never fetched again. Base URL: $HASHTAG_DDG_URL.")
+def add_options(p) -> None:
     p.add_argument("--words", help="comma-separated words (default: every active word)")
     add_config_options(p, ScrapeSettings)
     add_engine_options(p)
     p.add_argument("--dry-run", action="store_true", help="list the image URLs that would be fetched; store nothing")
-    p.set_defaults(func=_cmd)

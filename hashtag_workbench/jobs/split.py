@@ -12,6 +12,12 @@ from hashtag_workbench.jobs.runner import job_run
 from hashtag_workbench.warehouse import models as wh
 from hashtag_workbench.warehouse import runs
 
+HELP = "stratified 80:20 train/val split of the curated images"
+DESCRIPTION = (
+    "Split every usable image (rejected ones left out, relabelled ones under "
+    "their new word) into train and val per word, seeded, and record it."
+)
+
 
 def make_split(home: Path, config: SplitConfig | None = None, **settings) -> int:
     """Split the usable images (rejected out, relabelled under their new word); returns the split's run id."""
@@ -58,7 +64,7 @@ def current_split(home: Path, config: SplitConfig | None = None, *, new: bool = 
     return make_split(home, cfg)
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     make_split(args.home, config_from(args, SplitConfig))
     return 0
 
@@ -67,9 +73,5 @@ def add_split_args(p) -> None:
     add_config_options(p, SplitConfig)
 
 
-def register(sub) -> None:
-    p = sub.add_parser("split", help="stratified 80:20 train/val split of the curated images",
-                       description="Split every usable image (rejected ones left out, relabelled ones under "
-                                   "their new word) into train and val per word, seeded, and record it.")
+def add_options(p) -> None:
     add_split_args(p)
-    p.set_defaults(func=_cmd)

@@ -7,6 +7,9 @@ from hashtag_workbench.jobs.common import ensure_ready
 from hashtag_workbench.jobs.runner import job_run
 from hashtag_workbench.warehouse.images import word_counts
 
+HELP = "per-word counts of stored and failed images"
+DESCRIPTION = "Print per-word counts of stored and failed images."
+
 
 def format_counts(rows: list[dict], *, only_nonempty: bool = True) -> str:
     shown = [r for r in rows if r["stored"] or r["failed"] or not only_nonempty]
@@ -19,7 +22,7 @@ def format_counts(rows: list[dict], *, only_nonempty: bool = True) -> str:
     return "\n".join(lines)
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     ensure_ready(args.home)
     with job_run(args.home, "stats", {"json": args.json, "all": args.all}) as run:  # shown in the run history
         rows = word_counts(args.home)
@@ -34,9 +37,6 @@ def _cmd(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("stats", help="per-word counts of stored and failed images",
-                       description="Print per-word counts of stored and failed images.")
+def add_options(p) -> None:
     p.add_argument("--json", action="store_true", help="print JSON: {word: {stored, failed}}")
     p.add_argument("--all", action="store_true", help="include words with no images")
-    p.set_defaults(func=_cmd)

@@ -11,6 +11,12 @@ from hashtag_workbench.core.vocabulary import check_word, parse_hashtags
 from hashtag_workbench.jobs.common import ensure_ready
 from hashtag_workbench.warehouse import words as wh
 
+HELP = "list, add, rename, (de)activate words and set their hashtags"
+DESCRIPTION = (
+    "Edit the vocabulary (the words every zero-shot model answers over) with the "
+    "same checks as the dashboard's Words page. Every edit is logged."
+)
+
 
 def _list(home, args) -> str:
     rows = wh.list_words(home, active_only=not args.all)
@@ -55,16 +61,13 @@ ACTIONS = {"list": _list, "add": _add, "rename": _rename, "activate": _activate,
            "hashtags": _hashtags}
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     ensure_ready(args.home)
     print(ACTIONS[args.action](args.home, args))
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("words", help="list, add, rename, (de)activate words and set their hashtags",
-                       description="Edit the vocabulary (the words every zero-shot model answers over) with the "
-                                   "same checks as the dashboard's Words page. Every edit is logged.")
+def add_options(p) -> None:
     acts = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = acts.add_parser("list", help="the active words and their first hashtags")
     a.add_argument("--all", action="store_true", help="inactive words too")
@@ -80,4 +83,3 @@ def register(sub) -> None:
     a = acts.add_parser("hashtags", help="replace a word's hand-made hashtags")
     a.add_argument("word")
     a.add_argument("tags", nargs="+", help="hashtags, comma or space separated, '#' optional")
-    p.set_defaults(func=_cmd)
