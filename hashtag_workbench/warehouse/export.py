@@ -27,6 +27,7 @@ import pandas as pd
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.infra.files import atomic_target, write_atomic
 from hashtag_workbench.warehouse.db import connect, fetch_dicts
+from hashtag_workbench.warehouse.images import label_filter
 from hashtag_workbench.warehouse.store import image_file
 
 MANIFEST = "export.json"
@@ -41,12 +42,7 @@ class ExportError(InputError):
 
 def export_rows(home: Path | str, *, words: list[str] | None = None, include_rejected: bool = False) -> list[dict]:
     """Stored images to export (current labels, curation applied) with their provenance and decision summary."""
-    conds, params = [], []
-    if not include_rejected:
-        conds.append("l.review <> 'reject'")
-    if words:
-        conds.append("l.word IN (SELECT unnest(?))")
-        params.append(list(words))
+    conds, params = label_filter(words=words, include_rejected=include_rejected, alias="l.")
     sql = f"""
         WITH d AS (SELECT image_id, count(*) AS n_decisions, max(decided_at) AS last_decision_at
                    FROM curation_log WHERE NOT undone GROUP BY image_id)

@@ -75,15 +75,21 @@ def word_counts(home: Path) -> list[dict]:
         return [dict(word=r[0], active=r[1], stored=r[2], failed=r[3]) for r in con.execute(sql).fetchall()]
 
 
+def label_filter(*, words: list[str] | None, include_rejected: bool, alias: str = "") -> tuple[list[str], list]:
+    """WHERE conditions and their parameters over image_labels (as `alias`): not rejected, these words."""
+    conds, params = [], []
+    if not include_rejected:
+        conds.append(f"{alias}review <> 'reject'")
+    if words:
+        conds.append(f"{alias}word IN (SELECT unnest(?))")
+        params.append(list(words))
+    return conds, params
+
+
 def labelled_images(home: Path, *, words: list[str] | None = None, include_rejected: bool = False) -> list[dict]:
     """Stored images with their current label and review state (curation applied)."""
     sql = "SELECT image_id, sha256, path, word, original_word, review, origin FROM image_labels"
-    conds, params = [], []
-    if not include_rejected:
-        conds.append("review <> 'reject'")
-    if words:
-        conds.append("word IN (SELECT unnest(?))")
-        params.append(list(words))
+    conds, params = label_filter(words=words, include_rejected=include_rejected)
     if conds:
         sql += " WHERE " + " AND ".join(conds)
     sql += " ORDER BY image_id"
