@@ -142,6 +142,14 @@ def models(home: Path, *, ids: list[int] | None = None, latest_per_name: bool = 
     return [_model_record(home, r) for r in rows]
 
 
+def model_generation(home: Path) -> tuple[int | None, int | None]:
+    """(newest model id, newest evaluation run id): one cheap query that changes whenever a model is
+    trained or evaluated, so a server knows when to look again (the API checks it every few seconds)."""
+    with connect(home, read_only=True) as con:
+        row = con.execute("SELECT (SELECT max(model_id) FROM models), (SELECT max(run_id) FROM evaluations)").fetchone()
+    return row[0], row[1]
+
+
 def learning_curve(home: Path, model_id: int) -> list[dict]:
     with connect(home, read_only=True) as con:
         return _rows(con.execute("SELECT epoch, train_loss, val_loss, train_acc, val_acc, seconds FROM "
