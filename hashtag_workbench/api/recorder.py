@@ -28,6 +28,7 @@ class Recorder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.recorded = self.dropped = self.failed_flushes = 0
+        self._in_flight = 0  # rows being written now (still pending until the write lands)
 
     def add(self, rows: list[dict]) -> None:
         with self._lock:
@@ -47,6 +48,7 @@ class Recorder:
                 rows, self._pending = self._pending, []
             if not rows:
                 return 0
+            self._in_flight = len(rows)
             try:
                 self._write(self.home, rows)
             except Exception as exc:  # locked for too long, disk full ...: try again at the next flush
@@ -57,12 +59,14 @@ class Recorder:
                 log(f"recording {len(rows)} predictions failed ({type(exc).__name__}: {str(exc)[:200]}); "
                     "kept for the next try")
                 return 0
+            finally:
+                self._in_flight = 0
             self.recorded += len(rows)
             return len(rows)
 
     def stats(self) -> dict:
         with self._lock:
-            pending = len(self._pending)
+            pending = len(self._pending) + self._in_flight
         return {"recorded": self.recorded, "pending": pending, "dropped": self.dropped,
                 "failed_flushes": self.failed_flushes}
 
