@@ -73,8 +73,9 @@ async def predict(request: Request,
                   seed: int | None = Query(None, description="seed for the hashtag sampling (default random)")) -> dict:
     st = request.app.state
     snap = st.store.current
-    try:
-        chosen = await run_in_threadpool(st.store.pick, snap, _model_ids(model))
+    ids = _model_ids(model)
+    try:  # a model asked for by id may have to load first: off the event loop
+        chosen = await run_in_threadpool(st.store.pick, snap, ids) if ids else snap.defaults()
     except UnknownModel as exc:
         raise ApiError(404, str(exc)) from None
     except ValueError as exc:
