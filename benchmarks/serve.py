@@ -64,18 +64,19 @@ def cli_seconds(home: Path, photo: Path, runs: int) -> list[float]:
     return out
 
 
-def start_server(home: Path, threads: int | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(home: Path, log: Path, threads: int | None = None) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     extra = ["--threads", str(threads)] if threads else []
     cmd = CLI + ["--home", str(home)] + extra + ["serve", "--port", str(port), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with open(log, "w") as err:  # a file, not a pipe nobody reads (which could fill and block the server)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"the server exited: {proc.stderr.read()}")
+            raise SystemExit(f"the server exited: {log.read_text()[-2000:]}")
         try:
             if requests.get(base + "/healthz", timeout=2).ok:
                 return proc, base
@@ -116,9 +117,9 @@ def load(base: str, photo: Path, clients: int, per_client: int) -> dict:
 
 
 def measure(home: Path, photo: Path, *, clients: int, per_client: int, single: int, cli_runs: int,
-            threads: int | None = None) -> dict:
+            threads: int | None = None, log: Path) -> dict:
     cli = cli_seconds(home, photo, cli_runs)
-    proc, base = start_server(home, threads)
+    proc, base = start_server(home, log, threads)
     try:
         client(base, photo, 20)  # warm-up: first batches, allocator pools, then every batch size once
         load(base, photo, clients, 5)
@@ -184,7 +185,7 @@ def main(argv=None) -> int:
             print("building a demo data directory (import 32 photos, train a probe and ConSE) ...", file=sys.stderr)
             build_home(home)
         result = measure(home, photo, clients=args.clients, per_client=args.requests, single=args.single,
-                         cli_runs=args.cli_runs, threads=args.threads)
+                         cli_runs=args.cli_runs, threads=args.threads, log=Path(tmp) / "server.log")
     print(json.dumps(result, indent=1) if args.json else report(result))
     return 0
 

@@ -16,6 +16,7 @@ from hashtag_workbench.api.settings import ENV_SETTINGS, ENV_TOKEN, Settings, ch
 from hashtag_workbench.infra.locks import turn
 from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready
 from hashtag_workbench.jobs.runner import job_run
+from hashtag_workbench.warehouse.models import count_predictions
 
 BUILD_WAIT_S = 600  # workers wait this long for another worker building the same zero-shot model
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -43,9 +44,11 @@ def _serve(args, settings: Settings, run) -> None:
         if args.workers == 1:
             app = create_app(settings)
             print(f"[serve] ready: http://{args.host}:{args.port}/docs (Ctrl-C to stop)", file=sys.stderr, flush=True)
-            uvicorn.run(app, **common)
-            run.count("done", app.state.stats["images"])
-            run.extra.update(requests=app.state.stats["requests"], **app.state.recorder.stats())
+            try:
+                uvicorn.run(app, **common)
+            finally:
+                run.count("done", app.state.stats["images"])
+                run.extra.update(requests=app.state.stats["requests"], dropped=app.state.recorder.stats()["dropped"])
         else:
             os.environ[ENV_SETTINGS] = settings.to_env()
             if settings.token:
@@ -71,6 +74,7 @@ def _cmd(args) -> int:
                             threads=max(1, args.threads // args.workers), cors_origins=tuple(args.cors_origin),
                             run_id=run.run_id, refresh_zero_shot=rebuild_zero_shot)
         _serve(args, settings, run)
+        run.extra["predictions_recorded"] = count_predictions(args.home, run.run_id)  # every worker's
     return 0
 
 
