@@ -255,8 +255,22 @@ def test_a_newer_model_is_picked_up_without_a_restart(server, http, api_home):
     assert body["models"]["zero_shot"] == new
     listed = {m["model_id"]: m for m in http.get(server + "/v1/models", timeout=10).json()["models"]}
     assert listed[new]["default"] and not listed[old]["default"] and listed[new]["role"] == "zero_shot"
-    words = http.get(server + "/v1/words", timeout=10).json()["words"]
-    assert len(words) == 76 and all(w["hashtags"] for w in words)
+    assert len(listed[new]["words"]) == 76 and listed[new]["training_run_id"] == new
+
+
+def test_a_vocabulary_edit_rebuilds_the_zero_shot_model(server, http, api_home):
+    from hashtag_workbench.warehouse.words import add_word
+    assert "castle" not in {w["word"] for w in http.get(server + "/v1/words", timeout=10).json()["words"]}
+    add_word(api_home, "castle", hashtags=["castle", "medieval"])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        zs = http.get(server + "/healthz", timeout=10).json()["models"]["zero_shot"]
+        if zs["words"] == 77:
+            break
+        time.sleep(0.5)
+    assert zs["words"] == 77  # built by the server over the new vocabulary, as `predict` would
+    words = {w["word"]: w["hashtags"] for w in http.get(server + "/v1/words", timeout=10).json()["words"]}
+    assert len(words) == 77 and words["castle"] == ["castle", "medieval"]
 
 
 def test_a_non_loopback_address_needs_a_token(home):
