@@ -11,6 +11,7 @@ from hashtag_workbench.api.models import UnknownModel
 from hashtag_workbench.api.settings import MAX_TAGS
 from hashtag_workbench.core.hashtags import DEFAULT_N_TAGS
 from hashtag_workbench.core.kinds import KINDS
+from hashtag_workbench.core.predictor import ModelLoadError
 from hashtag_workbench.service.predictions import ROLES, read_photo
 
 router = APIRouter()
@@ -78,6 +79,8 @@ async def predict(request: Request,
         chosen = await run_in_threadpool(st.store.pick, snap, ids) if ids else snap.defaults()
     except UnknownModel as exc:
         raise ApiError(404, str(exc)) from None
+    except ModelLoadError as exc:  # the server's files, not the request: say so, stay up
+        raise ApiError(503, str(exc)) from None
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
     inputs = await read_inputs(request, st.settings)
