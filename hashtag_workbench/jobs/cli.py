@@ -34,6 +34,7 @@ JOBS: dict[str, str] = {
     "evaluate": "evaluate",
     "curve": "curve",
     "predict": "predict",
+    "serve": "serve",
     "words": "words",
     "export": "export",
     "check": "check",

@@ -9,29 +9,27 @@ import json
 import sys
 from pathlib import Path
 
-from hashtag_workbench.core.images import ImageRejected, decode_rgb, sha256_bytes
-from hashtag_workbench.core.predictor import ImageBatch, ModelLoadError, load_model, predict_batch
+from hashtag_workbench.core.images import ImageRejected
+from hashtag_workbench.core.predictor import ModelLoadError, load_model
 from hashtag_workbench.infra.onnxrt import use_runtime
 from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready
+from hashtag_workbench.service.predictions import NO_SUPERVISED, Photo, predict_photos, read_photo
 from hashtag_workbench.warehouse import models as wh
 from hashtag_workbench.warehouse.words import hashtags_for
 
 ROLES = (("supervised", "supervised"), ("zero_shot", "zero-shot"))
-NO_SUPERVISED = ("no supervised model trained yet (it needs labelled photos: `hashtags import-folder PATH` "
-                 "or `hashtags demo`, then `hashtags train`)")
 
 
-def read_input(path: Path) -> tuple[object, str]:
-    """(PIL image, sha256) or raise ImageRejected with a reason naming the problem."""
+def read_input(path: Path) -> bytes:
+    """The file's bytes, or raise ImageRejected with a reason naming the problem."""
     if not path.exists():
         raise ImageRejected("file not found")
     if path.is_dir():
         raise ImageRejected("is a folder, not an image file")
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise ImageRejected(f"cannot read file ({exc.strerror or exc})") from None
-    return decode_rgb(data, min_side=8), sha256_bytes(data)
 
 
 def _pick(home: Path, model_id: int | None, role: str) -> dict | None:
@@ -70,30 +68,20 @@ def predict_files(home: Path, paths: list[Path], *, as_json: bool = False, seed:
         if loaded[role] is not None and as_json:
             print("note: " + model_line(label, loaded[role]), file=sys.stderr)
     tags = hashtags_for(home)
-    good, failed = [], 0
-    results: dict[int, dict] = {}
-    for i, p in enumerate(paths):
+    photos = []
+    for p in paths:
         try:
-            img, sha = read_input(p)
-            good.append((i, img, sha))
+            photos.append(read_photo(str(p), read_input(p)))
         except ImageRejected as exc:
-            failed += 1
-            results[i] = {"image": str(p), "error": str(exc)}
-            print(f"error: {p}: {exc}", file=sys.stderr)
-    if good:
-        preds = predict_batch(ImageBatch.of([g[1] for g in good]), supervised=loaded["supervised"],
-                              zero_shot=loaded["zero_shot"], hashtags=tags, seed=seed)
-        rows = []
-        for (i, _, sha), pred in zip(good, preds):
-            results[i] = {"image": str(paths[i]), "supervised": pred["supervised"], "zero_shot": pred["zero_shot"]}
-            if pred["supervised"] is None:
-                results[i]["supervised_reason"] = NO_SUPERVISED
-            for role in ("supervised", "zero_shot"):
-                if loaded[role] is not None:
-                    rows.append({"model_id": loaded[role].model_id, "sha256": sha, **pred[role]})
+            photos.append(Photo(str(p), error=str(exc)))
+    results, rows = predict_photos(photos, supervised=loaded["supervised"], zero_shot=loaded["zero_shot"],
+                                   hashtags=tags, seed=seed)
+    failed = [r for r in results if "error" in r]
+    for r in failed:
+        print(f"error: {r['image']}: {r['error']}", file=sys.stderr)
+    if rows:
         wh.add_predictions(home, rows)
-    for i in range(len(paths)):
-        r = results[i]
+    for r in results:
         if as_json:
             print(json.dumps(r), file=out)
         elif "error" not in r:

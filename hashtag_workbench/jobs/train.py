@@ -22,6 +22,7 @@ from hashtag_workbench.jobs._modeldata import read_photo, stored_batch
 from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready, split_list
 from hashtag_workbench.jobs.runner import job_run
 from hashtag_workbench.jobs.split import add_split_args, current_split
+from hashtag_workbench.service.predictions import stored_zero_shot
 from hashtag_workbench.warehouse import models as wh
 from hashtag_workbench.warehouse.words import hashtags_for, list_words
 
@@ -121,10 +122,10 @@ def ensure_zero_shot(home: Path, config=None, kind: str = "conse") -> dict:
     ensure_ready(home)
     k = KINDS[kind]
     cfg = config or default_config()
+    stored = stored_zero_shot(home, cfg, kind)
+    if stored is not None:
+        return stored
     vocab = _Vocabulary(home)
-    for rec in reversed(wh.models(home, kinds=[k.name])):
-        if k.matches(rec, cfg, None, vocab.fingerprint) and wh.model_dir(home, rec["model_id"]).is_dir():
-            return rec
     print(f"[zero-shot] building {cfg.label(cfg.word_vectors)} over {len(vocab.vocabulary)} active words "
           "(the vocabulary changed or no such model yet)", file=sys.stderr)
     with contextlib.redirect_stdout(sys.stderr):  # the run's summary line must not mix into predict --json

@@ -135,6 +135,14 @@ def models(home: Path, *, ids: list[int] | None = None, latest_per_name: bool = 
     return [_model_record(home, r) for r in rows]
 
 
+def model_generation(home: Path) -> tuple[int | None, int | None]:
+    """(newest model id, newest evaluation run id): one cheap query that changes whenever a model is
+    trained or evaluated, so a server knows when to look again (the API checks it every few seconds)."""
+    with connect(home, read_only=True) as con:
+        row = con.execute("SELECT (SELECT max(model_id) FROM models), (SELECT max(run_id) FROM evaluations)").fetchone()
+    return row[0], row[1]
+
+
 def learning_curve(home: Path, model_id: int) -> list[dict]:
     with connect(home, read_only=True) as con:
         return fetch_dicts(con.execute("SELECT epoch, train_loss, val_loss, train_acc, val_acc, seconds FROM "
@@ -211,3 +219,9 @@ def add_predictions(home: Path, rows: list[dict]) -> None:
         con.executemany("INSERT INTO predictions (run_id, model_id, sha256, top, hashtags) VALUES (?, ?, ?, ?, ?)",
                         [[r.get("run_id"), r["model_id"], r["sha256"], json.dumps(r["top"]), json.dumps(r["hashtags"])]
                          for r in rows])
+
+
+def count_predictions(home: Path, run_id: int) -> int:
+    """How many prediction rows name run `run_id` (e.g. everything a `serve` run recorded)."""
+    with connect(home, read_only=True) as con:
+        return con.execute("SELECT count(*) FROM predictions WHERE run_id = ?", [int(run_id)]).fetchone()[0]

@@ -1,0 +1,99 @@
+"""`serve`: the HTTP prediction API (FastAPI + uvicorn) over the same service function as `predict`.
+
+The server is one recorded run (kind `serve`): the predictions it records name it, and its
+counts (requests, images, predictions recorded) are stored when it stops. Before serving, the
+default zero-shot model over the current vocabulary is built if missing (as `predict` does);
+afterwards the server only reads the warehouse, apart from the batched prediction records and
+a rebuild of that model after a vocabulary edit.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from hashtag_workbench.api.settings import ENV_SETTINGS, ENV_TOKEN, Settings, check_bind, token_from_env
+from hashtag_workbench.infra.locks import turn
+from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready
+from hashtag_workbench.jobs.runner import job_run
+from hashtag_workbench.warehouse.models import count_predictions
+
+BUILD_WAIT_S = 600  # workers wait this long for another worker building the same zero-shot model
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def rebuild_zero_shot(home: Path) -> dict:
+    """The default zero-shot model over the current vocabulary, built by one worker at a time."""
+    from hashtag_workbench.jobs.train import ensure_zero_shot
+    with turn(Path(home) / "zero-shot-build", BUILD_WAIT_S):
+        return ensure_zero_shot(home)
+
+
+def app_from_env():
+    """uvicorn's factory for `--workers N`: each worker process builds its app from the settings passed down."""
+    from hashtag_workbench.api.app import create_app
+    return create_app(Settings.from_env(refresh_zero_shot=rebuild_zero_shot))
+
+
+def _serve(args, settings: Settings, run) -> None:
+    import uvicorn
+
+    from hashtag_workbench.api.app import create_app
+    common = dict(host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug")
+    try:
+        if args.workers == 1:
+            app = create_app(settings)
+            print(f"[serve] ready: http://{args.host}:{args.port}/docs (Ctrl-C to stop)", file=sys.stderr, flush=True)
+            try:
+                uvicorn.run(app, **common)
+            finally:
+                run.count("done", app.state.stats["images"])
+                run.extra.update(requests=app.state.stats["requests"], dropped=app.state.recorder.stats()["dropped"])
+        else:
+            os.environ[ENV_SETTINGS] = settings.to_env()
+            if settings.token:
+                os.environ[ENV_TOKEN] = settings.token
+            uvicorn.run("hashtag_workbench.jobs.serve:app_from_env", factory=True, workers=args.workers, **common)
+    except KeyboardInterrupt:  # uvicorn hands Ctrl-C / SIGTERM on after its clean shutdown: a normal stop
+        pass
+
+
+def _cmd(args) -> int:
+    token = args.token or token_from_env()
+    check_bind(args.host, token)  # before anything loads: an exposed server without a token never starts
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    if args.reload_every <= 0:
+        raise ValueError(f"--reload-every must be positive, got {args.reload_every}")
+    ensure_ready(args.home)
+    rebuild_zero_shot(args.home)
+    config = {"host": args.host, "port": args.port, "workers": args.workers, "runtime": args.runtime,
+              "token": bool(token), "reload_every": args.reload_every, "cors_origins": args.cors_origin}
+    with job_run(args.home, "serve", config) as run:
+        settings = Settings(home=args.home, token=token, reload_every=args.reload_every, runtime=args.runtime,
+                            threads=max(1, args.threads // args.workers), cors_origins=tuple(args.cors_origin),
+                            run_id=run.run_id, refresh_zero_shot=rebuild_zero_shot)
+        _serve(args, settings, run)
+        run.extra["predictions_recorded"] = count_predictions(args.home, run.run_id)  # every worker's
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="serve the prediction API over HTTP (FastAPI + uvicorn) on 127.0.0.1",
+                       description="An HTTP API over the same models and code as `predict`: POST /v1/predict with "
+                                   "multipart 'image' fields or JSON {\"urls\": [...]}; GET /healthz, /v1/models, "
+                                   "/v1/words; docs at /docs. Models load once and are reloaded when a newer one "
+                                   "is trained. Any address but loopback needs a token.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs a token)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes (default 1; each loads the models and gets its share of --threads)")
+    p.add_argument("--token", help=f"bearer token every request but /healthz must send (default: ${ENV_TOKEN})")
+    p.add_argument("--reload-every", type=float, default=5.0,
+                   help="seconds between the cheap checks for a newer model or vocabulary (default 5)")
+    p.add_argument("--cors-origin", action="append", default=[],
+                   help="allow browser pages from this origin (repeatable; default: CORS off)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                   help="uvicorn's log level (default info; debug also logs every request)")
+    add_runtime_arg(p)
+    p.set_defaults(func=_cmd)
