@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.kinds import KINDS, ZERO_SHOT, vocabulary_fingerprint
 from hashtag_workbench.core.predictor import LoadedModel, load_model
 from hashtag_workbench.service.predictions import stored_zero_shot
@@ -107,7 +108,7 @@ class ModelStore:
                 raise UnknownModel(f"no model with id {mid} (GET /v1/models lists them)")
             role = "zero_shot" if KINDS[rec["kind"]].role == ZERO_SHOT else "supervised"
             if role in named:
-                raise ValueError(f"model names two {role.replace('_', '-')} models; give at most one per role")
+                raise InputError(f"model names two {role.replace('_', '-')} models; give at most one per role")
             named.add(role)
             chosen[role] = self.load(rec)
         return chosen

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.images import MAX_PIXELS
 
 ENV_TOKEN = "HASHTAG_API_TOKEN"
@@ -17,7 +18,7 @@ MAX_IMAGE_BYTES = 10 * 1024 * 1024  # per image, uploaded or fetched (the Predic
 MAX_TAGS = 30                     # hashtags=N: the most a word map holds per word is about 30
 
 
-class UnsafeBind(ValueError):
+class UnsafeBind(InputError):
     """Binding this address without a token would expose the API; the message says what to do."""
 
 

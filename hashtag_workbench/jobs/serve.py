@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from hashtag_workbench.api.settings import ENV_SETTINGS, ENV_TOKEN, Settings, check_bind, token_from_env
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.infra.locks import turn
 from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready
 from hashtag_workbench.jobs.runner import job_run
@@ -62,9 +63,9 @@ def _cmd(args) -> int:
     token = args.token or token_from_env()
     check_bind(args.host, token)  # before anything loads: an exposed server without a token never starts
     if args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+        raise InputError(f"--workers must be at least 1, got {args.workers}")
     if args.reload_every <= 0:
-        raise ValueError(f"--reload-every must be positive, got {args.reload_every}")
+        raise InputError(f"--reload-every must be positive, got {args.reload_every}")
     ensure_ready(args.home)
     rebuild_zero_shot(args.home)
     config = {"host": args.host, "port": args.port, "workers": args.workers, "runtime": args.runtime,
