@@ -71,3 +71,29 @@ def test_a_bug_keeps_its_traceback(tmp_path):
     proc = subprocess.run([CLI[0], "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr and "internal invariant broken" in proc.stderr
+
+
+def test_dashboard_command_serves_the_installed_app(tmp_path):
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*CLI, "--home", str(tmp_path), "dashboard", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, body = time.time() + 120, ""
+        while time.time() < deadline and body != "ok":
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert body == "ok", "the dashboard did not come up"
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+        assert "<title>" in page.lower() or "streamlit" in page.lower()
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0]
+    assert f"open http://127.0.0.1:{port}" in out

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,12 +19,12 @@ def streamlit_command(*, host: str, port: int) -> list[str]:
 
 
 def run_command(args) -> int:
-    print(f"Dashboard over {args.home}: open http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
-    env = {**os.environ, "HASHTAG_HOME": str(args.home)}
-    try:
-        return subprocess.call(streamlit_command(host=args.host, port=args.port), env=env)
-    except KeyboardInterrupt:
-        return 0
+    print(f"Dashboard over {args.home}: open http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr,
+          flush=True)
+    # This process becomes Streamlit, so Ctrl-C and a plain `kill` reach the server itself and never
+    # leave an orphan serving behind.
+    cmd = streamlit_command(host=args.host, port=args.port)
+    os.execve(cmd[0], cmd, {**os.environ, "HASHTAG_HOME": str(args.home)})
 
 
 def add_options(p) -> None:
