@@ -32,12 +32,18 @@ class _Vocabulary:
     """What a zero-shot kind is built from: the active words and their hashtags (no images)."""
 
     def __init__(self, home: Path):
+        self.home = home
         self.vocabulary = [w["word"] for w in list_words(home, active_only=True)]
         self.hashtags = hashtags_for(home)
         self.fingerprint = vocabulary_fingerprint(self.vocabulary, self.hashtags)
         self.weights = None
         self.log = lambda m: print(m, file=sys.stderr)  # noqa: E731  (job_run replaces it per run)
         self.progress = lambda it, desc=None: it  # noqa: E731
+
+    def unlabelled(self, backbone: str) -> dict:
+        """Stored photos (labels unread) and the default zero-shot scores of them (conse_transductive)."""
+        from hashtag_workbench.jobs._unlabelled import unlabelled_photos
+        return unlabelled_photos(self.home, backbone, self.log)
 
 
 class _Data(_Vocabulary):
