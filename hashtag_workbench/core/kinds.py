@@ -201,8 +201,8 @@ def _clip_config():
 
 def _clip_configs(o: dict) -> list:
     if not o.get("clip_model"):
-        raise ValueError("clip needs --clip-model PATH (a save_pretrained folder) or a hub name when online")
-    return [_clip_config()(model=o["clip_model"])]
+        raise ValueError("clip needs --clip-model PATH (a save_pretrained folder) or a hub id ORG/NAME")
+    return [_clip_config()(model=o["clip_model"], source=o.get("clip_source") or "")]
 
 
 def _clip_fit(cfg, data):

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from hashtag_workbench.core.kinds import KINDS, SUPERVISED, ZERO_SHOT, ModelKind, resolve, vocabulary_fingerprint
+from hashtag_workbench.infra.hub import hub_snapshot, is_hub_id
 from hashtag_workbench.infra.onnxrt import use_runtime
 from hashtag_workbench.infra.runtime import configure_threads
 from hashtag_workbench.jobs._modeldata import read_photo, stored_batch
@@ -160,6 +161,8 @@ def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DE
                     temperature=temperature, conse_variants=conse_variants, seed=seed, train_blocks=train_blocks,
                     codebook=codebook, clip_model=clip_model)
     ensure_ready(home)
+    if is_hub_id(clip_model):  # first, before any other model loads: downloaded once into <home>/models/hub
+        opts["clip_source"] = str(hub_snapshot(home, clip_model))
     if any(k.role == SUPERVISED for k in chosen):
         if threads:
             configure_threads(threads)
@@ -230,7 +233,8 @@ def register(sub) -> None:
     p.add_argument("--plain-conse-only", action="store_true",
                    help="build only the default ConSE configuration, not the variants side by side")
     p.add_argument("--clip-model", help="also build the CLIP zero-shot model from this folder (save_pretrained "
-                                        "layout) or hub name (online); no CLIP weights install offline")
+                                        "layout) or Hugging Face hub id ORG/NAME (e.g. openai/clip-vit-base-patch32),"
+                                        " downloaded once into <data dir>/models/hub and used offline afterwards")
     p.add_argument("--new-split", action="store_true", help="make a new split even if the latest still fits")
     add_runtime_arg(p)
     add_split_args(p)
