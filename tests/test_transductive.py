@@ -108,3 +108,15 @@ def test_kind_without_photos_says_so_in_one_line(seeded_home, capsys):
     assert main(["--home", str(seeded_home), "train", "--models", "conse_transductive"]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "needs at least 2 stored photos" in err[0] and "import-folder" in err[0]
+
+
+def test_curve_chart_draws_the_unlabelled_point_as_a_level():
+    from hashtag_workbench.core import curve as cc
+    from hashtag_workbench.dashboard.curve_chart import curve_figure
+    pts = [{"method": cc.ZERO_SHOT, "per_word": "0", "photos_per_word": 0, "top1": 0.4, "top5": 0.7, "best": True},
+           {"method": cc.UNLABELLED, "per_word": "0", "photos_per_word": 0, "top1": 0.47, "top5": 0.72,
+            "name": "zero-shot + 32 unlabelled photos", "best": False},
+           {"method": cc.PROBE, "per_word": "1", "photos_per_word": 1, "words": 4, "words_with_k": 4, "seeds": 1,
+            "top1": 0.3, "top5": 0.6}]
+    texts = [a.text for a in curve_figure(pts).layout.annotations]
+    assert "zero-shot + 32 unlabelled photos 47%" in texts and "zero-shot + 32 unlabelled photos 72%" in texts
