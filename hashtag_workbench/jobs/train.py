@@ -217,7 +217,8 @@ def register(sub) -> None:
                                    "cover every active vocabulary word. Each model is its own recorded run, saved "
                                    "under <data dir>/models/<run_id>/ with the config that rebuilds it.")
     p.add_argument("--models", default=",".join(ALL_MODELS),
-                   help=f"comma-separated subset of {','.join(ALL_MODELS)} (default: all; "
+                   help=f"comma-separated subset of {','.join(ALL_MODELS)} (default: all; on request: "
+                        f"{', '.join(n for n, k in KINDS.items() if not k.default)}; "
                         f"old names {', '.join(k.alias for k in KINDS.values() if k.alias)} still work)")
     p.add_argument("--epochs", type=int, default=13, help="fine-tuning epochs (default 13)")
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=available_backbones(),
