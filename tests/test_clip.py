@@ -17,7 +17,7 @@ WORDS = ["bird", "flowers", "fruit", "music"]
 
 
 def save_tiny_clip(folder: Path) -> Path:
-    """A 1-layer CLIP (16-d towers, 8-d projection, 32-px images) and a letters-only BPE tokenizer."""
+    """A 1-layer CLIP (16-d towers, 8-d projection, 32-px images) and a letters-only BPE tokenizer (no merges)."""
     from transformers import (
         CLIPConfig,
         CLIPImageProcessor,
@@ -26,7 +26,8 @@ def save_tiny_clip(folder: Path) -> Path:
         CLIPTokenizer,
     )
     folder.mkdir(parents=True, exist_ok=True)
-    letters = "abcdefghijklmnopqrstuvwxyz"
+    # letters plus the prompts' punctuation: an unknown character would become <|endoftext|>, where CLIP pools
+    letters = "abcdefghijklmnopqrstuvwxyz#."
     vocab = ["<|startoftext|>", "<|endoftext|>", *letters, *(c + "</w>" for c in letters)]
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
     (folder / "merges.txt").write_text("#version: 0.2\n")  # no merges: every letter is its own token
@@ -64,6 +65,15 @@ def test_clip_builds_predicts_and_is_rebuilt_from_its_record(tiny_clip, tmp_path
     plain = CLIPZeroShot.build(CLIPZeroShotConfig(model=str(tiny_clip), expand_k=0), WORDS)
     assert not np.allclose(plain.text[0], model.text[0]) and np.allclose(plain.text[1], model.text[1])
 
+    # a word is its prompt ensemble ("a photo of a {}.", "{}") and its hashtag forms ("#{}"), half and half
+    from hashtag_workbench.core.clip import PromptEncoder, load_clip
+    from hashtag_workbench.core.linalg import unit
+    net, proc = load_clip(str(tiny_clip))
+    prompted = PromptEncoder(net, proc, ["a photo of a {}.", "{}"]).encode(["flowers"])[0][0]
+    tagged = PromptEncoder(net, proc, ["#{}"]).encode(["flowers"])[0][0]
+    assert np.allclose(model.text[1], unit(unit(prompted) + unit(tagged)), atol=1e-5)
+    assert "2 prompts + hashtag forms" in model.config.label() and "tiny-clip" in model.config.label()
+
     model.save(tmp_path / "model.npz")
     rec = {"model_id": 7, "kind": "clip", "name": "CLIP tiny", "config": model.config.to_dict(),
            "classes": WORDS, "artifact_path": str(tmp_path)}
@@ -76,6 +86,8 @@ def test_clip_with_missing_weights_says_what_to_do(tiny_clip, tmp_path):
     from hashtag_workbench.core.clip import CLIPError, CLIPZeroShot, CLIPZeroShotConfig
     with pytest.raises(CLIPError, match="--clip-model"):
         CLIPZeroShotConfig(model="")
+    with pytest.raises(CLIPError, match="must hold"):
+        CLIPZeroShotConfig(model=str(tiny_clip), prompts=["a photo"])
     model = CLIPZeroShot.build(CLIPZeroShotConfig(model=str(tiny_clip)), WORDS)
     gone = tmp_path / "gone"
     shutil.copytree(tiny_clip, gone)

@@ -142,6 +142,10 @@ def test_curve_json_shape_storage_and_provenance(curve_home):
     assert stored["run_id"] == out["run_id"] and stored["config"]["seeds"] == 2
     methods = [p["method"] for p in stored["points"]]
     assert methods.count(cc.PROBE) == 3 and methods.count(cc.MIX) == 3 and methods.count(cc.ZERO_SHOT) == 2
+    # zero-shot + the split's 32 photos without their labels: one point at 0 labelled photos
+    unl = next(p for p in stored["points"] if p["method"] == cc.UNLABELLED)
+    assert unl["per_word"] == "0" and unl["name"] == "zero-shot + 32 unlabelled photos"
+    assert unl["top1"] == out["zero_shot_plus_unlabelled"]["top1"] and 0 <= unl["top1"] <= unl["top5"] <= 1
     assert sum(p["best"] for p in stored["points"]) == 1
     run = runs.get_run(h, out["run_id"])
     assert run["kind"] == "curve" and run["status"] == "ok" and run["counts"]["done"] == 6

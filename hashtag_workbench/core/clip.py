@@ -1,26 +1,31 @@
 """CLIP zero-shot (Radford et al. 2021): photos and text prompts in one space; the nearest word wins.
 
-Each word is the mean of its prompt embeddings: "a photo of {word}" averaged with the same
-prompt for its first hashtags (half the weight on the word, as ConSE's expansion does), so
-a word is described the way people tag it. Scores are CLIP's own: softmax(logit_scale * cos).
+Each word is a prompt ensemble: the mean embedding of its prompts ("a photo of a {word}.",
+"{word}") averaged, half and half, with the mean embedding of its hashtag forms ("#{word}" and
+"#{tag}" for its first hashtags), so a word is described both as a caption and the way people tag
+it. Scores are CLIP's own: softmax(logit_scale * cos).
 
 The CLIP weights come from a local folder in `save_pretrained` layout (CLIPModel + its
-processor), or a hub name when online. No package on the registries ships CLIP weights, so
-real figures need downloaded weights; the tests use a tiny randomly initialised model.
+processor). A hub id (ORG/NAME) is downloaded once into the data directory by the caller
+(infra.hub) and recorded as `source`, so the model is named by its id and loads offline. No
+package on the registries ships CLIP weights, so real figures need downloaded weights; the tests
+use a tiny randomly initialised model (and a fake hub for the download).
 """
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from hashtag_workbench.core.conse import target_vectors
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.linalg import softmax, unit
+
+DEFAULT_PROMPTS = ("a photo of a {}.", "{}")
+HASHTAG_FORM = "#{}"
 
 
 class CLIPError(InputError):
@@ -29,17 +34,21 @@ class CLIPError(InputError):
 
 @dataclass
 class CLIPZeroShotConfig:
-    model: str = ""                    # folder in save_pretrained layout, or a hub name (online only)
-    prompt: str = "a photo of {}"
-    expand_k: int = 5                  # hashtags averaged with the word (0: the word's prompt alone)
+    model: str = ""                    # folder in save_pretrained layout, or a hub id (ORG/NAME)
+    prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
+    hashtag_form: str = HASHTAG_FORM   # how the word and its hashtags are written as tags
+    expand_k: int = 5                  # hashtags in the word's hashtag forms (0: "#{word}" alone)
     batch_size: int = 16
+    source: str = ""                   # a hub id's downloaded folder (infra.hub); empty: `model` is the folder
 
     def __post_init__(self):
         if not self.model:
             raise CLIPError("no CLIP model given: pass --clip-model PATH (a folder saved with save_pretrained) "
                             "or a hub name such as openai/clip-vit-base-patch32 when online")
-        if "{}" not in self.prompt:
-            raise CLIPError(f"the prompt must hold '{{}}' where the word goes, got {self.prompt!r}")
+        self.prompts = list(self.prompts)
+        bad = [p for p in [*self.prompts, self.hashtag_form] if "{}" not in p]
+        if bad or not self.prompts:
+            raise CLIPError(f"every prompt must hold '{{}}' where the word goes, got {bad or 'no prompts'}")
         if int(self.expand_k) < 0 or int(self.batch_size) < 1:
             raise CLIPError(f"expand_k must be 0 or more and batch_size 1 or more, got {self.expand_k}, "
                             f"{self.batch_size}")
@@ -47,8 +56,14 @@ class CLIPZeroShotConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def folder(self) -> str:
+        """Where the weights are: the downloaded copy of a hub id, else `model` itself."""
+        return self.source or self.model
+
     def label(self) -> str:
-        return f"CLIP ({Path(self.model).name or self.model}, prompts{' + hashtags' if self.expand_k else ''})"
+        name = self.model if self.source else (Path(self.model).name or self.model)
+        return f"CLIP ({name}, {len(self.prompts)} prompts + hashtag forms{' and hashtags' if self.expand_k else ''})"
 
 
 @functools.lru_cache(maxsize=2)
@@ -59,7 +74,7 @@ def load_clip(model: str):
         net = CLIPModel.from_pretrained(model).eval()
         processor = CLIPProcessor.from_pretrained(model)
     except Exception as exc:
-        where = "folder" if Path(model).exists() else "hub name (needs the internet, or a local folder)"
+        where = "folder" if Path(model).exists() else "folder, which is missing"
         raise CLIPError(f"cannot load CLIP from {model!r} ({where}): {type(exc).__name__}: {exc}") from None
     return net, processor
 
@@ -72,10 +87,10 @@ def _embeds(out):
 
 @dataclass
 class PromptEncoder:
-    """CLIP's text tower as a core.wordvectors.PhraseEncoder: phrase -> unit embedding of its prompt."""
+    """CLIP's text tower as a core.wordvectors.PhraseEncoder: phrase -> unit mean embedding of its prompts."""
     net: object
     processor: object
-    prompt: str
+    prompts: Sequence[str]
     name: str = "CLIP text"
     spec: str = "clip"
 
@@ -85,11 +100,32 @@ class PromptEncoder:
 
     def encode(self, phrases: list[str]) -> tuple[np.ndarray, np.ndarray]:
         import torch
-        texts = [self.prompt.format(p.replace("_", " ")) for p in phrases]
+        texts = [p.format(ph) for ph in phrases for p in self.prompts]
         with torch.inference_mode():
             tok = self.processor(text=texts, return_tensors="pt", padding=True, truncation=True)
-            vecs = _embeds(self.net.get_text_features(**tok)).float().numpy()
-        return unit(vecs).astype(np.float32), np.ones(len(phrases), dtype=bool)
+            vecs = unit(_embeds(self.net.get_text_features(**tok)).float().numpy())
+        vecs = unit(vecs.reshape(len(phrases), len(self.prompts), -1).mean(axis=1))
+        return vecs.astype(np.float32), np.ones(len(phrases), dtype=bool)
+
+
+def word_vectors(net, processor, config: CLIPZeroShotConfig, classes: Sequence[str],
+                 hashtags: dict[str, list[str]]) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """Each word's text vector: its prompt ensemble and its hashtag forms, half and half; the hashtags used."""
+    words = [w.replace("_", " ") for w in classes]
+    prompted, _ = PromptEncoder(net, processor, config.prompts).encode(words)
+    forms, owner, used = [], [], {}
+    for i, w in enumerate(classes):
+        tags = [t.lstrip("#") for t in hashtags.get(w, [])]
+        tags = [t for t in tags if t and t.lower() != w.lower()][:int(config.expand_k)]
+        if tags:
+            used[w] = tags
+        for t in [w, *tags]:  # a tag is written without spaces, as people type it
+            forms.append("".join(t.replace("_", " ").split()))
+            owner.append(i)
+    tagged, _ = PromptEncoder(net, processor, [config.hashtag_form]).encode(forms)
+    per_word = np.zeros_like(prompted)
+    np.add.at(per_word, np.array(owner), tagged)
+    return unit(unit(prompted) + unit(per_word)), used
 
 
 class CLIPZeroShot:
@@ -107,16 +143,15 @@ class CLIPZeroShot:
               hashtags: dict[str, list[str]] | None = None) -> CLIPZeroShot:
         if len(classes) < 2:
             raise CLIPError(f"need at least 2 target words, got {len(classes)}")
-        net, processor = load_clip(config.model)
-        tags = {w: [t.lstrip("#") for t in ts] for w, ts in (hashtags or {}).items()}
-        vecs, _, used = target_vectors(PromptEncoder(net, processor, config.prompt), list(classes), hashtags=tags,
-                                       expand_k=int(config.expand_k))
+        net, processor = load_clip(config.folder)
+        vecs, used = word_vectors(net, processor, config, list(classes), hashtags or {})
         scale = float(net.logit_scale.exp().item())
-        return cls(config, list(classes), vecs, scale, {"prompt": config.prompt, "expansions": used})
+        return cls(config, list(classes), vecs, scale, {"prompts": config.prompts,
+                                                        "hashtag_form": config.hashtag_form, "expansions": used})
 
     def image_embeddings(self, images: Sequence[Image.Image]) -> np.ndarray:
         import torch
-        net, processor = load_clip(self.config.model)
+        net, processor = load_clip(self.config.folder)
         out = []
         with torch.inference_mode():
             for i in range(0, len(images), int(self.config.batch_size)):
@@ -140,6 +175,6 @@ class CLIPZeroShot:
         if not isinstance(config, CLIPZeroShotConfig):
             config = CLIPZeroShotConfig(**{k: v for k, v in config.items()
                                            if k in CLIPZeroShotConfig.__dataclass_fields__})
-        load_clip(config.model)  # fail here, with the reason, if the CLIP weights are gone
+        load_clip(config.folder)  # fail here, with the reason, if the CLIP weights are gone
         with np.load(path) as z:
             return cls(config, list(classes), z["text"], float(z["logit_scale"]))

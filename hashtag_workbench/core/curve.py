@@ -28,8 +28,9 @@ from hashtag_workbench.core.probe import ProbeConfig, ProbeModel
 ALL = "all"
 DEFAULT_PER_WORD = "1,2,5,10,20,all"
 PROBE, MIX, ZERO_SHOT = "probe", "zero_shot_plus_photos", "zero_shot"
+UNLABELLED = "zero_shot_plus_unlabelled"
 METHOD_LABELS = {ZERO_SHOT: "zero-shot (0 photos)", PROBE: "supervised (linear probe)",
-                 MIX: "zero-shot + photos"}
+                 MIX: "zero-shot + photos", UNLABELLED: "zero-shot + unlabelled photos (0 labelled)"}
 
 
 def parse_per_word(text: str) -> list[int | None]:
@@ -173,6 +174,23 @@ def compute_curve(data: CurveData, *, per_word: Sequence[int | None], seeds: int
                      f"zero-shot + photos {mix_points[-1]['top1']:.1%} "
                      f"({cover['words_with_k']}/{cover['words']} words had {label(k)})")
     return {"points": points, "mix_points": mix_points}
+
+
+def unlabelled_point(data: CurveData, config=None) -> dict:
+    """Zero-shot + every split photo without its label (core.transductive), scored on the val photos.
+
+    The point at 0 labelled photos: the zero-shot scores are self-trained on the train and val
+    photos' features (labels are not read), then the val photos are scored as `predict` would.
+    """
+    from hashtag_workbench.core.transductive import TransductiveConfig, TransductiveModel, self_train
+    cfg = config or TransductiveConfig()
+    feats, seed = np.concatenate([data.train_feats, data.val_feats]), np.concatenate([data.zs_train, data.zs_val])
+    protos, mean, has, _ = self_train(feats, seed, cfg)
+    probs = TransductiveModel(cfg, data.classes, protos, mean, has).predict_proba(data.val_feats, data.zs_val)
+    top1, top5 = _scores(probs, data.classes, data.val_words)
+    return {"per_word": "0", "photos_per_word": 0.0, "words": len(data.classes), "words_with_k": len(data.classes),
+            "seeds": 1, "top1": round(top1, 4), "top5": round(top5, 4), "unlabelled_photos": len(feats),
+            "name": f"zero-shot + {len(feats)} unlabelled photos"}
 
 
 def as_sentence(text: str) -> str:

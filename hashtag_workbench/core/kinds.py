@@ -75,6 +75,8 @@ def predict_with(kind: ModelKind, model, batch, backbone: str | None) -> object:
         return model.predict_proba(batch.outputs(backbone)[1])
     if kind.reads == "features":
         return model.predict_proba(batch.outputs(backbone, need_logits=False)[0])
+    if kind.reads == "features+seed":  # zero-shot + unlabelled photos: its own features and its seed's scores
+        return model.predict_proba(batch.outputs(backbone, need_logits=False)[0], model.seed_predict(batch))
     return model.predict_images(batch.images())
 
 
@@ -201,8 +203,8 @@ def _clip_config():
 
 def _clip_configs(o: dict) -> list:
     if not o.get("clip_model"):
-        raise InputError("clip needs --clip-model PATH (a save_pretrained folder) or a hub name when online")
-    return [_clip_config()(model=o["clip_model"])]
+        raise InputError("clip needs --clip-model PATH (a save_pretrained folder) or a hub id ORG/NAME")
+    return [_clip_config()(model=o["clip_model"], source=o.get("clip_source") or "")]
 
 
 def _clip_fit(cfg, data):
@@ -214,6 +216,41 @@ def _clip_fit(cfg, data):
 def _clip_load(path, cfg, classes):
     from hashtag_workbench.core.clip import CLIPZeroShot
     return CLIPZeroShot.load(path, cfg, classes)
+
+
+# ------------------------------------------------------------------ zero-shot + unlabelled photos (self-training)
+
+def _transductive_config():
+    from hashtag_workbench.core.transductive import TransductiveConfig
+    return TransductiveConfig
+
+
+def _transductive_fit(cfg, data):
+    """Self-train on every stored photo, labels unread, seeded by the default zero-shot model (data.unlabelled)."""
+    from hashtag_workbench.core.transductive import TransductiveModel, self_train
+    pool = data.unlabelled(cfg.backbone)
+    seed = pool["seed"]
+    protos, mean, has, rep = self_train(pool["features"], pool["probs"], cfg)
+    source = Path(seed["artifact_path"]) / KINDS[seed["kind"]].artifact
+    model = TransductiveModel(cfg, list(seed["classes"]), protos, mean, has, seed_source=source, report=rep)
+    data.log(f"self-trained on {rep['photos']} unlabelled photos (labels not read), seeded by model "
+             f"{seed['model_id']} ({seed['name']}): {rep['words_with_photos']} words got a prototype, "
+             f"{rep['top_word_changed']} photos changed their top word")
+    notes = {"seed": {k: seed[k] for k in ("model_id", "kind", "name", "config", "classes")},
+             "photos": rep["photos"], "photos_fingerprint": pool["fingerprint"]}
+    return model, cfg.label(seed["name"]), {"report": rep, "counts": rep, "notes": notes}
+
+
+def _transductive_load(path, cfg, classes):
+    from hashtag_workbench.core.transductive import TransductiveModel, seed_path
+    seed = cfg["seed"]
+    kind = KINDS[seed["kind"]]
+    if list(seed["classes"]) != list(classes):
+        raise InputError("the stored seed model covers other words than this model")
+    seed_model = kind.load(seed_path(path, kind.artifact), seed["config"], seed["classes"])
+    backbone = seed["config"].get("backbone")
+    return TransductiveModel.load(path, cfg, classes,
+                                  seed_predict=lambda batch: predict_with(kind, seed_model, batch, backbone))
 
 
 def _simple(factory: Callable[[], type], *fields_: str) -> Callable[[dict], list]:
@@ -234,6 +271,9 @@ KINDS: dict[str, ModelKind] = {k.name: k for k in (
               _conse_load, label="ConSE", study=("ConSE", 0.32)),
     ModelKind("clip", ZERO_SHOT, "model.npz", "images", _clip_config, _clip_configs, _clip_fit, _clip_load,
               label="CLIP", default=False),
+    ModelKind("conse_transductive", ZERO_SHOT, "model.npz", "features+seed", _transductive_config,
+              _simple(_transductive_config, "backbone"), _transductive_fit, _transductive_load,
+              label="zero-shot + unlabelled photos", default=False),
 )}
 
 

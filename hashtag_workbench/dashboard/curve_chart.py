@@ -11,6 +11,7 @@ from hashtag_workbench.core.curve import (
     METHOD_LABELS,
     MIX,
     PROBE,
+    UNLABELLED,
     ZERO_SHOT,
     as_sentence,
     crossing_sentence,
@@ -18,7 +19,7 @@ from hashtag_workbench.core.curve import (
 )
 from hashtag_workbench.warehouse import curve as wh_curve
 
-COLOURS = {PROBE: "#1f77b4", MIX: "#2ca02c", ZERO_SHOT: "#d62728"}
+COLOURS = {PROBE: "#1f77b4", MIX: "#2ca02c", ZERO_SHOT: "#d62728", UNLABELLED: "#9467bd"}
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -29,6 +30,7 @@ def _latest(h: str) -> dict | None:
 def curve_figure(points: list[dict]) -> go.Figure:
     """Top-1 and top-5 side by side; x is the mean number of photos per word actually used."""
     zs = next((p for p in points if p["method"] == ZERO_SHOT and p["best"]), None)
+    unl = next((p for p in points if p["method"] == UNLABELLED), None)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("top-1", "top-5"), shared_xaxes=True)
     for col, metric in ((1, "top1"), (2, "top5")):
         for method in (PROBE, MIX):
@@ -47,6 +49,9 @@ def curve_figure(points: list[dict]) -> go.Figure:
         if zs is not None:
             fig.add_hline(y=zs[metric], line=dict(color=COLOURS[ZERO_SHOT], dash="dash"), row=1, col=col,
                           annotation_text=f"zero-shot {zs[metric]:.0%}", annotation_position="bottom right")
+        if unl is not None:  # 0 labelled photos: a level on the log axis, like zero-shot's
+            fig.add_hline(y=unl[metric], line=dict(color=COLOURS[UNLABELLED], dash="dot"), row=1, col=col,
+                          annotation_text=f"{unl['name']} {unl[metric]:.0%}", annotation_position="top left")
     ticks = sorted({p["photos_per_word"] for p in points if p["method"] == PROBE})
     labels = {p["photos_per_word"]: p["per_word"] for p in points if p["method"] == PROBE}
     fig.update_xaxes(type="log", title_text="photos per word", tickvals=ticks,

@@ -17,6 +17,7 @@ from hashtag_workbench.core.curve import (
     DEFAULT_PER_WORD,
     MIX,
     PROBE,
+    UNLABELLED,
     ZERO_SHOT,
     CurveData,
     as_sentence,
@@ -24,6 +25,7 @@ from hashtag_workbench.core.curve import (
     crossing_sentence,
     mix_sentence,
     parse_per_word,
+    unlabelled_point,
 )
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.fewshot import PRIOR_STRENGTH, align_probs
@@ -39,8 +41,10 @@ from hashtag_workbench.warehouse.images import word_counts
 
 
 def _zero_shot_records(home: Path) -> list[dict]:
-    """The newest zero-shot model of each name: they need no split, and are scored on its words here."""
-    recs = wh.models(home, latest_per_name=True, kinds=list(wh.ZERO_SHOT_KINDS))
+    """The newest zero-shot model of each name: they need no split, and are scored on its words here.
+    (conse_transductive is left out: the curve draws zero-shot + unlabelled photos itself, `unlabelled_point`.)"""
+    kinds = [k for k in wh.ZERO_SHOT_KINDS if k != "conse_transductive"]
+    recs = wh.models(home, latest_per_name=True, kinds=kinds)
     if not recs:
         raise JobError("no zero-shot model yet: run `hashtags train --models conse` (or `hashtags demo`)")
     return recs
@@ -94,6 +98,8 @@ def _points(result: dict, scored: list[dict], best: dict, words: int) -> list[di
     rows += [{"method": PROBE, **p} for p in result["points"]]
     rows += [{"method": MIX, **{k: v for k, v in p.items() if k != "weights"}, "model_id": best["model_id"]}
              for p in result["mix_points"]]
+    if result.get("unlabelled"):
+        rows.append({"method": UNLABELLED, **result["unlabelled"], "model_id": best["model_id"]})
     return rows
 
 
@@ -115,6 +121,7 @@ def run_curve(home: Path, *, per_word: str = DEFAULT_PER_WORD, seeds: int = 3, b
         best = next(s for s in scored if s.get("best"))
         result = compute_curve(data, per_word=sizes, seeds=seeds, probe_config=probe_cfg,
                                mix_strength=mix_strength, progress=log or run.log)
+        result["unlabelled"] = unlabelled_point(data)
         wh_curve.save_curve(home, run.run_id, _points(result, scored, best, len(data.classes)))
         run.count("done", len(sizes) * seeds)
         run.extra.update(words=len(data.classes), train=len(data.train_words), val=len(data.val_words),
@@ -132,6 +139,7 @@ def _summary(run_id: int, split_run: int, data: CurveData, result: dict, scored:
             "zero_shot_top1": best["top1"], "zero_shot_top5": best["top5"],
             "zero_shot_model": {"model_id": best["model_id"], "name": best["name"], "kind": best["kind"]},
             "zero_shot_models": [{k: s[k] for k in ("model_id", "name", "kind", "top1", "top5")} for s in scored],
+            "zero_shot_plus_unlabelled": result.get("unlabelled"),
             "points": points,
             "crossing": crossing_sentence(result["points"], best["top1"]),
             "zero_shot_plus_photos": mix_sentence(result["points"], result["mix_points"], best["top1"])}
@@ -143,6 +151,8 @@ def format_curve(out: dict) -> str:
               f"{out['words']} words, {out['train_photos']} train / {out['val_photos']} val photos)"),
              (f"zero-shot (0 photos): {out['zero_shot_model']['name']}: top-1 {out['zero_shot_top1']:.1%}, "
               f"top-5 {out['zero_shot_top5']:.1%}"),
+             *([f"{u['name']} (0 labelled): top-1 {u['top1']:.1%}, top-5 {u['top5']:.1%}"]
+               if (u := out.get("zero_shot_plus_unlabelled")) else []),
              (f"{'per word':>9} | {'words with k':>12} | {'probe top-1':>11} | {'top-5':>6} | "
               f"{'zs+photos top-1':>15} | {'top-5':>6} | zs weight")]
     for p in out["points"]:

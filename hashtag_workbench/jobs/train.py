@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.kinds import KINDS, SUPERVISED, ZERO_SHOT, ModelKind, resolve, vocabulary_fingerprint
+from hashtag_workbench.infra.hub import hub_snapshot, is_hub_id
 from hashtag_workbench.infra.onnxrt import use_runtime
 from hashtag_workbench.infra.runtime import configure_threads
 from hashtag_workbench.jobs._modeldata import read_photo, stored_batch
@@ -34,12 +35,18 @@ class _Vocabulary:
     """What a zero-shot kind is built from: the active words and their hashtags (no images)."""
 
     def __init__(self, home: Path):
+        self.home = home
         self.vocabulary = [w["word"] for w in list_words(home, active_only=True)]
         self.hashtags = hashtags_for(home)
         self.fingerprint = vocabulary_fingerprint(self.vocabulary, self.hashtags)
         self.weights = None
         self.log = lambda m: print(m, file=sys.stderr)  # noqa: E731  (job_run replaces it per run)
         self.progress = lambda it, desc=None: it  # noqa: E731
+
+    def unlabelled(self, backbone: str) -> dict:
+        """Stored photos (labels unread) and the default zero-shot scores of them (conse_transductive)."""
+        from hashtag_workbench.jobs._unlabelled import unlabelled_photos
+        return unlabelled_photos(self.home, backbone, self.log)
 
 
 class _Data(_Vocabulary):
@@ -156,6 +163,8 @@ def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DE
                     temperature=temperature, conse_variants=conse_variants, seed=seed, train_blocks=train_blocks,
                     codebook=codebook, clip_model=clip_model)
     ensure_ready(home)
+    if is_hub_id(clip_model):  # first, before any other model loads: downloaded once into <home>/models/hub
+        opts["clip_source"] = str(hub_snapshot(home, clip_model))
     if any(k.role == SUPERVISED for k in chosen):
         if threads:
             configure_threads(threads)
@@ -210,7 +219,8 @@ def register(sub) -> None:
                                    "cover every active vocabulary word. Each model is its own recorded run, saved "
                                    "under <data dir>/models/<run_id>/ with the config that rebuilds it.")
     p.add_argument("--models", default=",".join(ALL_MODELS),
-                   help=f"comma-separated subset of {','.join(ALL_MODELS)} (default: all; "
+                   help=f"comma-separated subset of {','.join(ALL_MODELS)} (default: all; on request: "
+                        f"{', '.join(n for n, k in KINDS.items() if not k.default)}; "
                         f"old names {', '.join(k.alias for k in KINDS.values() if k.alias)} still work)")
     p.add_argument("--epochs", type=int, default=13, help="fine-tuning epochs (default 13)")
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=available_backbones(),
@@ -226,7 +236,8 @@ def register(sub) -> None:
     p.add_argument("--plain-conse-only", action="store_true",
                    help="build only the default ConSE configuration, not the variants side by side")
     p.add_argument("--clip-model", help="also build the CLIP zero-shot model from this folder (save_pretrained "
-                                        "layout) or hub name (online); no CLIP weights install offline")
+                                        "layout) or Hugging Face hub id ORG/NAME (e.g. openai/clip-vit-base-patch32),"
+                                        " downloaded once into <data dir>/models/hub and used offline afterwards")
     p.add_argument("--new-split", action="store_true", help="make a new split even if the latest still fits")
     add_runtime_arg(p)
     add_split_args(p)

@@ -69,6 +69,13 @@ def all_labelled(home: Path) -> list[dict]:
                                  "AND word IN (SELECT word FROM words WHERE active) ORDER BY image_id"))
 
 
+def unlabelled_pool(home: Path) -> list[dict]:
+    """Every stored photo that nobody rejected, without its label: what zero-shot self-training may read."""
+    with connect(home, read_only=True) as con:
+        return fetch_dicts(con.execute("SELECT image_id, sha256, path FROM image_labels WHERE review <> 'reject' "
+                                 "ORDER BY image_id"))
+
+
 # ---------------------------------------------------------------- stored features (the fast path)
 
 def stored_features(home: Path, backbone: str, image_ids: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
