@@ -14,7 +14,16 @@ import json
 import sys
 from pathlib import Path
 
-from hashtag_workbench.core.kinds import KINDS, SUPERVISED, ZERO_SHOT, ModelKind, resolve, vocabulary_fingerprint
+from hashtag_workbench.core.kinds import (
+    DEFAULT_ZERO_SHOT,
+    KINDS,
+    SUPERVISED,
+    ZERO_SHOT,
+    ModelKind,
+    default_zero_shot_config,
+    resolve,
+    vocabulary_fingerprint,
+)
 from hashtag_workbench.infra.onnxrt import use_runtime
 from hashtag_workbench.infra.runtime import configure_threads
 from hashtag_workbench.jobs._modeldata import read_photo, stored_batch
@@ -112,14 +121,15 @@ def train_kind(home: Path, kind: ModelKind, cfg, data, split_run: int | None) ->
         return run.run_id
 
 
-def ensure_zero_shot(home: Path, config=None, kind: str = "conse") -> dict:
-    """The zero-shot model of `config` (default: the best-measured one) over the current active vocabulary:
-    the stored one when it covers exactly these words and hashtags, else built now (a fraction of a second
-    plus loading the word vectors) and recorded as a run."""
-    from hashtag_workbench.core.conse import default_config
+def ensure_zero_shot(home: Path, config=None, kind: str = DEFAULT_ZERO_SHOT) -> dict:
+    """The zero-shot model of `config` (default: the best-measured one, the fused WordNet + ConSE model) over
+    the current active vocabulary: the stored one when it covers exactly these words and hashtags, else built
+    now (a second or two plus loading the word vectors and WordNet) and recorded as a run."""
     ensure_ready(home)
     k = KINDS[kind]
-    cfg = config or default_config()
+    cfg = config or (default_zero_shot_config() if kind == DEFAULT_ZERO_SHOT else None)
+    if cfg is None:
+        raise ValueError(f"name a config for the zero-shot kind {kind!r}")
     vocab = _Vocabulary(home)
     for rec in reversed(wh.models(home, kinds=[k.name])):
         if k.matches(rec, cfg, None, vocab.fingerprint) and wh.model_dir(home, rec["model_id"]).is_dir():
