@@ -1,4 +1,4 @@
-"""Derive the compact WordNet 3.0 noun file the zero-shot hierarchy reads (hashtag_workbench/data/wordnet_nouns.json.gz).
+"""Derive the compact WordNet 3.0 noun file the zero-shot hierarchy reads (data/wordnet_nouns.json.gz).
 
 Sources, installed from the package registries (no root, no nltk):
 - Debian `wordnet-base` (WordNet 3.0): `apt-get download wordnet-base` + `dpkg-deb -x`; its

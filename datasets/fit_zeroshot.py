@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     vocab = load_vocabulary()
     fitted = fit_all(logits, [q["true_word"] for q in photos], vocab, args.backbone)
     default = max(fitted, key=lambda n: fitted[n][1]["cv_top1"])
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     run = {"command": "python datasets/fit_zeroshot.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "date": stamp, "commit": _commit(), "photos": len(photos),
            "photo_words": len({q["true_word"] for q in photos}), "photos_sha256": _photos_digest(photos),

@@ -28,7 +28,8 @@ from hashtag_workbench.core.linalg import unit
 from hashtag_workbench.core.wordnet import WordNet
 
 RANK_PENALTY = 0.1     # per sense rank: frequent senses win unless the hashtags clearly point elsewhere
-_STOP = frozenset("a an the of or and in on to for by with as from that which is are its their any".split())
+_STOP = frozenset({"a", "an", "the", "of", "or", "and", "in", "on", "to", "for", "by", "with", "as", "from",
+                   "that", "which", "is", "are", "its", "their", "any"})
 
 
 @dataclass
