@@ -24,7 +24,7 @@ FUSION_FILE = Path(__file__).resolve().parent.parent / "data" / "zeroshot_fusion
 REFIT = "python datasets/fit_zeroshot.py"
 
 
-class FusionFileError(RuntimeError):
+class FusionFileError(ValueError):
     """The shipped fusion fit is missing or damaged."""
 
 

@@ -28,6 +28,9 @@ from hashtag_workbench.core.linalg import unit
 from hashtag_workbench.core.wordnet import WordNet
 
 RANK_PENALTY = 0.1     # per sense rank: frequent senses win unless the hashtags clearly point elsewhere
+# A hashtag is about a photo, so a sense something can be a photo of (ImageNet classes beneath it) is preferred
+# over a more frequent abstract one ("castle": the fortress, not "a stately mansion") unless the tags disagree.
+PICTURABLE_BONUS = 0.15
 _STOP = frozenset({"a", "an", "the", "of", "or", "and", "in", "on", "to", "for", "by", "with", "as", "from",
                    "that", "which", "is", "are", "its", "their", "any"})
 
@@ -62,16 +65,15 @@ def choose_sense(wn: WordNet, word: str, hashtags: list[str], encoder=None) -> W
     if not senses:
         return WordSenses(word, [], None, [])
     context = [t for t in hashtags if t.lower() != word.lower()]
-    chosen = senses[0]
+    under = [wn.classes_under(r) for r in senses]
+    score = PICTURABLE_BONUS * np.array([bool(u) for u in under]) - RANK_PENALTY * np.arange(len(senses))
     if encoder is not None and context and len(senses) > 1:
         cv, cm = encoder.encode(context)
         sv, sm = encoder.encode([_signature(wn, r) for r in senses])
         if cm.any() and sm.any():
-            ctx = unit(unit(cv[cm]).mean(axis=0))
-            score = unit(sv) @ ctx - RANK_PENALTY * np.arange(len(senses))
-            score[~sm] = -np.inf
-            chosen = senses[int(np.argmax(score))]
-    return WordSenses(word, senses, chosen, wn.classes_under(chosen))
+            score = score + np.where(sm, unit(sv) @ unit(unit(cv[cm]).mean(axis=0)), -np.inf)
+    best = int(np.argmax(score))
+    return WordSenses(word, senses, senses[best], under[best])
 
 
 def word_senses(wn: WordNet, words: list[str], hashtags: dict[str, list[str]] | None = None,

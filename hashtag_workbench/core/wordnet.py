@@ -22,7 +22,7 @@ _SUFFIXES = (("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", 
              ("ies", "y"), ("s", ""))
 
 
-class WordNetError(RuntimeError):
+class WordNetError(ValueError):
     """The derived WordNet file is missing or damaged."""
 
 
