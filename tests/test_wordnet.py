@@ -153,6 +153,14 @@ def test_fresh_directory_predict_uses_the_fused_default_and_says_if_it_is_confid
         assert 0 < len(tags) <= 4 and len(set(tags)) == len(tags)
 
 
+def test_words_list_says_which_words_have_hierarchy_evidence(fresh_home, capsys):
+    assert main(["--home", str(fresh_home), "words", "list"]) == 0
+    lines = {s.split()[0]: s for s in capsys.readouterr().out.splitlines()}
+    assert lines["selfie"].endswith("[word vector only (no WordNet noun sense)]")
+    assert "word vector only ('sky' has no ImageNet class beneath it)" in lines["sky"]
+    assert "[hierarchy: 118 ImageNet classes under 'dog']" in lines["dog"]
+
+
 @pytest.mark.parametrize("word, imagenet_name", [("reptile", "common iguana"), ("castle", "castle")])
 def test_an_added_word_gets_hierarchy_evidence_at_once(fresh_home, capsys, word, imagenet_name):
     from hashtag_workbench.core.backbones import imagenet_classes

@@ -232,7 +232,8 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=2.0,
                    help="ConSE temperature variant: softmax(logits / this) over all classes (default 2)")
     p.add_argument("--plain-conse-only", action="store_true",
-                   help="build only the default ConSE configuration, not the variants side by side")
+                   help="build only the default ConSE and fused zero-shot configurations, not the variants side "
+                        "by side")
     p.add_argument("--clip-model", help="also build the CLIP zero-shot model from this folder (save_pretrained "
                                         "layout) or hub name (online); no CLIP weights install offline")
     p.add_argument("--new-split", action="store_true", help="make a new split even if the latest still fits")
