@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hashtag_workbench.core.conse import default_config, standard_variants
+from hashtag_workbench.core.fused import fused_configs
 from hashtag_workbench.core.kinds import KINDS, SUPERVISED, ZERO_SHOT
 from hashtag_workbench.core.split import stratified_split
 from hashtag_workbench.core.vocabulary import load_vocabulary
@@ -60,8 +61,10 @@ def test_every_model_is_stored_with_config_curve_and_evaluation(trained_home):
     assert [c["epoch"] for c in curve] == [1] and curve[0]["val_acc"] is not None
     evals = wh.evaluations(trained_home)
     assert {(e["model_id"], e["scope"]) for e in evals} >= {(r["model_id"], "val") for r in recs}
-    assert sum(e["scope"] == "all" for e in evals) == n_conse        # ConSE on every stored image
-    assert sum(e["scope"] == "open" for e in evals) == n_conse       # ConSE over all 76 words, val images
+    n_zero_shot = n_conse + len(fused_configs())                     # ConSE's and every fitted fused variant
+    assert sum(r["kind"] == "fused" for r in recs) == len(fused_configs())
+    assert sum(e["scope"] == "all" for e in evals) == n_zero_shot    # zero-shot on every stored image
+    assert sum(e["scope"] == "open" for e in evals) == n_zero_shot   # zero-shot over all 76 words, val images
     for e in evals:
         assert e["n_images"] == (32 if e["scope"] == "all" else 8)
         assert e["n_words"] == (4 if e["scope"] == "val" else 76)
