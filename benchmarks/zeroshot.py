@@ -1,4 +1,4 @@
-"""Zero-shot quality: every word-vector source x ConSE variant on real photos, over the whole vocabulary.
+"""Zero-shot quality: every zero-shot variant (ConSE x word vectors, HierSE, the WordNet hierarchy, the fused model).
 
 The photos are a folder laid out as <word>/<files> (the folder name is the true word),
 or any folder with a MANIFEST.csv (`file` relative to the folder, `true_word`; an
@@ -8,6 +8,13 @@ default), whatever words have photos: that is what a user without data gets.
 
 The CNN runs once per photo (its logits are cached under --cache, keyed by the file's
 SHA-256); each variant then costs milliseconds, so the whole grid runs side by side.
+
+For each variant: top-1/top-5 over the whole vocabulary and over the photos' own words, the
+expected calibration error (ECE) of its probabilities, and per-word top-1 hit rates; a per-word
+table shows where the WordNet hierarchy helps and where it cannot (words with no ImageNet class
+beneath their sense). The fused variants' weights were fitted on the demo photos
+(datasets/fit_zeroshot.py): on those photos their figures are in-sample, so the table also prints
+the fit's cross-validated top-1.
 
     python benchmarks/zeroshot.py datasets/demo/photos --manifest datasets/demo/MANIFEST.csv
     python benchmarks/zeroshot.py PHOTOS --vectors spacy,glove,minilm --grid --json
@@ -25,8 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hashtag_workbench.core.conse import ConSEConfig, ConSEError, build_conse, named_variants
+from hashtag_workbench.core.conse import ConSEConfig, ConSEError, build_conse, default_config, named_variants
+from hashtag_workbench.core.fused import build_fused, fused_configs, read_fusion_file
+from hashtag_workbench.core.fusion import expected_calibration_error
 from hashtag_workbench.core.metrics import evaluate_scores
+from hashtag_workbench.core.predictor import restrict
 from hashtag_workbench.core.vocabulary import load_vocabulary
 from hashtag_workbench.core.wordvectors import CachedEncoder, load_word_vectors
 
@@ -96,20 +106,50 @@ def grid_variants(vectors: str, backbone: str) -> list[ConSEConfig]:
     return out
 
 
-def score(cfg: ConSEConfig, encoder, names, words, hashtags, logits, photos) -> dict:
-    model = build_conse(cfg, encoder, names, words, hashtags=hashtags)
+HIERSE_DECAYS = (0.3, 0.5, 0.7)
+KEY_VARIANTS = ("ConSE default", "hierarchy", "fused", "fused_hierse")
+
+
+def variants(spec: str, backbone: str, grid: bool) -> list[tuple[str, object]]:
+    """(name, config) of every variant for one word-vector source; the fused ones (fitted for spaCy) with spaCy."""
+    configs = grid_variants(spec, backbone) if grid else named_variants(spec, backbone)
+    out = [(c.variant, c) for c in configs]
+    default = default_config(spec, backbone)
+    out.append(("ConSE default" if spec == default_config().word_vectors else default.variant, default))
+    out += [(f"hierse{d:g}", ConSEConfig(**{**default.to_dict(), "hierse": d})) for d in HIERSE_DECAYS]
+    out += [(c.variant, c) for c in fused_configs() if c.word_vectors == spec and c.backbone == backbone]
+    return out
+
+
+def build(cfg, encoder, names, words, hashtags):
+    if isinstance(cfg, ConSEConfig):
+        return build_conse(cfg, encoder, names, words, hashtags=hashtags)
+    return build_fused(cfg, encoder, names, words, hashtags=hashtags)
+
+
+def score(name: str, cfg, encoder, names, words, hashtags, logits, photos) -> dict:
+    model = build(cfg, encoder, names, words, hashtags)
     probs = model.predict_proba(logits)
-    res = evaluate_scores(probs, model.classes, [p["true_word"] for p in photos])
+    truth = [p["true_word"] for p in photos]
+    res = evaluate_scores(probs, model.classes, truth)
+    own = sorted(set(truth))
+    res_own = evaluate_scores(restrict(probs, model.classes, own), own, truth)
     order = np.argsort(-probs, axis=1)
     ok = [{p["true_word"], *p["also"]} for p in photos]
     lenient1 = np.mean([model.classes[o[0]] in a for o, a in zip(order, ok)])
     lenient5 = np.mean([bool(a & {model.classes[j] for j in o[:5]}) for o, a in zip(order, ok)])
     preds = [r["pred_word"] for r in res["predictions"]]
     commonest = max(set(preds), key=preds.count)
-    return {"vectors": encoder.name, "variant": cfg.variant, "config": cfg.to_dict(), "top1": res["top1"],
-            "top5": res["top5"], "lenient_top1": float(lenient1), "lenient_top5": float(lenient5),
+    index = {w: i for i, w in enumerate(model.classes)}
+    known = np.array([t in index for t in truth])
+    ece = expected_calibration_error(probs[known], np.array([index[t] for t in np.array(truth)[known]]))
+    return {"vectors": encoder.name, "variant": name, "config": cfg.to_dict(), "top1": res["top1"],
+            "top5": res["top5"], "own_top1": res_own["top1"], "own_top5": res_own["top5"], "ece": ece,
+            "lenient_top1": float(lenient1), "lenient_top5": float(lenient5),
             "words_predicted": len(set(preds)), "commonest": [commonest, preds.count(commonest)],
-            "targets_dropped": model.report["targets_dropped"]}
+            "per_word": {w: float(np.mean([p == w for p, t in zip(preds, truth) if t == w])) for w in own},
+            "targets_dropped": model.report["targets_dropped"],
+            "without_hierarchy": model.report.get("words_without_hierarchy")}
 
 
 def run(args) -> dict:
@@ -128,31 +168,55 @@ def run(args) -> dict:
         except Exception as exc:  # one missing source must not hide the others' figures
             print(f"skipped vectors {spec}: {exc}", file=sys.stderr)
             continue
-        configs = grid_variants(spec, args.backbone) if args.grid else named_variants(spec, args.backbone)
-        for cfg in configs:
+        for name, cfg in variants(spec, args.backbone, args.grid):
             t = time.perf_counter()
             try:
-                r = score(cfg, enc, names, words, vocab, logits, photos)
+                r = score(name, cfg, enc, names, words, vocab, logits, photos)
             except ConSEError as exc:
-                print(f"skipped {spec} {cfg.variant}: {exc}", file=sys.stderr)
+                print(f"skipped {spec} {name}: {exc}", file=sys.stderr)
                 continue
             r["seconds"] = round(time.perf_counter() - t, 3)
             results.append(r)
+    fit = read_fusion_file()
     return {"photos": len(photos), "photo_words": len({p["true_word"] for p in photos}),
-            "vocabulary": len(words), "backbone": args.backbone, "results": results}
+            "vocabulary": len(words), "backbone": args.backbone, "results": results,
+            "fit": {"run": fit["run"], "default": fit["default"],
+                    "cv": {n: {k: v["report"][k] for k in ("cv_top1", "cv_top5", "ece_before", "ece_after")}
+                           for n, v in fit["variants"].items()}}}
 
 
 def table(out: dict) -> str:
-    lines = [f"{out['photos']} photos of {out['photo_words']} words, ranked over all {out['vocabulary']} "
-             f"vocabulary words ({out['backbone']} logits)",
-             f"{'vectors':<15}{'variant':<40}{'top-1':>7}{'top-5':>7}{'len-1':>7}{'len-5':>7}  words  commonest"]
+    lines = [f"{out['photos']} photos of {out['photo_words']} words ({out['backbone']} logits); top-1/top-5 over "
+             f"all {out['vocabulary']} vocabulary words and over the photos' {out['photo_words']} words (own-)",
+             f"{'vectors':<15}{'variant':<40}{'top-1':>7}{'top-5':>7}{'own-1':>7}{'own-5':>7}{'ECE':>7}"
+             f"{'len-1':>7}  words  commonest"]
     for r in sorted(out["results"], key=lambda r: (r["vectors"], -r["top1"])):
         c = r["commonest"]
-        lines.append(f"{r['vectors']:<15}{r['variant']:<40}{r['top1']:>7.1%}{r['top5']:>7.1%}"
-                     f"{r['lenient_top1']:>7.1%}{r['lenient_top5']:>7.1%}  {r['words_predicted']:>5}  {c[0]} x{c[1]}")
+        lines.append(f"{r['vectors']:<15}{r['variant']:<40}{r['top1']:>7.1%}{r['top5']:>7.1%}{r['own_top1']:>7.1%}"
+                     f"{r['own_top5']:>7.1%}{r['ece']:>7.3f}{r['lenient_top1']:>7.1%}  {r['words_predicted']:>5}  "
+                     f"{c[0]} x{c[1]}")
     best = max(out["results"], key=lambda r: (r["top1"], r["top5"]), default=None)
     if best:
         lines.append(f"best top-1: {best['vectors']} {best['variant']} {best['top1']:.1%} (top-5 {best['top5']:.1%})")
+    fit = out["fit"]
+    lines.append(f"fused variants were fitted on {fit['run']['photos']} demo photos ({fit['run']['date']}); "
+                 "5-fold cross-validated: " + "; ".join(
+                     f"{n} top-1 {v['cv_top1']:.1%} top-5 {v['cv_top5']:.1%} ECE {v['ece_before']:.3f} -> "
+                     f"{v['ece_after']:.3f}" for n, v in fit["cv"].items()))
+    return "\n".join(lines + ["", per_word_table(out)])
+
+
+def per_word_table(out: dict) -> str:
+    """Top-1 hit rate per true word for the key variants, and whether the word has hierarchy evidence."""
+    by = {r["variant"]: r for r in out["results"] if r["variant"] in KEY_VARIANTS}
+    cols = [v for v in KEY_VARIANTS if v in by]
+    if not cols:
+        return ""
+    no_h = set(next((by[c]["without_hierarchy"] for c in cols if by[c]["without_hierarchy"] is not None), []))
+    lines = [f"per-word top-1 (over all words){'':<3}" + "".join(f"{c:>15}" for c in cols) + "  hierarchy"]
+    for w in sorted(by[cols[0]]["per_word"]):
+        lines.append(f"{w:<34}" + "".join(f"{by[c]['per_word'][w]:>15.0%}" for c in cols)
+                     + f"  {'cannot help (no ImageNet class beneath)' if w in no_h else 'yes'}")
     return "\n".join(lines)
 
 

@@ -107,3 +107,23 @@ def test_bundled_glove_covers_most_imagenet_names():
     assert isinstance(enc, KeyedVectorsEncoder) and enc.dim == 50
     _, mask = enc.encode(imagenet_classes())
     assert 950 <= mask.sum() < 1000          # a few rare breed names have no GloVe vector
+
+
+def test_hierse_label_vectors_mix_in_wordnet_ancestors():
+    from hashtag_workbench.core.backbones import imagenet_classes
+    from hashtag_workbench.core.linalg import unit
+    from hashtag_workbench.core.wordvectors import cached_word_vectors
+    enc, names, words = cached_word_vectors("spacy"), imagenet_classes(), ["dog", "cat", "sky", "selfie"]
+    base = dict(word_vectors="spacy", centre=True, temperature=3.0)
+    plain = build_conse(ConSEConfig(**base), enc, names, words)
+    hier = build_conse(ConSEConfig(**base, hierse=0.5), enc, names, words)
+    assert len(hier.kept) == 1000 > len(plain.kept)      # a name without a vector is embedded through its ancestors
+    cos = np.sum(unit(hier.targets) * unit(plain.targets), axis=1)
+    assert 0.5 < cos[0] < 0.999                           # dog: its own vector plus canine, carnivore, mammal, ...
+    assert cos[3] > 0.9999                                # selfie has no WordNet noun: its own vector only
+    logits = np.zeros((1, 1000))
+    logits[0, names.index("golden retriever")] = 12.0
+    assert hier.classes[int(np.argmax(hier.predict_proba(logits)))] == "dog"
+    assert hier.config.variant.endswith("hierse0.5")
+    with pytest.raises(ConSEError, match="hierse"):
+        ConSEConfig(hierse=1.5)

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from hashtag_workbench.core.conse import default_config, standard_variants
+from hashtag_workbench.core.fused import fused_configs
+from hashtag_workbench.core.kinds import KINDS, SUPERVISED, ZERO_SHOT
 from hashtag_workbench.core.split import stratified_split
 from hashtag_workbench.core.vocabulary import load_vocabulary
 from hashtag_workbench.warehouse import models as wh
@@ -46,12 +48,12 @@ def test_split_is_stratified_seeded_and_recorded(trained_home):
 def test_every_model_is_stored_with_config_curve_and_evaluation(trained_home):
     recs = wh.models(trained_home)
     kinds = sorted({r["kind"] for r in recs})
-    assert kinds == ["bovw_svm", "conse", "finetune", "linear_probe"]
+    assert kinds == ["bovw_svm", "conse", "finetune", "fused", "linear_probe"]
     n_conse = len(standard_variants(default_config().word_vectors))  # plain + each variant + the default
     assert sum(r["kind"] == "conse" for r in recs) == n_conse
     for r in recs:
         # supervised models know the words with photos; zero-shot ones every active vocabulary word
-        assert r["classes"] == (["bird", "flowers", "fruit", "music"] if r["kind"] != "conse"
+        assert r["classes"] == (["bird", "flowers", "fruit", "music"] if KINDS[r["kind"]].role == SUPERVISED
                                 else sorted(load_vocabulary()))
         assert (trained_home / r["artifact"] / "config.json").is_file()
     ft = next(r for r in recs if r["kind"] == "finetune")
@@ -59,8 +61,10 @@ def test_every_model_is_stored_with_config_curve_and_evaluation(trained_home):
     assert [c["epoch"] for c in curve] == [1] and curve[0]["val_acc"] is not None
     evals = wh.evaluations(trained_home)
     assert {(e["model_id"], e["scope"]) for e in evals} >= {(r["model_id"], "val") for r in recs}
-    assert sum(e["scope"] == "all" for e in evals) == n_conse        # ConSE on every stored image
-    assert sum(e["scope"] == "open" for e in evals) == n_conse       # ConSE over all 76 words, val images
+    n_zero_shot = n_conse + len(fused_configs())                     # ConSE's and every fitted fused variant
+    assert sum(r["kind"] == "fused" for r in recs) == len(fused_configs())
+    assert sum(e["scope"] == "all" for e in evals) == n_zero_shot    # zero-shot on every stored image
+    assert sum(e["scope"] == "open" for e in evals) == n_zero_shot   # zero-shot over all 76 words, val images
     for e in evals:
         assert e["n_images"] == (32 if e["scope"] == "all" else 8)
         assert e["n_words"] == (4 if e["scope"] == "val" else 76)
@@ -91,7 +95,7 @@ def test_model_rebuilt_from_the_warehouse_alone_predicts_like_the_evaluation(tra
         rows = [r for r in wh.split_rows(trained_home, rec["split_run_id"]) if r["part"] == "val"]
         probs = model.predict(ImageBatch.of([read_photo(trained_home, r["path"]) for r in rows]))
         # a zero-shot model's own (all-word) answers are its 'open' scope; 'val' restricts it to the split's words
-        scope = "open" if rec["kind"] == "conse" else "val"
+        scope = "open" if KINDS[rec["kind"]].role == ZERO_SHOT else "val"
         with connect(trained_home, read_only=True) as con:
             stored = dict(con.execute("SELECT image_id, top5 FROM eval_predictions WHERE run_id = ? AND "
                                       "model_id = ? AND scope = ?", [run_id, rec["model_id"], scope]).fetchall())

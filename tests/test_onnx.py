@@ -230,7 +230,8 @@ def test_predict_runs_without_torch(demo_home, cache):
     from hashtag_workbench.jobs.train import train
     from hashtag_workbench.warehouse.images import labelled_images
     from hashtag_workbench.warehouse.words import list_words
-    train(demo_home, models=("conse",), conse_variants=False, threads=1)
+    # the default zero-shot model (fused) built beforehand, as `demo` or a first predict leaves it
+    train(demo_home, models=("conse", "fused"), conse_variants=False, threads=1)
     photo = demo_home / labelled_images(demo_home)[0]["path"]
     env = {**os.environ, "HASHTAG_ONNX_CACHE": str(cache)}
     proc = subprocess.run([sys.executable, "-c", PREDICT_SCRIPT, str(demo_home), str(photo)], cwd=ROOT, env=env,

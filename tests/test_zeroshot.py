@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from hashtag_workbench.core.conse import default_config
+from hashtag_workbench.core.kinds import DEFAULT_ZERO_SHOT, default_zero_shot_config
 from hashtag_workbench.jobs.cli import main
 from hashtag_workbench.warehouse import models as wh
 from hashtag_workbench.warehouse import runs
@@ -29,8 +29,8 @@ def _predict_json(home, *paths, capsys):
     return rc, [json.loads(line) for line in out.strip().splitlines()], err
 
 
-def _zero_shot_models(home):
-    return wh.models(home, kinds=["conse"])
+def _zero_shot_models(home, kind=DEFAULT_ZERO_SHOT):
+    return wh.models(home, kinds=[kind])
 
 
 def test_predict_on_an_empty_data_dir_gives_zero_shot_words_over_the_whole_vocabulary(zs_home, tmp_path, capsys):
@@ -41,14 +41,15 @@ def test_predict_on_an_empty_data_dir_gives_zero_shot_words_over_the_whole_vocab
     assert set(res) == {"image", "supervised", "zero_shot", "supervised_reason"}
     assert res["supervised"] is None and "no supervised model" in res["supervised_reason"]
     zs = res["zero_shot"]
-    assert set(zs) == {"top", "hashtags"} and len(zs["top"]) == 5 and len(zs["hashtags"]) == 3
+    assert set(zs) == {"top", "hashtags", "confident", "threshold"} and len(zs["top"]) == 5
+    assert isinstance(zs["confident"], bool) and len(zs["hashtags"]) <= 15
     assert all(isinstance(w, str) and 0 <= p <= 1 for w, p in zs["top"])
     assert "can answer 76 words" in err
     (model,) = _zero_shot_models(zs_home)                    # built on first use ...
     assert len(model["classes"]) == 76 and model["config"]["vocabulary_fingerprint"]
     run = runs.get_run(zs_home, model["model_id"])
-    assert run["status"] == "ok" and run["kind"] == "train-conse"
-    assert run["config"]["word_vectors"] == default_config().word_vectors
+    assert run["status"] == "ok" and run["kind"] == "train-fused"     # the fused default, fitted offline
+    assert run["config"]["variant"] == default_zero_shot_config().variant
     rc, again, _ = _predict_json(zs_home, photo, capsys=capsys)
     assert rc == 0 and again[0]["zero_shot"]["top"] == zs["top"]
     assert len(_zero_shot_models(zs_home)) == 1              # ... and reused while the vocabulary is unchanged
@@ -102,7 +103,7 @@ def test_a_word_without_a_vector_is_said_once_logged_and_never_predicted(zs_home
                  "--plain-conse-only"]) == 0
     err = capsys.readouterr().err
     assert err.count("qzxvbnmq") == 1 and "no spaCy-md-300d vector" in err
-    newest = _zero_shot_models(zs_home)[-1]
+    newest = _zero_shot_models(zs_home, "conse")[-1]
     assert "qzxvbnmq" not in newest["classes"] and "castle" in newest["classes"]
     assert "qzxvbnmq" in runs.get_run(zs_home, newest["model_id"])["log"]
     photo = write(tmp_path / "p.jpg", good_photo_bytes("bird", 2))

@@ -20,7 +20,9 @@ Variants (each a flag, reported next to plain ConSE):
 - combine="vote": instead of embedding the image as a mix of name vectors, let each
   ImageNet name vote for the target words near it (softmax of its cosines / vote
   temperature) with the image's probability of that name; the score of a word is the
-  probability mass that lands on it, so 40 dog breeds at 2 % each add up to "dog".
+  probability mass that lands on it, so 40 dog breeds at 2 % each add up to "dog";
+- hierse: HierSE label vectors (Li et al. 2015, core.hierarchy): every ImageNet name's and target
+  word's vector averaged with its WordNet ancestors' vectors, weighted hierse**depth.
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ class ConSEConfig:
     debias: bool = False                    # z-score each target's cosine over the ImageNet names
     combine: str = "embed"                  # embed (ConSE's convex combination) | vote (names vote for words)
     vote_temperature: float = 0.05          # vote: how sharply a name's vote goes to its nearest words
+    hierse: float | None = None             # HierSE: ancestors' vectors weighted hierse**depth (None: off)
 
     def __post_init__(self):
         if self.combine not in COMBINE_MODES:
@@ -71,6 +74,8 @@ class ConSEConfig:
             raise ConSEError(f"temperature must be positive, got {self.temperature}")
         if float(self.score_temperature) <= 0:
             raise ConSEError(f"score_temperature must be positive, got {self.score_temperature}")
+        if self.hierse is not None and not 0 < float(self.hierse) < 1:
+            raise ConSEError(f"hierse must be between 0 and 1 (exclusive), got {self.hierse}")
         if int(self.expand_k) < 0:
             raise ConSEError(f"expand_k must be 0 or more, got {self.expand_k}")
 
@@ -87,6 +92,8 @@ class ConSEConfig:
             parts.append("debias")
         if self.combine == "vote":
             parts.append(f"vote{self.vote_temperature:g}")
+        if self.hierse is not None:
+            parts.append(f"hierse{self.hierse:g}")
         return "+".join(parts) or "plain"
 
     def label(self, vectors_name: str) -> str:
@@ -211,6 +218,24 @@ def name_vectors(encoder: PhraseEncoder, names: list[str], mode: str = "mean") -
     return pick.astype(np.float32), mask | hmask
 
 
+def _hierse(decay, encoder, name_vecs, name_mask, tvecs, tmask, classes, hashtags):
+    """HierSE vectors for the 1000 ImageNet names (their synsets) and the target words (their chosen senses).
+
+    A name without its own vector is still kept when its ancestors have vectors; a target word keeps its
+    mask (a word with no vector of its own is never predicted, as in plain ConSE)."""
+    from hashtag_workbench.core.hierarchy import hierse_vectors, word_senses
+    from hashtag_workbench.core.wordnet import load_wordnet
+    wn = load_wordnet()
+    if len(name_vecs) != len(wn.imagenet):
+        raise ConSEError(f"HierSE needs the 1000 ImageNet classes, got {len(name_vecs)} names")
+    names = hierse_vectors(wn, encoder, [v if m else None for v, m in zip(name_vecs, name_mask)],
+                           list(wn.imagenet), decay)
+    senses = word_senses(wn, classes, hashtags, encoder)
+    targets = hierse_vectors(wn, encoder, [v if m else None for v, m in zip(tvecs, tmask)],
+                             [s.chosen for s in senses], decay)
+    return names, np.linalg.norm(names, axis=1) > 0, targets
+
+
 def build_conse(config: ConSEConfig, encoder: PhraseEncoder, imagenet_names: list[str], classes: list[str],
                 *, hashtags: dict[str, list[str]] | None = None) -> ConSEModel:
     """Embed the ImageNet names and target words; names or targets with no vector are dropped and reported."""
@@ -219,11 +244,14 @@ def build_conse(config: ConSEConfig, encoder: PhraseEncoder, imagenet_names: lis
     if not classes:
         raise ConSEError("no target words given")
     name_vecs, name_mask = name_vectors(encoder, list(imagenet_names), config.names)
+    tvecs, tmask, used = target_vectors(encoder, list(classes), hashtags=hashtags,
+                                        expand_k=config.expand_k if config.expand else 0)
+    if config.hierse is not None:
+        name_vecs, name_mask, tvecs = _hierse(config.hierse, encoder, name_vecs, name_mask, tvecs, tmask,
+                                              list(classes), hashtags)
     kept = np.flatnonzero(name_mask)
     if len(kept) < 2:
         raise ConSEError(f"only {len(kept)} ImageNet class names have a vector in {encoder.name}")
-    tvecs, tmask, used = target_vectors(encoder, list(classes), hashtags=hashtags,
-                                        expand_k=config.expand_k if config.expand else 0)
     if tmask.sum() < 2:
         raise ConSEError(f"fewer than 2 target words have a vector in {encoder.name}: "
                          f"{[c for c, m in zip(classes, tmask) if not m]} have none")

@@ -1,9 +1,14 @@
-"""Predicted words -> hashtags: sample words from a model's top-k by probability, map each to its tags.
+"""Predicted words -> hashtags a person can paste, and the original study's sampling.
 
-The supervised model samples from its top 2 words, ConSE from its top 5. Each draw
-picks a word with probability proportional to its (renormalised) probability and
-takes that word's next unused hashtag in the map's rank order, so a confident
-prediction gives the word's most popular tags and an unsure one mixes words.
+`ranked_hashtags` (what predict gives by default): up to N distinct tags from the confident
+words only (probability at or above the model's measured threshold), each tag scored by its
+word's probability x 1/(its rank in that word's list), best first; a tag listed under several
+words keeps its best score. A prediction with no confident word gives no tags ("none of these").
+
+`sample_hashtags` (the study's way, `predict --sample-study`): the supervised model samples from
+its top 2 words, zero-shot from its top 5. Each draw picks a word with probability proportional
+to its (renormalised) probability and takes that word's next unused hashtag in the map's rank
+order, so a confident prediction gives the word's most popular tags and an unsure one mixes words.
 """
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ from hashtag_workbench.core.errors import InputError
 
 SUPERVISED_K = 2
 ZERO_SHOT_K = 5
-DEFAULT_N_TAGS = 3
+DEFAULT_N_TAGS = 15      # predict --hashtags
+STUDY_N_TAGS = 3         # the study's sampled hashtags per photo
 
 
 def word_tag(word: str) -> str:
@@ -45,8 +51,27 @@ def sample_words(top: list[tuple[str, float]], *, k: int, n: int, rng: np.random
     return [words[i] for i in rng.choice(len(words), size=n, p=p)]
 
 
+def confident_words(top: list[tuple[str, float]], threshold: float | None) -> list[tuple[str, float]]:
+    """The words at or above the threshold (every word when the model has no measured threshold)."""
+    words, probs = _check_top(top)
+    return [(w, float(p)) for w, p in zip(words, probs) if threshold is None or p >= threshold]
+
+
+def ranked_hashtags(top: list[tuple[str, float]], hashtags: dict[str, list[str]], *, n_tags: int = DEFAULT_N_TAGS,
+                    threshold: float | None = None) -> list[str]:
+    """Up to `n_tags` distinct hashtags (without '#') from the confident words of `top`, best first."""
+    if n_tags < 0:
+        raise InputError(f"the number of hashtags must be 0 or more, got {n_tags}")
+    best: dict[str, float] = {}
+    for word, p in confident_words(top, threshold):
+        for rank, tag in enumerate(dict.fromkeys(hashtags.get(word) or [word_tag(word)]), start=1):
+            best[tag] = max(best.get(tag, 0.0), p / rank)
+    # sorted() is stable: equal scores keep the order words and tags were listed in
+    return sorted(best, key=lambda t: -best[t])[:n_tags]
+
+
 def sample_hashtags(top: list[tuple[str, float]], hashtags: dict[str, list[str]], *, k: int,
-                    n_tags: int = DEFAULT_N_TAGS, seed: int | np.random.Generator | None = None) -> list[str]:
+                    n_tags: int = STUDY_N_TAGS, seed: int | np.random.Generator | None = None) -> list[str]:
     """`n_tags` distinct hashtags (without '#') for a prediction `top` = [(word, prob), ...] best first."""
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     words, _ = _check_top(top)

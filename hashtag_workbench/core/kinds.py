@@ -194,6 +194,52 @@ def _conse_load(path, cfg, classes):
     return ConSEModel.load(path, cfg, classes)
 
 
+# ------------------------------------------------------------------ fused zero-shot (WordNet hierarchy + ConSE)
+
+DEFAULT_ZERO_SHOT = "fused"   # what predict builds over the vocabulary when no zero-shot model is named
+
+
+def _fused_config():
+    from hashtag_workbench.core.fused import FusedConfig
+    return FusedConfig
+
+
+def _fused_configs(o: dict) -> list:
+    from hashtag_workbench.core.fused import fused_configs
+    cfgs = fused_configs(only_default=not o.get("conse_variants", True))
+    # the fit was made on one backbone's logits; other backbones keep ConSE alone
+    return [c for c in cfgs if c.backbone == o.get("backbone", c.backbone)]
+
+
+def _fused_fit(cfg, data):
+    from hashtag_workbench.core.backbones import imagenet_classes
+    from hashtag_workbench.core.fused import build_fused
+    from hashtag_workbench.core.wordvectors import cached_word_vectors
+    enc = cached_word_vectors(cfg.word_vectors)
+    model = build_fused(cfg, enc, imagenet_classes(), list(data.vocabulary), hashtags=data.hashtags)
+    rep = model.report
+    if rep["targets_dropped"]:
+        data.log(f"words with no {enc.name} vector (never predicted by this model): "
+                 f"{', '.join(rep['targets_dropped'])}")
+    if rep["words_without_hierarchy"]:
+        data.log(f"{len(rep['words_without_hierarchy'])} words have no WordNet noun sense with ImageNet classes "
+                 f"beneath it and use the word-vector evidence alone: {', '.join(rep['words_without_hierarchy'])}")
+    counts = {"words": len(model.classes), "words_without_vector": len(rep["targets_dropped"]),
+              "words_with_hierarchy": len(model.classes) - len(rep["words_without_hierarchy"])}
+    return model, cfg.label(enc.name), {"report": rep, "counts": counts, "notes": {"word_vectors_name": enc.name}}
+
+
+def _fused_load(path, cfg, classes):
+    from hashtag_workbench.core.fused import FusedModel
+    return FusedModel.load(path, cfg, classes)
+
+
+def default_zero_shot_config(backbone: str | None = None):
+    """The default zero-shot kind's config (the fitted fused model)."""
+    from hashtag_workbench.core.fused import default_fused_config
+    return default_fused_config(backbone)
+
+
 # ------------------------------------------------------------------ CLIP (zero-shot, needs downloaded weights)
 
 def _clip_config():
@@ -269,6 +315,8 @@ KINDS: dict[str, ModelKind] = {k.name: k for k in (
               label="linear probe"),
     ModelKind("conse", ZERO_SHOT, "model.npz", "logits", _conse_config, _conse_configs, _conse_fit,
               _conse_load, label="ConSE", study=("ConSE", 0.32)),
+    ModelKind("fused", ZERO_SHOT, "model.npz", "logits", _fused_config, _fused_configs, _fused_fit, _fused_load,
+              label="fused zero-shot (WordNet + ConSE)"),
     ModelKind("clip", ZERO_SHOT, "model.npz", "images", _clip_config, _clip_configs, _clip_fit, _clip_load,
               label="CLIP", default=False),
     ModelKind("conse_transductive", ZERO_SHOT, "model.npz", "features+seed", _transductive_config,

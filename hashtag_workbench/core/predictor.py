@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from hashtag_workbench.core.errors import InputError
-from hashtag_workbench.core.hashtags import DEFAULT_N_TAGS, SUPERVISED_K, ZERO_SHOT_K, sample_hashtags
+from hashtag_workbench.core.hashtags import DEFAULT_N_TAGS, SUPERVISED_K, ZERO_SHOT_K, ranked_hashtags, sample_hashtags
 from hashtag_workbench.core.kinds import KINDS, ZERO_SHOT, predict_with
 
 # torch is imported only where a CNN runs, so predicting from stored or ONNX outputs needs no torch
@@ -110,6 +110,12 @@ class LoadedModel:
     def role(self) -> str:
         return KINDS[self.kind].role
 
+    @property
+    def threshold(self) -> float | None:
+        """The calibrated top probability under which an answer is "none of these" (None: not measured)."""
+        t = getattr(self.model, "threshold", None)
+        return float(t) if t is not None else None
+
     def predict(self, batch: ImageBatch, words: Sequence[str] | None = None) -> np.ndarray:
         """Probabilities over `classes`, or only over `words` (a zero-shot model answering a smaller question)."""
         if self.kind not in KINDS:
@@ -162,10 +168,31 @@ def top_words(probs: np.ndarray, classes: list[str], k: int = 5) -> list[list]:
     return [[classes[i], round(float(probs[i]), 4)] for i in order]
 
 
+def model_result(probs: np.ndarray, model: LoadedModel, hashtags: dict[str, list[str]], *, top_k: int = 5,
+                 n_tags: int = DEFAULT_N_TAGS, sample_k: int | None = None,
+                 rng: np.random.Generator | None = None) -> dict:
+    """One model's answer for one photo, the one place it is built: {'top': [[word, prob], ...], 'hashtags': [...],
+    'confident': bool | None, 'threshold': float | None}.
+
+    confident is False when the calibrated top probability is under the model's measured threshold ("none of
+    these"; then no hashtags come out), None for a model without one. Hashtags are ranked from the confident
+    words (core.hashtags.ranked_hashtags), or sampled the study's way from the top `sample_k` words."""
+    top = top_words(probs, model.classes, top_k)
+    thr = model.threshold
+    confident = None if thr is None else bool(top[0][1] >= thr)
+    if sample_k is not None:
+        tags = sample_hashtags(top, hashtags, k=sample_k, n_tags=n_tags, seed=rng)
+    else:
+        tags = ranked_hashtags(top, hashtags, n_tags=n_tags, threshold=thr)
+    return {"top": top, "hashtags": tags, "confident": confident, "threshold": thr}
+
+
 def predict_batch(batch: ImageBatch, *, supervised: LoadedModel | None, zero_shot: LoadedModel | None,
                   hashtags: dict[str, list[str]], seed: int | None = None, top_k: int = 5,
-                  n_tags: int = DEFAULT_N_TAGS) -> list[dict]:
-    """Per image: {'supervised': {'top', 'hashtags'}, 'zero_shot': {'top', 'hashtags'}} (None for a missing model)."""
+                  n_tags: int = DEFAULT_N_TAGS, sample_study: bool = False) -> list[dict]:
+    """Per image: {'supervised': model_result | None, 'zero_shot': model_result | None} (None: no such model).
+
+    sample_study: hashtags sampled as the original study did (supervised top 2, zero-shot top 5)."""
     rng = np.random.default_rng(seed)
     out = [dict(supervised=None, zero_shot=None) for _ in range(batch.n)]
     for role, model, k in (("supervised", supervised, SUPERVISED_K), (ZERO_SHOT, zero_shot, ZERO_SHOT_K)):
@@ -173,14 +200,14 @@ def predict_batch(batch: ImageBatch, *, supervised: LoadedModel | None, zero_sho
             continue
         probs = model.predict(batch)
         for i in range(batch.n):
-            top = top_words(probs[i], model.classes, top_k)
-            out[i][role] = {"top": top, "hashtags": sample_hashtags(top, hashtags, k=k, n_tags=n_tags, seed=rng)}
+            out[i][role] = model_result(probs[i], model, hashtags, top_k=top_k, n_tags=n_tags,
+                                        sample_k=k if sample_study else None, rng=rng)
     return out
 
 
 def predict_image(image: Image.Image, *, supervised: LoadedModel | None, zero_shot: LoadedModel | None,
                   hashtags: dict[str, list[str]], seed: int | None = None, top_k: int = 5,
-                  n_tags: int = DEFAULT_N_TAGS) -> dict:
-    """One photo -> {'supervised': {'top': [[word, prob]...], 'hashtags': [...]}, 'zero_shot': {...}}."""
+                  n_tags: int = DEFAULT_N_TAGS, sample_study: bool = False) -> dict:
+    """One photo -> {'supervised': {'top', 'hashtags', 'confident', 'threshold'}, 'zero_shot': {...}}."""
     return predict_batch(ImageBatch.of([image]), supervised=supervised, zero_shot=zero_shot, hashtags=hashtags,
-                         seed=seed, top_k=top_k, n_tags=n_tags)[0]
+                         seed=seed, top_k=top_k, n_tags=n_tags, sample_study=sample_study)[0]

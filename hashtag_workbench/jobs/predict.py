@@ -1,7 +1,9 @@
-"""`predict`: top-5 words and sampled hashtags for photos, from the best supervised model and zero-shot ConSE.
+"""`predict`: top-5 words and hashtags for photos, from the best supervised model and zero-shot.
 
-Zero-shot needs nothing: on an empty data directory the default zero-shot model is built
-over every active vocabulary word on first use (and rebuilt after a vocabulary edit).
+Zero-shot needs nothing: on an empty data directory the default zero-shot model (the fused
+WordNet hierarchy + ConSE model, calibrated) is built over every active vocabulary word on first
+use (and rebuilt after a vocabulary edit). A calibrated answer under the model's measured
+threshold says "none of these" (`confident: false`) and gives no hashtags.
 """
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from hashtag_workbench.core.errors import InputError
+from hashtag_workbench.core.hashtags import DEFAULT_N_TAGS
 from hashtag_workbench.core.images import ImageRejected
 from hashtag_workbench.core.predictor import ModelLoadError, load_model
 from hashtag_workbench.infra.onnxrt import use_runtime
@@ -51,17 +55,16 @@ def model_line(role_label: str, model) -> str:
 
 
 def predict_files(home: Path, paths: list[Path], *, as_json: bool = False, seed: int | None = None,
-                  supervised_id: int | None = None, zero_shot_id: int | None = None, out=None) -> int:
+                  supervised_id: int | None = None, zero_shot_id: int | None = None, out=None,
+                  n_tags: int = DEFAULT_N_TAGS, sample_study: bool = False) -> int:
     """Print predictions per file; returns 0, or 1 when a file failed (the others are still predicted)."""
     out = out or sys.stdout
+    if n_tags < 0:
+        raise InputError(f"--hashtags must be 0 or more, got {n_tags}")
     ensure_ready(home)
-    try:
-        records = {"supervised": _pick(home, supervised_id, "supervised"),
-                   "zero_shot": _pick(home, zero_shot_id, "zero_shot")}
-        loaded = {role: load_model(rec) if rec else None for role, rec in records.items()}
-    except (ModelLoadError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    records = {"supervised": _pick(home, supervised_id, "supervised"),
+               "zero_shot": _pick(home, zero_shot_id, "zero_shot")}
+    loaded = {role: load_model(rec) if rec else None for role, rec in records.items()}
     if loaded["supervised"] is None:
         print(f"note: {NO_SUPERVISED}; the zero-shot part still comes out", file=sys.stderr)
     for role, label in ROLES:
@@ -75,7 +78,8 @@ def predict_files(home: Path, paths: list[Path], *, as_json: bool = False, seed:
         except ImageRejected as exc:
             photos.append(Photo(str(p), error=str(exc)))
     results, rows = predict_photos(photos, supervised=loaded["supervised"], zero_shot=loaded["zero_shot"],
-                                   hashtags=tags, seed=seed)
+                                   hashtags=tags, seed=seed, n_tags=n_tags,
+                                   sample_study=sample_study)
     failed = [r for r in results if "error" in r]
     for r in failed:
         print(f"error: {r['image']}: {r['error']}", file=sys.stderr)
@@ -99,27 +103,50 @@ def format_result(r: dict, loaded: dict) -> str:
         part = r[role]
         lines.append("  " + model_line(label, model))
         lines.append("    " + ", ".join(f"{w} {p:.1%}" for w, p in part["top"]))
-        lines.append("    " + " ".join(f"#{t}" for t in part["hashtags"]))
+        lines.append("    " + confidence_line(part))
+        if part["hashtags"]:
+            lines.append("    " + " ".join(f"#{t}" for t in part["hashtags"]))
     return "\n".join(lines)
+
+
+def confidence_line(part: dict) -> str:
+    """Whether the answer can be trusted, as one line ('confident: ...')."""
+    top_p = part["top"][0][1]
+    if part["confident"] is None:
+        return f"confident: not measured for this model (top probability {top_p:.1%})"
+    if part["confident"]:
+        return f"confident: yes ({top_p:.1%} >= the measured threshold {part['threshold']:.1%})"
+    return (f"confident: no - none of these words fits well ({top_p:.1%} < the measured threshold "
+            f"{part['threshold']:.1%}); no hashtags")
 
 
 def _cmd(args) -> int:
     use_runtime(args.home, args.runtime, args.threads)
     return predict_files(args.home, [Path(p) for p in args.images], as_json=args.json, seed=args.seed,
-                         supervised_id=args.supervised_model, zero_shot_id=args.zero_shot_model)
+                         supervised_id=args.supervised_model, zero_shot_id=args.zero_shot_model,
+                         n_tags=args.hashtags, sample_study=args.sample_study)
 
 
 def register(sub) -> None:
     p = sub.add_parser("predict", help="top-5 words and hashtags for photos (supervised and zero-shot)",
-                       description="For each image: the top-5 words with probabilities and hashtags sampled from "
-                                   "the best supervised model's top 2 words and zero-shot ConSE's top 5, by "
-                                   "probability. Zero-shot needs no data: its default model is built over every "
+                       description="For each image and model (the best supervised one, and zero-shot): the top-5 "
+                                   "words with probabilities, whether the answer is confident (a calibrated top "
+                                   "probability at or above the model's measured threshold; otherwise 'none of "
+                                   "these') and up to N hashtags from the confident words, ranked by word "
+                                   "probability x the tag's rank for that word. Zero-shot needs no data: its "
+                                   "default model (WordNet hierarchy + ConSE, calibrated) is built over every "
                                    "active vocabulary word on first use and rebuilt when the vocabulary changes.")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--json", action="store_true",
-                   help="one JSON object per image: {image, supervised: {top, hashtags} (or null, with "
-                        "supervised_reason), zero_shot: {top, hashtags}}")
-    p.add_argument("--seed", type=int, help="seed for the hashtag sampling (default: random)")
+                   help="one JSON object per image: {image, supervised: {top, hashtags, confident, threshold} "
+                        "(or null, with supervised_reason), zero_shot: {top, hashtags, confident, threshold}}; "
+                        "confident is null for a model without a measured threshold")
+    p.add_argument("--hashtags", type=int, default=DEFAULT_N_TAGS, metavar="N",
+                   help=f"at most N hashtags per model (default {DEFAULT_N_TAGS})")
+    p.add_argument("--sample-study", action="store_true",
+                   help="sample the hashtags as the original study did (supervised: its top 2 words, zero-shot: "
+                        "its top 5, by probability) instead of ranking them from the confident words")
+    p.add_argument("--seed", type=int, help="seed for --sample-study's sampling (default: random)")
     p.add_argument("--supervised-model", type=int, help="model id to use instead of the best supervised one")
     p.add_argument("--zero-shot-model", type=int,
                    help="model id to use instead of the default zero-shot model over the current vocabulary")

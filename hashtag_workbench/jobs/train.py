@@ -15,7 +15,16 @@ import sys
 from pathlib import Path
 
 from hashtag_workbench.core.errors import InputError
-from hashtag_workbench.core.kinds import KINDS, SUPERVISED, ZERO_SHOT, ModelKind, resolve, vocabulary_fingerprint
+from hashtag_workbench.core.kinds import (
+    DEFAULT_ZERO_SHOT,
+    KINDS,
+    SUPERVISED,
+    ZERO_SHOT,
+    ModelKind,
+    default_zero_shot_config,
+    resolve,
+    vocabulary_fingerprint,
+)
 from hashtag_workbench.infra.hub import hub_snapshot, is_hub_id
 from hashtag_workbench.infra.onnxrt import use_runtime
 from hashtag_workbench.infra.runtime import configure_threads
@@ -121,14 +130,15 @@ def train_kind(home: Path, kind: ModelKind, cfg, data, split_run: int | None) ->
         return run.run_id
 
 
-def ensure_zero_shot(home: Path, config=None, kind: str = "conse") -> dict:
-    """The zero-shot model of `config` (default: the best-measured one) over the current active vocabulary:
-    the stored one when it covers exactly these words and hashtags, else built now (a fraction of a second
-    plus loading the word vectors) and recorded as a run."""
-    from hashtag_workbench.core.conse import default_config
+def ensure_zero_shot(home: Path, config=None, kind: str = DEFAULT_ZERO_SHOT) -> dict:
+    """The zero-shot model of `config` (default: the best-measured one, the fused WordNet + ConSE model) over
+    the current active vocabulary: the stored one when it covers exactly these words and hashtags, else built
+    now (a second or two plus loading the word vectors and WordNet) and recorded as a run."""
     ensure_ready(home)
     k = KINDS[kind]
-    cfg = config or default_config()
+    cfg = config or (default_zero_shot_config() if kind == DEFAULT_ZERO_SHOT else None)
+    if cfg is None:
+        raise InputError(f"name a config for the zero-shot kind {kind!r}")
     stored = stored_zero_shot(home, cfg, kind)
     if stored is not None:
         return stored
@@ -234,7 +244,8 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=2.0,
                    help="ConSE temperature variant: softmax(logits / this) over all classes (default 2)")
     p.add_argument("--plain-conse-only", action="store_true",
-                   help="build only the default ConSE configuration, not the variants side by side")
+                   help="build only the default ConSE and fused zero-shot configurations, not the variants side "
+                        "by side")
     p.add_argument("--clip-model", help="also build the CLIP zero-shot model from this folder (save_pretrained "
                                         "layout) or Hugging Face hub id ORG/NAME (e.g. openai/clip-vit-base-patch32),"
                                         " downloaded once into <data dir>/models/hub and used offline afterwards")

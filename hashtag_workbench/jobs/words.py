@@ -18,14 +18,38 @@ DESCRIPTION = (
 )
 
 
+def hierarchy_notes(words: list[str], tags: dict[str, list[str]]) -> dict[str, str]:
+    """Per word: whether zero-shot has WordNet hierarchy evidence for it (its sense and ImageNet classes beneath),
+    or only its word vector."""
+    from hashtag_workbench.core.hierarchy import word_senses
+    from hashtag_workbench.core.kinds import default_zero_shot_config
+    from hashtag_workbench.core.wordnet import load_wordnet
+    from hashtag_workbench.core.wordvectors import cached_word_vectors
+    wn = load_wordnet()
+    senses = word_senses(wn, words, tags, cached_word_vectors(default_zero_shot_config().word_vectors))
+    out = {}
+    for s in senses:
+        if s.has_hierarchy:
+            n = len(s.classes)
+            out[s.word] = f"hierarchy: {n} ImageNet class{'es' if n > 1 else ''} under {wn.names(s.chosen)[0]!r}"
+        elif s.chosen is not None:
+            out[s.word] = f"word vector only ({wn.names(s.chosen)[0]!r} has no ImageNet class beneath it)"
+        else:
+            out[s.word] = "word vector only (no WordNet noun sense)"
+    return out
+
+
 def _list(home, args) -> str:
     rows = wh.list_words(home, active_only=not args.all)
     tags = wh.hashtags_for(home)
+    notes = hierarchy_notes([r["word"] for r in rows], tags)
     width = max((len(r["word"]) for r in rows), default=4) + 2
     lines = [f"{r['word']:<{width}}{'' if r['active'] else '(inactive) '}"
-             + " ".join(f"#{t}" for t in tags.get(r["word"], [])[:8]) for r in rows]
+             + " ".join(f"#{t}" for t in tags.get(r["word"], [])[:8]) + f"  [{notes[r['word']]}]" for r in rows]
     active = sum(r["active"] for r in rows)
-    return "\n".join(lines + [f"{len(rows)} words listed, {active} active"])
+    with_h = sum(n.startswith("hierarchy") for n in notes.values())
+    return "\n".join(lines + [f"{len(rows)} words listed, {active} active; {with_h} with WordNet hierarchy "
+                                "evidence for zero-shot, the others on word vectors alone"])
 
 
 def _add(home, args) -> str:

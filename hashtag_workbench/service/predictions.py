@@ -67,12 +67,12 @@ def predict_photos(photos: Sequence[Photo], *, supervised: LoadedModel | None, z
     return results, rows
 
 
-def stored_zero_shot(home: Path, config=None, kind: str = "conse") -> dict | None:
-    """The newest stored zero-shot model of `config` (default: the best-measured one) built over exactly
-    the current active words and hashtags, or None (then `train.ensure_zero_shot` builds one). Reads only."""
-    from hashtag_workbench.core.conse import default_config
-    from hashtag_workbench.core.kinds import KINDS, vocabulary_fingerprint
-    k, cfg = KINDS[kind], config or default_config()
+def stored_zero_shot(home: Path, config=None, kind: str | None = None) -> dict | None:
+    """The newest stored zero-shot model of `config` (default: the best-measured kind and config) built over
+    exactly the current active words and hashtags, or None (then `train.ensure_zero_shot` builds one). Reads only."""
+    from hashtag_workbench.core.kinds import DEFAULT_ZERO_SHOT, KINDS, default_zero_shot_config, vocabulary_fingerprint
+    kind = kind or DEFAULT_ZERO_SHOT
+    k, cfg = KINDS[kind], config or default_zero_shot_config()
     fingerprint = vocabulary_fingerprint([w["word"] for w in list_words(home, active_only=True)], hashtags_for(home))
     for rec in reversed(wh.models(home, kinds=[k.name])):
         if k.matches(rec, cfg, None, fingerprint) and wh.model_dir(home, rec["model_id"]).is_dir():
