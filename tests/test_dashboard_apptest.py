@@ -25,7 +25,7 @@ def page(name: str) -> AppTest:
 
 def texts(at: AppTest) -> str:
     parts = []
-    for kind in ("info", "warning", "error", "success", "markdown", "caption", "text", "code"):
+    for kind in ("info", "warning", "error", "success", "markdown", "caption", "text", "code", "toast"):
         parts += [str(e.value) for e in at.get(kind)]
     return "\n".join(parts)
 
@@ -55,6 +55,11 @@ def grid_cells(at: AppTest) -> list[dict]:
 def word_label(at: AppTest, word: str) -> str:
     """The Review page's Word box label for one word (it carries live counts)."""
     return next(o for o in at.selectbox(key="review_word_box").options if o.startswith(f"{word} ("))
+
+
+def start_button(at: AppTest):
+    """The Jobs page's form button (the live section above it has Stop / Dismiss buttons)."""
+    return next(b for b in at.button if b.label == "Start")
 
 
 def has_models(h) -> bool:
@@ -333,7 +338,7 @@ def test_jobs_page_starts_a_job_and_shows_history(seeded, tmp_path):
     assert not at.exception
     assert at.selectbox(key="job_command").value == "import-folder"
     at.text_input(key="jp_import-folder_path").input(str(tree.parent))
-    at.button[0].click().run()                      # Start
+    start_button(at).click().run()
     assert "Started `hashtags import-folder" in texts(at)
     log_dir = seeded / "logs"
     deadline = time.time() + 180
@@ -348,7 +353,7 @@ def test_jobs_page_starts_a_job_and_shows_history(seeded, tmp_path):
     assert not at.exception
     assert any(str(tree.parent) in str(j.value) for j in at.json)  # the run's config
     at.text_input(key="jp_import-folder_path").input(str(tmp_path / "no-such-folder"))
-    at.button[0].click().run()
+    start_button(at).click().run()
     deadline = time.time() + 180
     while time.time() < deadline and len(list(log_dir.glob("*.rc"))) < 2:
         time.sleep(1)
@@ -401,3 +406,72 @@ def test_thumbnails_are_cached_on_disk(seeded):
         assert max(im.size) <= 192
     mtime = p.stat().st_mtime_ns
     assert thumbnail(seeded, item["sha256"], item["path"]).stat().st_mtime_ns == mtime
+
+
+# ---------------------------------------------------------------- issue 21: jobs, predict, evaluation, words
+
+def _fake_launch(h, args: list[str], rc: int | None, log_text: str, pid: int) -> dict:
+    """A launch record as launcher.start_job writes it, for a process that is this test (alive) or ended."""
+    import json
+    logs = h / "logs"
+    logs.mkdir(exist_ok=True)
+    name = f"20260101-000000-{args[0]}-{pid}-{rc}.log"
+    (logs / name).write_text(log_text)
+    if rc is not None:
+        (logs / name).with_suffix(".rc").write_text(str(rc))
+    rec = {"pid": pid, "args": args, "command": args[0], "log": name, "started": time.time(),
+           "before_run_id": q.max_run_id(h)}
+    with open(logs / "launched.jsonl", "a") as fh:
+        fh.write(json.dumps(rec) + "\n")
+    return rec
+
+
+def test_jobs_page_streams_a_running_launched_jobs_progress_and_log(seeded):
+    import os
+
+    from hashtag_workbench.warehouse.progress import write_progress
+    from hashtag_workbench.warehouse.runs import finish_run, start_run
+    _fake_launch(seeded, ["outliers"], None, "phash: 3/10\nscoring\n", os.getpid())
+    rid = start_run(seeded, "outliers", {})                       # this process: alive, so the run is running
+    write_progress(seeded, rid, n=2, total=3, desc="outlier detectors", unit="detector")
+    at = page("jobs").run()
+    assert not at.exception
+    bars = [b.proto for b in at.get("progress")]
+    assert len(bars) == 1 and bars[0].value == 66 and "outlier detectors: 2 / 3 detector (67%)" in bars[0].text
+    assert "phash: 3/10\nscoring" in [c.value for c in at.code][0]          # its log, while it runs
+    assert "Stop" in [b.label for b in at.button] and "Dismiss" not in [b.label for b in at.button]
+    finish_run(seeded, rid, "ok", {})
+
+
+def test_jobs_page_keeps_finished_output_and_dismisses_failures(seeded):
+    ok = _fake_launch(seeded, ["stats"], 0, "stats: done 32 in 0.1 s\n", 999_991)
+    bad = _fake_launch(seeded, ["import-folder", "/nope"], 2, "error: /nope is not a folder\n", 999_992)
+    at = page("jobs").run()
+    assert "stats: done 32 in 0.1 s" in texts(at)                     # a finished job's output stays visible
+    assert [e.value for e in at.error if "import-folder failed: /nope is not a folder" in e.value]
+    at.button(key=f"dismiss_{bad['log']}").click().run()
+    assert not at.exception
+    assert "import-folder failed" not in texts(at) and "stats: done 32" in texts(at)
+    at = page("jobs").run()                                           # a new session: still dismissed
+    assert "import-folder failed" not in texts(at)
+    from hashtag_workbench.dashboard import launcher
+    assert [r["log"] for r in launcher.launched(seeded)] == [ok["log"]]
+
+
+def test_collect_more_images_asks_words_count_and_confirmation(seeded):
+    from hashtag_workbench.dashboard import launcher
+    at = page("jobs")
+    at.session_state["collect_request"] = True                        # what Overview's button asks for
+    at.run()
+    assert at.selectbox(key="job_command").value == "scrape-images"
+    at.number_input(key="collect_per").set_value(20).run()
+    at.multiselect(key="collect_words").select("bird").select("fruit").run()
+    assert "2 words, 24 photos to download" in texts(at)            # 8 stored each, 12 more each
+    at.button(key="collect_start").click().run()
+    assert "Nothing started: tick the confirmation first." in texts(at)
+    assert launcher.launched(seeded) == []
+    at.button(key="collect_below").click().run()                      # every word below 20
+    active = [w["word"] for w in wh_words.list_words(seeded, active_only=True)]    # the 4 demo words have 8
+    assert set(at.multiselect(key="collect_words").value) == set(active)
+    assert f"{len(active)} words, {4 * 12 + (len(active) - 4) * 20:,} photos to download" in texts(at)
+    assert launcher.collect_plan({"a": 5, "b": 30}, 20) == {"a": 15, "b": 0}

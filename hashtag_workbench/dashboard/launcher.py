@@ -122,23 +122,52 @@ def start_job(home: Path | str, args: list[str], *, before_run_id: int = 0) -> d
     return record
 
 
-def launched(home: Path | str, limit: int = 10) -> list[dict]:
-    """Jobs started from the dashboard, newest first, each with `returncode` (None while running)."""
+def _records(home: Path | str) -> tuple[list[dict], set[str]]:
+    """Every launch record in order, and the logs of those dismissed ({"dismissed": log} lines)."""
     path = Path(home) / "logs" / "launched.jsonl"
     if not path.exists():
-        return []
-    recs = []
-    for line in path.read_text().splitlines()[-limit:]:
+        return [], set()
+    recs, dismissed = [], set()
+    for line in path.read_text().splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(rec, dict) and "dismissed" in rec:
+            dismissed.add(str(rec["dismissed"]))
+        elif isinstance(rec, dict) and "log" in rec and "pid" in rec:
+            recs.append(rec)
+    return recs, dismissed
+
+
+def launched(home: Path | str, limit: int = 10) -> list[dict]:
+    """Jobs started from the dashboard and not dismissed, newest first, each with `returncode`
+    (None while running)."""
+    recs, dismissed = _records(home)
+    out = []
+    for rec in reversed(recs):
+        if rec["log"] in dismissed:
+            continue
         rc_file = (Path(home) / "logs" / rec["log"]).with_suffix(".rc")
-        rec["returncode"] = int(rc_file.read_text()) if rc_file.exists() and rc_file.read_text().strip() else None
+        text = rc_file.read_text().strip() if rc_file.exists() else ""
+        rec["returncode"] = int(text) if text else None
         if rec["returncode"] is None and not _alive(rec["pid"]):
             rec["returncode"] = "?"  # ended while no dashboard was watching it
-        recs.append(rec)
-    return recs[::-1]
+        out.append(rec)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def dismiss(home: Path | str, log_name: str) -> None:
+    """Hide a finished job from the Jobs page for good (kept as a line in the launch records)."""
+    with open(_logs_dir(home) / "launched.jsonl", "a") as fh:
+        fh.write(json.dumps({"dismissed": str(log_name), "at": time.time()}) + "\n")
+
+
+def collect_plan(stored: dict[str, int], per_word: int) -> dict[str, int]:
+    """word -> photos `scrape-images --per-class per_word` would still fetch (its target counts those stored)."""
+    return {w: max(0, int(per_word) - int(n)) for w, n in stored.items()}
 
 
 def _alive(pid: int) -> bool:

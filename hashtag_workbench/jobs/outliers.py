@@ -83,9 +83,12 @@ def find_outliers(home: Path, *, backbone: str = DEFAULT_BACKBONE, k: int = 1, s
         words = [im["word"] for im in images]
         P_rows = P[np.searchsorted(pids, ids)]
         X_rows = X[np.searchsorted(fids, ids)]
-        results = run_detectors(projections=P_rows, features=X_rows, labels=words, detectors=detectors,
-                                k=k, sigma=sigma, knn=knn, knn_sigma=knn_sigma, folds=folds, seed=seed)
-        for res in results:
+        results = []
+        # one detector at a time through the run's progress bar, so the Jobs page shows how far it got
+        for det in run.progress(detectors, desc="outlier detectors", unit="detector"):
+            res, = run_detectors(projections=P_rows, features=X_rows, labels=words, detectors=[det], k=k,
+                                 sigma=sigma, knn=knn, knn_sigma=knn_sigma, folds=folds, seed=seed)
+            results.append(res)
             wh.write_outlier_scores(home, run.run_id, res.detector, ids, words, res.scores, res.flagged)
             run.extra[f"flagged_{res.detector}"] = int(res.flagged.sum())
             for note in res.notes:
