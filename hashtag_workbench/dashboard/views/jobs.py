@@ -137,9 +137,9 @@ def _collect() -> None:
                             format_func=lambda w: f"{w} ({stored.get(w, 0)} stored)")
     plan = launcher.collect_plan({w: stored.get(w, 0) for w in chosen}, per)
     total = sum(plan.values())
+    have = sum(stored.get(w, 0) for w in chosen)
     st.markdown(f"**{len(chosen)} word{'s' if len(chosen) != 1 else ''}, {total:,} photos to download** "
-                f"from DuckDuckGo image search (up to {per} per word, counting the {sum(stored.get(w, 0) for w in chosen):,} "
-                "already stored).")
+                f"from DuckDuckGo image search (up to {per} per word, counting the {have:,} already stored).")
     # the confirmation belongs to this plan: changing the words or the count asks again
     sure = st.checkbox(f"Yes, download up to {total:,} photos", key=f"collect_sure_{total}_{len(chosen)}",
                        disabled=total == 0)
