@@ -27,7 +27,7 @@ def texts(at: AppTest) -> str:
     parts = []
     for kind in ("info", "warning", "error", "success", "markdown", "caption", "text", "code", "toast"):
         parts += [str(e.value) for e in at.get(kind)]
-    return "\n".join(parts)
+    return "\n".join(parts).replace("\\", "")   # md_escape's backslashes: what the browser shows
 
 
 @pytest.fixture(scope="session")
@@ -276,10 +276,12 @@ def test_evaluation_page(seeded):
         assert "hashtags train" in texts(at)
         pytest.skip("no train/evaluate job in this build yet")
     comp = at.dataframe[0].value
-    assert {"top1", "top5", "study top-1"} <= set(comp.columns)
-    assert set(comp["study top-1"]) <= {"19%", "77%", "32%", "not in the study"}     # never an empty "None"
+    assert {"top-1", "top-5", "the study's model (its top-1)"} <= set(comp.columns)
+    assert set(comp["the study's model (its top-1)"]) <= {"bag-of-words SVM (19%)", "fine-tuned ResNet-18 (77%)",
+                                                          "ConSE (32%)", "not in the study"}   # never "None"
     assert len(at.get("plotly_chart")) >= 2  # confusion heatmap and per-word bars (curves when stored)
-    rows = q.model_comparison(seeded)
+    rows = sorted(q.model_comparison(seeded), key=lambda r: (r["top1"], r["top5"], r["model_id"]),
+                  reverse=True)                                      # the page's order: best top-1 first
     held = [r for r in rows if r["scope"] != "all"] or rows
     assert rows[at.selectbox(key="eval_pick").value]["top1"] == max(r["top1"] for r in held)   # the best first
     heat = next(c for c in at.get("plotly_chart") if "eval_heat_" in c.proto.id)
@@ -475,3 +477,86 @@ def test_collect_more_images_asks_words_count_and_confirmation(seeded):
     assert set(at.multiselect(key="collect_words").value) == set(active)
     assert f"{len(active)} words, {4 * 12 + (len(active) - 4) * 20:,} photos to download" in texts(at)
     assert launcher.collect_plan({"a": 5, "b": 30}, 20) == {"a": 15, "b": 0}
+
+
+def test_evaluation_tables_sorted_best_marked_and_confused_pairs(seeded):
+    from hashtag_workbench.core.confusion import top_confused_pairs
+    at = page("evaluation").run()
+    assert not at.exception
+    rows = q.model_comparison(seeded)
+    tables = [d.value for d in at.dataframe if "top-1" in d.value.columns]
+    assert len(tables) == len({r["scope"] for r in rows})                  # one table per scope
+    for t in tables:
+        assert list(t["top-1"]) == sorted(t["top-1"], reverse=True)        # sorted by top-1
+        assert t.iloc[0][""] == "★ best" and (t[""] == "★ best").sum() == (t["top-1"] == t["top-1"].max()).sum()
+    assert any("fine-tuned ResNet-18 (77%)" in set(t["the study's model (its top-1)"]) for t in tables)
+    comp = sorted(rows, key=lambda r: (r["top1"], r["top5"], r["model_id"]), reverse=True)   # the page's order
+    sel = comp[at.selectbox(key="eval_pick").value]
+    cells = q.confusion(seeded, sel["eval_run_id"], sel["model_id"], sel["scope"])
+    want = top_confused_pairs(cells, 15)
+    pairs = next(d.value for d in at.dataframe if "predicted as" in d.value.columns)
+    assert list(zip(pairs["true word"], pairs["predicted as"], pairs["images"])) == [
+        (p["true_word"], p["pred_word"], p["n"]) for p in want]
+    assert pairs["cosine"].between(-1, 1).all()                             # spaCy has all four demo words
+    assert "word-vector cosine from spaCy" in texts(at)
+    heat = next(c for c in at.get("plotly_chart") if "eval_heat_" in c.proto.id)
+    true_words = {c["true_word"] for c in cells if c["n"] > 0}
+    import json
+    y = next(t["y"] for t in json.loads(heat.proto.spec)["data"] if t["type"] == "heatmap")
+    assert set(y) == true_words                                             # no zero-support rows
+
+
+def test_predict_names_each_models_measured_top1_and_network_errors_in_one_line(seeded, monkeypatch):
+    monkeypatch.setenv("HASHTAG_ALLOW_PRIVATE_URLS", "1")
+    at = page("predict").run()
+    assert not at.exception
+    top1 = {}
+    for r in q.model_comparison(seeded):                                   # held-out scope first, as the page
+        if r["model_id"] not in top1 or r["scope"] == "val":
+            top1[r["model_id"]] = r
+    options = at.selectbox(key="pred_sup").options + at.selectbox(key="pred_zs").options
+    for mid, r in top1.items():
+        shown = [o for o in options if f"(model {mid}," in o]
+        if shown:
+            assert f"top-1 {r['top1']:.0%} on {r['n_images']} {r['scope']} images" in shown[0], shown
+    assert any("top-1 " in o for o in options)
+    at.text_input(key="pred_url").input("http://127.0.0.1:9/photo.jpg")   # nothing listens on port 9
+    next(b for b in at.button if b.label == "Fetch and predict").click().run()
+    err = [e.value.replace("\\", "") for e in at.error]
+    assert err == ["Cannot use that URL: network error: the server refused the connection"], err
+
+
+def test_word_space_uses_the_zero_shot_models_vectors(seeded):
+    from hashtag_workbench.core.conse import default_config
+    at = page("word_space")
+    at.session_state["ws_method"] = "pca"
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="ws_spec").value == default_config().word_vectors == "spacy"
+    assert "What it is for" in texts(at)
+    t0 = time.perf_counter()
+    at.run()                                                               # same vocabulary: from the cache
+    assert time.perf_counter() - t0 < 5
+
+
+def test_words_page_counts_images_and_keeps_the_add_form_open_after_an_error(seeded):
+    at = page("words").run()
+    table = next(d.value for d in at.dataframe if "images" in d.value.columns).set_index("word")
+    assert table.loc["bird", "images"] == 8 and table.loc["dog", "images"] == 0
+    at.text_input(key="add_name").input("bird")                            # exists already
+    at.button(key="add_submit").click().run()
+    assert at.expander[0].proto.expanded and at.text_input(key="add_name").value == "bird"
+    assert any("bird" in e.value for e in at.error)
+    at.text_input(key="add_name").input("dusk")
+    at.button(key="add_submit").click().run()
+    assert "Added the word 'dusk'" in [t.value for t in at.toast][0] and at.text_input(key="add_name").value == ""
+
+
+def test_deploy_button_and_developer_menu_hidden():
+    import tomllib
+
+    from hashtag_workbench.jobs.dashboard import streamlit_command
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())  # `streamlit run` from the root
+    assert cfg["client"]["toolbarMode"] == "minimal"
+    cmd = streamlit_command(host="127.0.0.1", port=8501)                   # `hashtags dashboard`, from anywhere
+    assert cmd[cmd.index("--client.toolbarMode") + 1] == "minimal"
