@@ -6,6 +6,7 @@ JSON lines in <data dir>/logs/launched.jsonl so they survive a dashboard restart
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from hashtag_workbench.infra.files import write_atomic
 from hashtag_workbench.infra.procs import pid_alive
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -40,16 +42,34 @@ def _jobs_fingerprint() -> tuple:
     return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted((PACKAGE / "jobs").glob("*.py")))
 
 
+def _schema_file(key: tuple) -> Path:
+    """Where the schema of this exact set of job modules (and this Python) is kept between dashboard starts."""
+    import hashlib
+    import tempfile
+    digest = hashlib.sha256(repr((sys.executable, str(PACKAGE), key)).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"hashtag-workbench-schema-{digest}.json"
+
+
 def job_schema(*, timeout: float = 120) -> dict:
-    """`hashtags schema`: {command: {help, arguments}} (kept in memory until a job module changes)."""
+    """`hashtags schema`: {command: {help, arguments}}, kept in memory and in a temp file until a job module
+    changes (asking a new process costs ~10 s of imports on a busy machine: the Jobs page's first load)."""
     key = _jobs_fingerprint()
-    if key not in _schema_cache:
-        out = subprocess.run([sys.executable, "-m", "hashtag_workbench", "schema"],
-                             cwd=ROOT, env=_env(), capture_output=True,
-                             text=True, timeout=timeout)
-        if out.returncode != 0:
-            raise RuntimeError(f"`hashtags schema` failed: {(out.stderr or out.stdout).strip()[-300:]}")
-        _schema_cache[key] = json.loads(out.stdout)
+    if key in _schema_cache:
+        return _schema_cache[key]
+    path = _schema_file(key)
+    try:
+        _schema_cache[key] = json.loads(path.read_text())
+        return _schema_cache[key]
+    except (OSError, ValueError):
+        pass
+    out = subprocess.run([sys.executable, "-m", "hashtag_workbench", "schema"],
+                         cwd=ROOT, env=_env(), capture_output=True,
+                         text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"`hashtags schema` failed: {(out.stderr or out.stdout).strip()[-300:]}")
+    _schema_cache[key] = json.loads(out.stdout)
+    with contextlib.suppress(OSError):  # a read-only temp dir: the in-memory copy still serves this process
+        write_atomic(path, out.stdout.encode())
     return _schema_cache[key]
 
 

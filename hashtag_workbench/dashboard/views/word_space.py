@@ -71,7 +71,9 @@ def _layout(spec: str, fingerprint: str, k: int, method: str, _targets: tuple[st
     neigh = pd.DataFrame([{"word": t, "imagenet class": names[j], "cosine": float(s)}
                           for t, row, srow in zip(known_t, idx, sims) for j, s in zip(row, srow)])
     chosen = sorted(set(int(j) for j in idx.ravel()))
-    xy = to_2d(np.vstack([tv, nv[chosen]]), method=method, perplexity=15)
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1):  # a few hundred points: a second BLAS thread only waits (measured 8x slower)
+        xy = to_2d(np.vstack([tv, nv[chosen]]), method=method, perplexity=15)
     pts = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "label": known_t + [names[c] for c in chosen],
                         "kind": ["target word"] * len(known_t) + ["ImageNet class"] * len(chosen)})
     return pts, neigh, missing
