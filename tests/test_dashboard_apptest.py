@@ -276,8 +276,8 @@ def test_evaluation_page(seeded):
         assert "hashtags train" in texts(at)
         pytest.skip("no train/evaluate job in this build yet")
     comp = at.dataframe[0].value
-    assert {"top-1", "top-5", "the study's model (its top-1)"} <= set(comp.columns)
-    assert set(comp["the study's model (its top-1)"]) <= {"bag-of-words SVM (19%)", "fine-tuned ResNet-18 (77%)",
+    assert {"top-1", "top-5", "in the study (top-1)"} <= set(comp.columns)
+    assert set(comp["in the study (top-1)"]) <= {"bag-of-words SVM (19%)", "fine-tuned ResNet-18 (77%)",
                                                           "ConSE (32%)", "not in the study"}   # never "None"
     assert len(at.get("plotly_chart")) >= 2  # confusion heatmap and per-word bars (curves when stored)
     rows = sorted(q.model_comparison(seeded), key=lambda r: (r["top1"], r["top5"], r["model_id"]),
@@ -489,7 +489,7 @@ def test_evaluation_tables_sorted_best_marked_and_confused_pairs(seeded):
     for t in tables:
         assert list(t["top-1"]) == sorted(t["top-1"], reverse=True)        # sorted by top-1
         assert t.iloc[0][""] == "★ best" and (t[""] == "★ best").sum() == (t["top-1"] == t["top-1"].max()).sum()
-    assert any("fine-tuned ResNet-18 (77%)" in set(t["the study's model (its top-1)"]) for t in tables)
+    assert any("fine-tuned ResNet-18 (77%)" in set(t["in the study (top-1)"]) for t in tables)
     comp = sorted(rows, key=lambda r: (r["top1"], r["top5"], r["model_id"]), reverse=True)   # the page's order
     sel = comp[at.selectbox(key="eval_pick").value]
     cells = q.confusion(seeded, sel["eval_run_id"], sel["model_id"], sel["scope"])

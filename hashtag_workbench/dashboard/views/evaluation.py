@@ -20,6 +20,7 @@ STUDY = pd.DataFrame([{"model": name, "kind": kind, "study top-1": top1}
                       for kind, (name, top1) in STUDY_TOP1.items()])
 GRID = 6
 TOP_PAIRS = 15
+STUDY_COLUMN = "in the study (top-1)"
 
 st.title("Evaluation")
 HOME = home()
@@ -155,11 +156,13 @@ def _comparison_table(part: pd.DataFrame, best_top1: float) -> pd.DataFrame:
     """One scope's rows as shown: best first and marked, the study's matching model named with its figure."""
     study = part["kind"].map(lambda k: f"{STUDY_TOP1[k][0]} ({STUDY_TOP1[k][1]:.0%})" if k in STUDY_TOP1
                              else "not in the study")
+    # the backbone is named when the model's own name does not say it; every column fits the page's width
+    names = [n if str(b).replace("_", "").lower()[:9] in n.replace("-", "").lower() else f"{n}, {b}"
+             for n, b in zip(part["name"], part["backbone"])]
     return pd.DataFrame({"": ["★ best" if v == best_top1 else "" for v in part["top1"]],
-                         "model": [f"{n} · #{m}" for n, m in zip(part["name"], part["model_id"])],
+                         "model": [f"#{m} {n}" for n, m in zip(names, part["model_id"])],
                          "top-1": part["top1"], "top-5": part["top5"], "words": part["n_words"],
-                         "images": part["n_images"], "backbone": part["backbone"],
-                         "the study's model (its top-1)": study})
+                         "images": part["n_images"], STUDY_COLUMN: study})
 
 
 def _pairs_section(run_id: int, model_id: int, scope: str) -> None:
@@ -209,13 +212,11 @@ for scope, title in SCOPE_TITLES.items():  # one table per scope, so nobody comp
         continue
     st.markdown(f"**{scope}**: {title}")
     st.dataframe(_comparison_table(part, part["top1"].max()), hide_index=True, width="stretch",
-                 column_config={"": st.column_config.TextColumn(width="small"),
-                                "model": st.column_config.TextColumn(width="large"),
-                                "top-1": st.column_config.NumberColumn(format="percent", width="small"),
-                                "top-5": st.column_config.NumberColumn(format="percent", width="small"),
-                                "words": st.column_config.NumberColumn(width="small"),
-                                "images": st.column_config.NumberColumn(width="small"),
-                                "the study's model (its top-1)": st.column_config.TextColumn(width="medium")})
+                 column_config={"": st.column_config.TextColumn(width=60),
+                                "top-1": st.column_config.NumberColumn(format="percent", width=70),
+                                "top-5": st.column_config.NumberColumn(format="percent", width=70),
+                                "words": st.column_config.NumberColumn(width=60),
+                                "images": st.column_config.NumberColumn(width=60)})
 st.caption("Sorted by top-1; ★ marks the best in each table. The study's figures: 76 classes × 200 images, "
            "80:20 split. Here: the words and images in this warehouse.")
 

@@ -93,7 +93,8 @@ def _launched(rec: dict, runs: list[dict]) -> None:
         if rc not in (None, 0):
             err = mine[0]["error"] if mine else None
             st.error(f"{rec['command']} failed: {launcher.failure_line(log, err)}")
-        st.code(log or "(no output yet)", language=None, height=220 if log.count("\n") > 9 else "content")
+        empty = "(no output yet: the progress bar above is live)" if rc is None else "(it printed nothing)"
+        st.code(log or empty, language=None, height=220 if log.count("\n") > 9 else "content")
 
 
 def _live_fragment(live: bool):

@@ -159,8 +159,8 @@ zs_opts = [zs_default] + [m["model_id"] for m in all_models
                           if m["kind"] in wh_models.ZERO_SHOT_KINDS and m["model_id"] != stored_default]
 by_id = {m["model_id"]: m for m in all_models}
 top1 = _top1(H)
-names = {m["model_id"]: f"{m['name']} (model {m['model_id']}, {len(m['classes'])} words) · "
-                        + top1.get(m["model_id"], "not evaluated yet") for m in all_models}
+names = {m["model_id"]: f"{m['name']} · {top1.get(m['model_id'], 'not evaluated yet')} "
+                        f"(model {m['model_id']}, {len(m['classes'])} words)" for m in all_models}
 names[None] = "(none)"
 names[zs_default] = f"Default zero-shot over the {len(vocab_words)} active words" + (
     f" (model {stored_default}) · {top1.get(stored_default, 'not evaluated yet')}" if stored_default is not None
