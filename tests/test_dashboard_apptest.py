@@ -527,12 +527,12 @@ def test_predict_names_each_models_measured_top1_and_network_errors_in_one_line(
 
 
 def test_word_space_uses_the_zero_shot_models_vectors(seeded):
-    from hashtag_workbench.core.conse import default_config
+    from hashtag_workbench.dashboard.common import default_zero_shot
     at = page("word_space")
     at.session_state["ws_method"] = "pca"
     at.run()
     assert not at.exception
-    assert at.selectbox(key="ws_spec").value == default_config().word_vectors == "spacy"
+    assert at.selectbox(key="ws_spec").value == default_zero_shot()[1].word_vectors == "spacy"
     assert "What it is for" in texts(at)
     t0 = time.perf_counter()
     at.run()                                                               # same vocabulary: from the cache

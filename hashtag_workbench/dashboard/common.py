@@ -50,6 +50,16 @@ def word_status(h: str) -> list[dict]:
     return q.word_status(h)
 
 
+def default_zero_shot() -> tuple[str, object]:
+    """(kind, config) of the zero-shot model predict builds when none is named: the registry's
+    DEFAULT_ZERO_SHOT when this build has one, else the default ConSE."""
+    from hashtag_workbench.core import kinds
+    if hasattr(kinds, "DEFAULT_ZERO_SHOT") and hasattr(kinds, "default_zero_shot_config"):
+        return kinds.DEFAULT_ZERO_SHOT, kinds.default_zero_shot_config()
+    from hashtag_workbench.core.conse import default_config
+    return "conse", default_config()
+
+
 def thumb(h: str, sha256: str, relpath: str, size: int = THUMB_SIZE) -> str | None:
     """Path (as text) of the on-disk thumbnail of a stored image; made once, then reused (a stat when warm)."""
     p = thumbnail(h, sha256, relpath, size)

@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 
 from hashtag_workbench.core.confusion import pair_cosines, support, top_confused_pairs
 from hashtag_workbench.core.metrics import SCOPE_TITLES, STUDY_TOP1
-from hashtag_workbench.dashboard.common import empty_state, home, n_images, thumb
+from hashtag_workbench.dashboard.common import default_zero_shot, empty_state, home, n_images, thumb
 from hashtag_workbench.dashboard.curve_chart import render_curve
 from hashtag_workbench.dashboard.image_panel import image_panel, open_in_review
 from hashtag_workbench.dashboard.review_grid import data_uri, review_grid
@@ -40,9 +40,8 @@ def _comparison(h: str) -> pd.DataFrame:
 @st.cache_resource(show_spinner="Loading the zero-shot model's word vectors ...")
 def _vectors():
     """The word vectors the default zero-shot model uses (spaCy's by default), remembered per process."""
-    from hashtag_workbench.core.conse import default_config
     from hashtag_workbench.core.wordvectors import cached_word_vectors
-    return cached_word_vectors(default_config().word_vectors)
+    return cached_word_vectors(default_zero_shot()[1].word_vectors)
 
 
 @st.cache_data(ttl=300, show_spinner=False)

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from hashtag_workbench.core.images import MAX_PIXELS, ImageRejected, decode_rgb, sha256_bytes
-from hashtag_workbench.dashboard.common import empty_state, home, md_escape
+from hashtag_workbench.dashboard.common import default_zero_shot, empty_state, home, md_escape
 from hashtag_workbench.infra.http import FetchError, allow_private_default, fetch_image_bytes
 from hashtag_workbench.warehouse import dashboard_queries as q
 from hashtag_workbench.warehouse import models as wh_models
@@ -67,11 +67,10 @@ DEFAULT_ZS = "default"
 @st.cache_data(ttl=10, show_spinner=False)
 def _vocabulary(h: str) -> tuple[list[str], str, int | None]:
     """Active words, their fingerprint, and the stored default zero-shot model built over exactly them."""
-    from hashtag_workbench.core.conse import default_config
     from hashtag_workbench.core.kinds import KINDS, vocabulary_fingerprint
     words = [w["word"] for w in wh_words.list_words(h, active_only=True)]
     fp = vocabulary_fingerprint(words, wh_words.hashtags_for(h))
-    cfg = default_config()
+    _, cfg = default_zero_shot()
     stored = [m["model_id"] for m in wh_models.models(h, kinds=list(wh_models.ZERO_SHOT_KINDS))
               if KINDS[m["kind"]].matches(m, cfg, None, fp)]
     return words, fp, (stored[-1] if stored else None)
@@ -80,15 +79,14 @@ def _vocabulary(h: str) -> tuple[list[str], str, int | None]:
 @st.cache_resource(show_spinner="Building the zero-shot model over the vocabulary ...", max_entries=4)
 def _default_zero_shot(h: str, fingerprint: str):
     """The default zero-shot model built in memory (not stored; `hashtags predict` stores one)."""
-    from hashtag_workbench.core.conse import default_config
     from hashtag_workbench.core.kinds import KINDS
     from hashtag_workbench.core.predictor import LoadedModel
     words = _vocabulary(h)[0]
     data = SimpleNamespace(vocabulary=words, hashtags=_hashtags(h), log=lambda m: None,
                            progress=lambda it, desc=None: it)
-    cfg = default_config()
-    model, name, _ = KINDS["conse"].fit(cfg, data)
-    return LoadedModel(None, "conse", f"{name}, built now", model.classes, model, cfg.backbone)
+    kind, cfg = default_zero_shot()
+    model, name, _ = KINDS[kind].fit(cfg, data)
+    return LoadedModel(None, kind, f"{name}, built now", model.classes, model, cfg.backbone)
 
 
 @st.cache_resource(show_spinner="Loading the model ...", max_entries=6)

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from hashtag_workbench.core.maps import nearest, to_2d
-from hashtag_workbench.dashboard.common import empty_state, home, words
+from hashtag_workbench.dashboard.common import default_zero_shot, empty_state, home, words
 from hashtag_workbench.warehouse import words as wh_words
 
 st.title("Word space")
@@ -23,8 +23,7 @@ VECTOR_NAMES = {"spacy": "spaCy en_core_web_md (300-d)", "glove": "GloVe 6B (50-
 
 
 def _default_config():
-    from hashtag_workbench.core.conse import default_config
-    return default_config()
+    return default_zero_shot()[1]
 
 
 @st.cache_resource(show_spinner="Loading word vectors ...")
@@ -57,14 +56,14 @@ def _layout(spec: str, fingerprint: str, k: int, method: str, _targets: tuple[st
     """Keyed by the vectors and the vocabulary's fingerprint (words + hashtags): a page visit after the
     first, or a slider moved back, costs nothing; only the words and their neighbours are projected."""
     from hashtag_workbench.core.conse import target_vectors
-    cfg = _default_config()
-    names, nv = _names(spec, cfg.names)
+    cfg = _default_config()  # read with defaults: every zero-shot kind's config names its vectors, not all the rest
+    names, nv = _names(spec, getattr(cfg, "names", "mean"))
     tv, tmask, _ = target_vectors(_encoder(spec), list(_targets), hashtags=_tags,
-                                  expand_k=cfg.expand_k if cfg.expand else 0)
+                                  expand_k=cfg.expand_k if getattr(cfg, "expand", False) else 0)
     known_t = [t for t, m in zip(_targets, tmask) if m]
     missing = [t for t, m in zip(_targets, tmask) if not m]
     tv = tv[tmask]
-    if cfg.centre:  # the model compares vectors after subtracting the mean ImageNet name vector
+    if getattr(cfg, "centre", False):  # the model compares vectors after subtracting the mean ImageNet name vector
         centre = nv.mean(axis=0)
         tv, nv = tv - centre, nv - centre
     idx, sims = nearest(tv, nv, k=k)
