@@ -18,7 +18,8 @@ from hashtag_workbench.warehouse.runs import get_run, recent_runs
 FEATURED = ("import-folder", "scrape-images", "scrape-hashtags", "features", "outliers", "train", "evaluate",
             "predict", "export", "demo", "check", "stats")
 SCRAPE = "scrape-images"
-POLL_S = 2
+POLL_S = 2        # while a job runs
+IDLE_POLL_S = 10  # otherwise: a job started from a terminal still shows up without a click
 
 st.title("Jobs")
 HOME = home()
@@ -98,8 +99,9 @@ def _launched(rec: dict, runs: list[dict]) -> None:
 
 
 def _live_fragment(live: bool):
-    """The live section re-runs on its own every POLL_S seconds while something runs (the rest of the page stays)."""
-    @st.fragment(run_every=POLL_S if live else None)
+    """The live section re-runs on its own every POLL_S seconds while something runs, else every IDLE_POLL_S
+    (only this section: the form below keeps what is being typed)."""
+    @st.fragment(run_every=POLL_S if live else IDLE_POLL_S)
     def _live() -> None:
         started = launcher.launched(HOME, limit=6)
         runs = q.runs_since(H, min((r["before_run_id"] for r in started), default=q.max_run_id(H)))
