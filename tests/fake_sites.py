@@ -57,11 +57,11 @@ _BOMB: bytes | None = None
 
 
 def bomb_png() -> bytes:
-    """A tiny PNG that claims 12000x12000 pixels: a decompression bomb."""
+    """A tiny PNG of 13000x13000 pixels (169 MP, over the 150 MP limit): a decompression bomb."""
     global _BOMB
     if _BOMB is None:
         buf = io.BytesIO()
-        Image.new("1", (12000, 12000)).save(buf, "PNG")
+        Image.new("1", (13000, 13000)).save(buf, "PNG")
         _BOMB = buf.getvalue()
     return _BOMB
 

@@ -206,3 +206,15 @@ def test_chart_draws_stored_points_with_the_crossing(home):
     names = {t.get("name") for t in fig["data"]}
     assert {"supervised (linear probe)", "zero-shot + photos"} <= names
     assert next(t["y"] for t in fig["data"] if t.get("name") == "supervised (linear probe)") == [0.4, 0.6, 0.8]
+
+
+def test_curve_figure_axes_have_numbers_and_titles():
+    from hashtag_workbench.core.curve import PROBE, ZERO_SHOT
+    from hashtag_workbench.dashboard.curve_chart import curve_figure
+    pts = [{"method": PROBE, "photos_per_word": k, "per_word": str(k), "words_with_k": 4, "words": 4, "seeds": 3,
+            "top1": 0.1 * k, "top5": 0.2 * k, "top1_std": 0.01, "top5_std": 0.02, "best": False} for k in (1, 2, 4)]
+    pts.append({"method": ZERO_SHOT, "name": "ConSE", "top1": 0.3, "top5": 0.6, "best": True})
+    fig = curve_figure(pts)
+    for axis, title in ((fig.layout.yaxis, "top-1 accuracy"), (fig.layout.yaxis2, "top-5 accuracy")):
+        assert axis.tickformat == ".0%" and axis.showticklabels and axis.title.text == title
+    assert fig.layout.xaxis.title.text == "photos per word"

@@ -25,9 +25,9 @@ def page(name: str) -> AppTest:
 
 def texts(at: AppTest) -> str:
     parts = []
-    for kind in ("info", "warning", "error", "success", "markdown", "caption", "text", "code"):
+    for kind in ("info", "warning", "error", "success", "markdown", "caption", "text", "code", "toast"):
         parts += [str(e.value) for e in at.get(kind)]
-    return "\n".join(parts)
+    return "\n".join(parts).replace("\\", "")   # md_escape's backslashes: what the browser shows
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +55,11 @@ def grid_cells(at: AppTest) -> list[dict]:
 def word_label(at: AppTest, word: str) -> str:
     """The Review page's Word box label for one word (it carries live counts)."""
     return next(o for o in at.selectbox(key="review_word_box").options if o.startswith(f"{word} ("))
+
+
+def start_button(at: AppTest):
+    """The Jobs page's form button (the live section above it has Stop / Dismiss buttons)."""
+    return next(b for b in at.button if b.label == "Start")
 
 
 def has_models(h) -> bool:
@@ -271,10 +276,12 @@ def test_evaluation_page(seeded):
         assert "hashtags train" in texts(at)
         pytest.skip("no train/evaluate job in this build yet")
     comp = at.dataframe[0].value
-    assert {"top1", "top5", "study top-1"} <= set(comp.columns)
-    assert set(comp["study top-1"]) <= {"19%", "77%", "32%", "not in the study"}     # never an empty "None"
+    assert {"top-1", "top-5", "in the study (top-1)"} <= set(comp.columns)
+    assert set(comp["in the study (top-1)"]) <= {"bag-of-words SVM (19%)", "fine-tuned ResNet-18 (77%)",
+                                                          "ConSE (32%)", "not in the study"}   # never "None"
     assert len(at.get("plotly_chart")) >= 2  # confusion heatmap and per-word bars (curves when stored)
-    rows = q.model_comparison(seeded)
+    rows = sorted(q.model_comparison(seeded), key=lambda r: (r["top1"], r["top5"], r["model_id"]),
+                  reverse=True)                                      # the page's order: best top-1 first
     held = [r for r in rows if r["scope"] != "all"] or rows
     assert rows[at.selectbox(key="eval_pick").value]["top1"] == max(r["top1"] for r in held)   # the best first
     heat = next(c for c in at.get("plotly_chart") if "eval_heat_" in c.proto.id)
@@ -333,7 +340,7 @@ def test_jobs_page_starts_a_job_and_shows_history(seeded, tmp_path):
     assert not at.exception
     assert at.selectbox(key="job_command").value == "import-folder"
     at.text_input(key="jp_import-folder_path").input(str(tree.parent))
-    at.button[0].click().run()                      # Start
+    start_button(at).click().run()
     assert "Started `hashtags import-folder" in texts(at)
     log_dir = seeded / "logs"
     deadline = time.time() + 180
@@ -348,7 +355,7 @@ def test_jobs_page_starts_a_job_and_shows_history(seeded, tmp_path):
     assert not at.exception
     assert any(str(tree.parent) in str(j.value) for j in at.json)  # the run's config
     at.text_input(key="jp_import-folder_path").input(str(tmp_path / "no-such-folder"))
-    at.button[0].click().run()
+    start_button(at).click().run()
     deadline = time.time() + 180
     while time.time() < deadline and len(list(log_dir.glob("*.rc"))) < 2:
         time.sleep(1)
@@ -401,3 +408,155 @@ def test_thumbnails_are_cached_on_disk(seeded):
         assert max(im.size) <= 192
     mtime = p.stat().st_mtime_ns
     assert thumbnail(seeded, item["sha256"], item["path"]).stat().st_mtime_ns == mtime
+
+
+# ---------------------------------------------------------------- issue 21: jobs, predict, evaluation, words
+
+def _fake_launch(h, args: list[str], rc: int | None, log_text: str, pid: int) -> dict:
+    """A launch record as launcher.start_job writes it, for a process that is this test (alive) or ended."""
+    import json
+    logs = h / "logs"
+    logs.mkdir(exist_ok=True)
+    name = f"20260101-000000-{args[0]}-{pid}-{rc}.log"
+    (logs / name).write_text(log_text)
+    if rc is not None:
+        (logs / name).with_suffix(".rc").write_text(str(rc))
+    rec = {"pid": pid, "args": args, "command": args[0], "log": name, "started": time.time(),
+           "before_run_id": q.max_run_id(h)}
+    with open(logs / "launched.jsonl", "a") as fh:
+        fh.write(json.dumps(rec) + "\n")
+    return rec
+
+
+def test_jobs_page_streams_a_running_launched_jobs_progress_and_log(seeded):
+    import os
+
+    from hashtag_workbench.warehouse.progress import write_progress
+    from hashtag_workbench.warehouse.runs import finish_run, start_run
+    _fake_launch(seeded, ["outliers"], None, "phash: 3/10\nscoring\n", os.getpid())
+    rid = start_run(seeded, "outliers", {})                       # this process: alive, so the run is running
+    write_progress(seeded, rid, n=2, total=3, desc="outlier detectors", unit="detector")
+    at = page("jobs").run()
+    assert not at.exception
+    bars = [b.proto for b in at.get("progress")]
+    assert len(bars) == 1 and bars[0].value == 66 and "outlier detectors: 2 / 3 detector (67%)" in bars[0].text
+    assert "phash: 3/10\nscoring" in [c.value for c in at.code][0]          # its log, while it runs
+    assert "Stop" in [b.label for b in at.button] and "Dismiss" not in [b.label for b in at.button]
+    finish_run(seeded, rid, "ok", {})
+
+
+def test_jobs_page_keeps_finished_output_and_dismisses_failures(seeded):
+    ok = _fake_launch(seeded, ["stats"], 0, "stats: done 32 in 0.1 s\n", 999_991)
+    bad = _fake_launch(seeded, ["import-folder", "/nope"], 2, "error: /nope is not a folder\n", 999_992)
+    at = page("jobs").run()
+    assert "stats: done 32 in 0.1 s" in texts(at)                     # a finished job's output stays visible
+    assert [e.value for e in at.error if "import-folder failed: /nope is not a folder" in e.value]
+    at.button(key=f"dismiss_{bad['log']}").click().run()
+    assert not at.exception
+    assert "import-folder failed" not in texts(at) and "stats: done 32" in texts(at)
+    at = page("jobs").run()                                           # a new session: still dismissed
+    assert "import-folder failed" not in texts(at)
+    from hashtag_workbench.dashboard import launcher
+    assert [r["log"] for r in launcher.launched(seeded)] == [ok["log"]]
+
+
+def test_collect_more_images_asks_words_count_and_confirmation(seeded):
+    from hashtag_workbench.dashboard import launcher
+    at = page("jobs")
+    at.session_state["collect_request"] = True                        # what Overview's button asks for
+    at.run()
+    assert at.selectbox(key="job_command").value == "scrape-images"
+    at.number_input(key="collect_per").set_value(20).run()
+    at.multiselect(key="collect_words").select("bird").select("fruit").run()
+    assert "2 words, 24 photos to download" in texts(at)            # 8 stored each, 12 more each
+    at.button(key="collect_start").click().run()
+    assert "Nothing started: tick the confirmation first." in texts(at)
+    assert launcher.launched(seeded) == []
+    at.button(key="collect_below").click().run()                      # every word below 20
+    active = [w["word"] for w in wh_words.list_words(seeded, active_only=True)]    # the 4 demo words have 8
+    assert set(at.multiselect(key="collect_words").value) == set(active)
+    assert f"{len(active)} words, {4 * 12 + (len(active) - 4) * 20:,} photos to download" in texts(at)
+    assert launcher.collect_plan({"a": 5, "b": 30}, 20) == {"a": 15, "b": 0}
+
+
+def test_evaluation_tables_sorted_best_marked_and_confused_pairs(seeded):
+    from hashtag_workbench.core.confusion import top_confused_pairs
+    at = page("evaluation").run()
+    assert not at.exception
+    rows = q.model_comparison(seeded)
+    tables = [d.value for d in at.dataframe if "top-1" in d.value.columns]
+    assert len(tables) == len({r["scope"] for r in rows})                  # one table per scope
+    for t in tables:
+        assert list(t["top-1"]) == sorted(t["top-1"], reverse=True)        # sorted by top-1
+        assert t.iloc[0][""] == "★ best" and (t[""] == "★ best").sum() == (t["top-1"] == t["top-1"].max()).sum()
+    assert any("fine-tuned ResNet-18 (77%)" in set(t["in the study (top-1)"]) for t in tables)
+    comp = sorted(rows, key=lambda r: (r["top1"], r["top5"], r["model_id"]), reverse=True)   # the page's order
+    sel = comp[at.selectbox(key="eval_pick").value]
+    cells = q.confusion(seeded, sel["eval_run_id"], sel["model_id"], sel["scope"])
+    want = top_confused_pairs(cells, 15)
+    pairs = next(d.value for d in at.dataframe if "predicted as" in d.value.columns)
+    assert list(zip(pairs["true word"], pairs["predicted as"], pairs["images"])) == [
+        (p["true_word"], p["pred_word"], p["n"]) for p in want]
+    assert pairs["cosine"].between(-1, 1).all()                             # spaCy has all four demo words
+    assert "word-vector cosine from spaCy" in texts(at)
+    heat = next(c for c in at.get("plotly_chart") if "eval_heat_" in c.proto.id)
+    true_words = {c["true_word"] for c in cells if c["n"] > 0}
+    import json
+    y = next(t["y"] for t in json.loads(heat.proto.spec)["data"] if t["type"] == "heatmap")
+    assert set(y) == true_words                                             # no zero-support rows
+
+
+def test_predict_names_each_models_measured_top1_and_network_errors_in_one_line(seeded, monkeypatch):
+    monkeypatch.setenv("HASHTAG_ALLOW_PRIVATE_URLS", "1")
+    at = page("predict").run()
+    assert not at.exception
+    top1 = {}
+    for r in q.model_comparison(seeded):                                   # held-out scope first, as the page
+        if r["model_id"] not in top1 or r["scope"] == "val":
+            top1[r["model_id"]] = r
+    options = at.selectbox(key="pred_sup").options + at.selectbox(key="pred_zs").options
+    for mid, r in top1.items():
+        shown = [o for o in options if f"(model {mid}," in o]
+        if shown:
+            assert f"top-1 {r['top1']:.0%} on {r['n_images']} {r['scope']} images" in shown[0], shown
+    assert any("top-1 " in o for o in options)
+    at.text_input(key="pred_url").input("http://127.0.0.1:9/photo.jpg")   # nothing listens on port 9
+    next(b for b in at.button if b.label == "Fetch and predict").click().run()
+    err = [e.value.replace("\\", "") for e in at.error]
+    assert err == ["Cannot use that URL: network error: the server refused the connection"], err
+
+
+def test_word_space_uses_the_zero_shot_models_vectors(seeded):
+    from hashtag_workbench.dashboard.common import default_zero_shot
+    at = page("word_space")
+    at.session_state["ws_method"] = "pca"
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="ws_spec").value == default_zero_shot()[1].word_vectors == "spacy"
+    assert "What it is for" in texts(at)
+    t0 = time.perf_counter()
+    at.run()                                                               # same vocabulary: from the cache
+    assert time.perf_counter() - t0 < 5
+
+
+def test_words_page_counts_images_and_keeps_the_add_form_open_after_an_error(seeded):
+    at = page("words").run()
+    table = next(d.value for d in at.dataframe if "images" in d.value.columns).set_index("word")
+    assert table.loc["bird", "images"] == 8 and table.loc["dog", "images"] == 0
+    at.text_input(key="add_name").input("bird")                            # exists already
+    at.button(key="add_submit").click().run()
+    assert at.expander[0].proto.expanded and at.text_input(key="add_name").value == "bird"
+    assert any("bird" in e.value for e in at.error)
+    at.text_input(key="add_name").input("dusk")
+    at.button(key="add_submit").click().run()
+    assert "Added the word 'dusk'" in [t.value for t in at.toast][0] and at.text_input(key="add_name").value == ""
+
+
+def test_deploy_button_and_developer_menu_hidden():
+    import tomllib
+
+    from hashtag_workbench.jobs.dashboard import streamlit_command
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())  # `streamlit run` from the root
+    assert cfg["client"]["toolbarMode"] == "minimal"
+    cmd = streamlit_command(host="127.0.0.1", port=8501)                   # `hashtags dashboard`, from anywhere
+    assert cmd[cmd.index("--client.toolbarMode") + 1] == "minimal"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import struct
 import subprocess
@@ -193,7 +194,8 @@ BOMB_SCRIPT = """
 def bombs():
     """Small files that claim (or really hold) far more pixels than allowed."""
     yield "png 20000x20000 (1-bit, real data)", _real_bomb_png(20000)
-    yield "png 9500x9500 (just over the limit, real data)", _real_bomb_png(9500)
+    side = math.isqrt(MAX_PIXELS) + 1
+    yield f"png {side}x{side} (just over the limit, real data)", _real_bomb_png(side)
     yield "png 100000x100000 header", _png(100000, 100000)
     yield "png 2^31-1 wide", _png(2**31 - 1, 1)
     yield "gif 65535x65535", _gif(65535, 65535)
@@ -204,11 +206,12 @@ def bombs():
     yield "webp mutated", bytes(SEEDS["webp"][:26]) + struct.pack("<HH", 0x3FFF, 0x3FFF) + SEEDS["webp"][30:]
 
 
-def _real_bomb_png(side: int) -> bytes:
+def _real_bomb_png(side: int, height: int | None = None) -> bytes:
+    height = side if height is None else height
     row = b"\x00" + b"\x00" * ((side + 7) // 8)
     comp = zlib.compressobj(9)
-    body = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    body = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", side, height, 1, 0, 0, 0, 0)
 
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
@@ -227,6 +230,39 @@ def test_bombs_refused_with_bounded_memory():
     assert res["rss_peak_mb"] - res["rss_before_mb"] < 200, res
     print(f"the largest picture allowed ({res['largest_allowed']} px) peaks at {res['rss_largest_mb']:.0f} MB")
     assert res["rss_largest_mb"] < 1024, res
+
+
+@pytest.fixture(scope="module")
+def big_jpeg(tmp_path_factory) -> bytes:
+    """A real 12000x10000 (120 MP) JPEG, grey and low quality: ~1.4 MB on disk, 120 MB while made, once."""
+    path = tmp_path_factory.mktemp("big") / "120mp.jpg"
+    img = Image.new("L", (12000, 10000), 128)
+    img.paste(255, (0, 0, 6000, 5000))                  # some content to find again after reduction
+    img.save(path, "JPEG", quality=5)
+    del img
+    return path.read_bytes()
+
+
+def test_large_photos_decode_at_reduced_size(big_jpeg):
+    """Up to MAX_PIXELS (150 MP) a photo is accepted; what is decoded holds at most WORK_PIXELS."""
+    from hashtag_workbench.core.images import WORK_PIXELS
+    img = decode_rgb(big_jpeg)
+    assert img.info["source_size"] == (12000, 10000) and img.size == (6000, 5000)   # JPEG draft, 1/2 scale
+    assert img.getpixel((10, 10))[0] > 230 and abs(img.getpixel((5990, 4990))[0] - 128) < 15  # quality 5
+    info = check_image(big_jpeg)
+    assert (info.width, info.height, info.format) == (12000, 10000, "JPEG")        # the file's own size
+    png = _real_bomb_png(12000, 10000)                                              # 120 MP PNG (1-bit)
+    img = decode_rgb(png)
+    assert img.size[0] * img.size[1] <= WORK_PIXELS and img.info["source_size"] == (12000, 10000)
+    assert check_image(png).width == 12000
+
+
+def test_photos_over_the_limit_refused_with_their_size():
+    side = math.isqrt(MAX_PIXELS) + 1
+    with pytest.raises(ImageRejected, match=f"too many pixels: {side}x{side} \\(150 MP; the limit is 150 MP"):
+        decode_rgb(_real_bomb_png(side))
+    with pytest.raises(ImageRejected, match="400,000,000 pixels \\(400 MP; the limit is 150 MP"):
+        decode_rgb(_real_bomb_png(20000))                # past Pillow's own limit too: still a plain message
 
 
 @settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))

@@ -46,6 +46,12 @@ def word_status(h: str) -> list[dict]:
     return q.word_status(h)
 
 
+def default_zero_shot() -> tuple[str, object]:
+    """(kind, config) of the zero-shot model predict builds when none is named."""
+    from hashtag_workbench.core.kinds import DEFAULT_ZERO_SHOT, default_zero_shot_config
+    return DEFAULT_ZERO_SHOT, default_zero_shot_config()
+
+
 def thumb(h: str, sha256: str, relpath: str, size: int = THUMB_SIZE) -> str | None:
     """Path (as text) of the on-disk thumbnail of a stored image; made once, then reused (a stat when warm)."""
     p = thumbnail(h, sha256, relpath, size)
@@ -69,9 +75,26 @@ def md_escape(text: str) -> str:
     return "".join("\\" + c if c in _MD_SPECIAL else c for c in str(text)).replace("\n", " ")
 
 
+# Jobs that download or write a lot ask first: start_job opens the Jobs page's form for them instead.
+CONFIRM_FIRST = ("scrape-images",)
+COLLECT_REQUEST = "collect_request"
+
+
+def toast_ok(message: str) -> None:
+    """An action's confirmation: a toast, which never pushes the page's layout down."""
+    st.toast(message, icon=":material/check_circle:")
+
+
 def start_job(args: list[str]) -> dict | None:
-    """Start `hashtags ARGS...` in the background and open the Jobs page, where its progress shows."""
+    """Start `hashtags ARGS...` in the background and open the Jobs page, where its progress shows.
+
+    A job in CONFIRM_FIRST is not started here: the Jobs page asks for its choices and a confirmation."""
     h = home()
+    if args and args[0] in CONFIRM_FIRST:
+        st.session_state[COLLECT_REQUEST] = True
+        st.session_state["jobs_msg"] = "Choose the words and how many photos per word, then confirm."
+        _open_jobs()
+        return None
     try:
         rec = launcher.start_job(h, args, before_run_id=q.max_run_id(str(h)))
     except (ValueError, OSError, WarehouseLocked) as exc:
@@ -79,8 +102,12 @@ def start_job(args: list[str]) -> dict | None:
         return None
     st.session_state["jobs_msg"] = (f"Started `hashtags {shlex.join(args)}` (process {rec['pid']}); "
                                     f"its output goes to logs/{rec['log']}.")
+    _open_jobs()
+    return rec
+
+
+def _open_jobs() -> None:
     try:
         st.switch_page(JOBS_PAGE)
     except Exception:  # a page run on its own (tests, bare mode) has no navigation to switch in
-        st.success(st.session_state.pop("jobs_msg"))
-    return rec
+        st.toast(st.session_state.pop("jobs_msg"))

@@ -56,8 +56,11 @@ def curve_figure(points: list[dict]) -> go.Figure:
     labels = {p["photos_per_word"]: p["per_word"] for p in points if p["method"] == PROBE}
     fig.update_xaxes(type="log", title_text="photos per word", tickvals=ticks,
                      ticktext=[labels[t] if labels[t] != "all" else f"all (~{t:.0f})" for t in ticks])
-    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
-    fig.update_layout(height=380, margin=dict(l=50, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    # numbers on both panels' axes (subplots that share an axis would hide the second one's)
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero", showticklabels=True)
+    fig.update_yaxes(title_text="top-1 accuracy", row=1, col=1)
+    fig.update_yaxes(title_text="top-5 accuracy", row=1, col=2)
+    fig.update_layout(height=400, margin=dict(l=60, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.3))
     return fig
 
 

@@ -6,6 +6,7 @@ JSON lines in <data dir>/logs/launched.jsonl so they survive a dashboard restart
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 from hashtag_workbench.core.errors import InputError
+from hashtag_workbench.infra.files import write_atomic
 from hashtag_workbench.infra.procs import pid_alive
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -41,16 +43,34 @@ def _jobs_fingerprint() -> tuple:
     return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted((PACKAGE / "jobs").glob("*.py")))
 
 
+def _schema_file(key: tuple) -> Path:
+    """Where the schema of this exact set of job modules (and this Python) is kept between dashboard starts."""
+    import hashlib
+    import tempfile
+    digest = hashlib.sha256(repr((sys.executable, str(PACKAGE), key)).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"hashtag-workbench-schema-{digest}.json"
+
+
 def job_schema(*, timeout: float = 120) -> dict:
-    """`hashtags schema`: {command: {help, arguments}} (kept in memory until a job module changes)."""
+    """`hashtags schema`: {command: {help, arguments}}, kept in memory and in a temp file until a job module
+    changes (asking a new process costs ~10 s of imports on a busy machine: the Jobs page's first load)."""
     key = _jobs_fingerprint()
-    if key not in _schema_cache:
-        out = subprocess.run([sys.executable, "-m", "hashtag_workbench", "schema"],
-                             cwd=ROOT, env=_env(), capture_output=True,
-                             text=True, timeout=timeout)
-        if out.returncode != 0:
-            raise RuntimeError(f"`hashtags schema` failed: {(out.stderr or out.stdout).strip()[-300:]}")
-        _schema_cache[key] = json.loads(out.stdout)
+    if key in _schema_cache:
+        return _schema_cache[key]
+    path = _schema_file(key)
+    try:
+        _schema_cache[key] = json.loads(path.read_text())
+        return _schema_cache[key]
+    except (OSError, ValueError):
+        pass
+    out = subprocess.run([sys.executable, "-m", "hashtag_workbench", "schema"],
+                         cwd=ROOT, env=_env(), capture_output=True,
+                         text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"`hashtags schema` failed: {(out.stderr or out.stdout).strip()[-300:]}")
+    _schema_cache[key] = json.loads(out.stdout)
+    with contextlib.suppress(OSError):  # a read-only temp dir: the in-memory copy still serves this process
+        write_atomic(path, out.stdout.encode())
     return _schema_cache[key]
 
 
@@ -123,23 +143,52 @@ def start_job(home: Path | str, args: list[str], *, before_run_id: int = 0) -> d
     return record
 
 
-def launched(home: Path | str, limit: int = 10) -> list[dict]:
-    """Jobs started from the dashboard, newest first, each with `returncode` (None while running)."""
+def _records(home: Path | str) -> tuple[list[dict], set[str]]:
+    """Every launch record in order, and the logs of those dismissed ({"dismissed": log} lines)."""
     path = Path(home) / "logs" / "launched.jsonl"
     if not path.exists():
-        return []
-    recs = []
-    for line in path.read_text().splitlines()[-limit:]:
+        return [], set()
+    recs, dismissed = [], set()
+    for line in path.read_text().splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(rec, dict) and "dismissed" in rec:
+            dismissed.add(str(rec["dismissed"]))
+        elif isinstance(rec, dict) and "log" in rec and "pid" in rec:
+            recs.append(rec)
+    return recs, dismissed
+
+
+def launched(home: Path | str, limit: int = 10) -> list[dict]:
+    """Jobs started from the dashboard and not dismissed, newest first, each with `returncode`
+    (None while running)."""
+    recs, dismissed = _records(home)
+    out = []
+    for rec in reversed(recs):
+        if rec["log"] in dismissed:
+            continue
         rc_file = (Path(home) / "logs" / rec["log"]).with_suffix(".rc")
-        rec["returncode"] = int(rc_file.read_text()) if rc_file.exists() and rc_file.read_text().strip() else None
+        text = rc_file.read_text().strip() if rc_file.exists() else ""
+        rec["returncode"] = int(text) if text else None
         if rec["returncode"] is None and not _alive(rec["pid"]):
             rec["returncode"] = "?"  # ended while no dashboard was watching it
-        recs.append(rec)
-    return recs[::-1]
+        out.append(rec)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def dismiss(home: Path | str, log_name: str) -> None:
+    """Hide a finished job from the Jobs page for good (kept as a line in the launch records)."""
+    with open(_logs_dir(home) / "launched.jsonl", "a") as fh:
+        fh.write(json.dumps({"dismissed": str(log_name), "at": time.time()}) + "\n")
+
+
+def collect_plan(stored: dict[str, int], per_word: int) -> dict[str, int]:
+    """word -> photos `scrape-images --per-class per_word` would still fetch (its target counts those stored)."""
+    return {w: max(0, int(per_word) - int(n)) for w, n in stored.items()}
 
 
 def _alive(pid: int) -> bool:

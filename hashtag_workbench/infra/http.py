@@ -176,7 +176,28 @@ def _get(session: requests.Session, target: str, pin: str | None, lim: FetchLimi
             requests.exceptions.SSLError) as exc:
         raise FetchError(f"unusable URL ({type(exc).__name__}: {exc})") from None
     except requests.exceptions.RequestException as exc:
-        raise FetchError(f"network error ({type(exc).__name__}: {str(exc)[:200]})", permanent=False) from None
+        raise FetchError(f"network error: {network_reason(exc)}", permanent=False) from None
+
+
+# What the nested urllib3 / socket message means, in words (the raw text is a page of repr()s).
+_NETWORK_REASONS = (
+    (("connection refused", "errno 111", "winerror 10061"), "the server refused the connection"),
+    (("name or service not known", "nodename nor servname", "temporary failure in name resolution",
+      "nameresolutionerror", "getaddrinfo failed", "no address associated"), "the host name could not be found (DNS)"),
+    (("timed out", "timeout"), "the connection timed out"),
+    (("connection reset", "connection aborted", "remotedisconnected", "broken pipe"),
+     "the server closed the connection"),
+    (("network is unreachable", "no route to host"), "the network is unreachable"),
+)
+
+
+def network_reason(exc: BaseException) -> str:
+    """One short line for a failed connection (refused, DNS, timeout, reset), never the raw requests text."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    for needles, reason in _NETWORK_REASONS:
+        if any(n in text for n in needles):
+            return reason
+    return f"the connection failed ({type(exc).__name__})"
 
 
 def _check_answer(r: requests.Response, lim: FetchLimits) -> None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,8 +87,12 @@ def find_outliers(home: Path, config: OutliersConfig | None = None, **settings) 
         words = [im["word"] for im in images]
         P_rows = P[np.searchsorted(pids, ids)]
         X_rows = X[np.searchsorted(fids, ids)]
-        results = run_detectors(projections=P_rows, features=X_rows, labels=words, config=cfg)
-        for res in results:
+        results = []
+        # one detector at a time through the run's progress bar, so the Jobs page shows how far it got
+        for det in run.progress(cfg.detectors, desc="outlier detectors", unit="detector"):
+            res, = run_detectors(projections=P_rows, features=X_rows, labels=words,
+                                 config=replace(cfg, detectors=(det,)))
+            results.append(res)
             wh.write_outlier_scores(home, run.run_id, res.detector, ids, words, res.scores, res.flagged)
             run.extra[f"flagged_{res.detector}"] = int(res.flagged.sum())
             for note in res.notes:
