@@ -21,6 +21,17 @@ from hashtag_workbench.service.predictions import NO_SUPERVISED, Photo, predict_
 from hashtag_workbench.warehouse import models as wh
 from hashtag_workbench.warehouse.words import hashtags_for
 
+HELP = "top-5 words and hashtags for photos (supervised and zero-shot)"
+DESCRIPTION = (
+    "For each image and model (the best supervised one, and zero-shot): the top-5 "
+    "words with probabilities, whether the answer is confident (a calibrated top "
+    "probability at or above the model's measured threshold; otherwise 'none of "
+    "these') and up to N hashtags from the confident words, ranked by word "
+    "probability x the tag's rank for that word. Zero-shot needs no data: its "
+    "default model (WordNet hierarchy + ConSE, calibrated) is built over every "
+    "active vocabulary word on first use and rebuilt when the vocabulary changes."
+)
+
 ROLES = (("supervised", "supervised"), ("zero_shot", "zero-shot"))
 
 
@@ -120,22 +131,14 @@ def confidence_line(part: dict) -> str:
             f"{part['threshold']:.1%}); no hashtags")
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     use_runtime(args.home, args.runtime, args.threads)
     return predict_files(args.home, [Path(p) for p in args.images], as_json=args.json, seed=args.seed,
                          supervised_id=args.supervised_model, zero_shot_id=args.zero_shot_model,
                          n_tags=args.hashtags, sample_study=args.sample_study)
 
 
-def register(sub) -> None:
-    p = sub.add_parser("predict", help="top-5 words and hashtags for photos (supervised and zero-shot)",
-                       description="For each image and model (the best supervised one, and zero-shot): the top-5 "
-                                   "words with probabilities, whether the answer is confident (a calibrated top "
-                                   "probability at or above the model's measured threshold; otherwise 'none of "
-                                   "these') and up to N hashtags from the confident words, ranked by word "
-                                   "probability x the tag's rank for that word. Zero-shot needs no data: its "
-                                   "default model (WordNet hierarchy + ConSE, calibrated) is built over every "
-                                   "active vocabulary word on first use and rebuilt when the vocabulary changes.")
+def add_options(p) -> None:
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per image: {image, supervised: {top, hashtags, confident, threshold} "
@@ -151,4 +154,3 @@ def register(sub) -> None:
     p.add_argument("--zero-shot-model", type=int,
                    help="model id to use instead of the default zero-shot model over the current vocabulary")
     add_runtime_arg(p)
-    p.set_defaults(func=_cmd)

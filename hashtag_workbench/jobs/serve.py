@@ -19,6 +19,14 @@ from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready
 from hashtag_workbench.jobs.runner import job_run
 from hashtag_workbench.warehouse.models import count_predictions
 
+HELP = "serve the prediction API over HTTP (FastAPI + uvicorn) on 127.0.0.1"
+DESCRIPTION = (
+    "An HTTP API over the same models and code as `predict`: POST /v1/predict with "
+    "multipart 'image' fields or JSON {\"urls\": [...]}; GET /healthz, /v1/models, "
+    "/v1/words; docs at /docs. Models load once and are reloaded when a newer one "
+    "is trained. Any address but loopback needs a token."
+)
+
 BUILD_WAIT_S = 600  # workers wait this long for another worker building the same zero-shot model
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -59,7 +67,7 @@ def _serve(args, settings: Settings, run) -> None:
         pass
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     token = args.token or token_from_env()
     check_bind(args.host, token)  # before anything loads: an exposed server without a token never starts
     if args.workers < 1:
@@ -79,12 +87,7 @@ def _cmd(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("serve", help="serve the prediction API over HTTP (FastAPI + uvicorn) on 127.0.0.1",
-                       description="An HTTP API over the same models and code as `predict`: POST /v1/predict with "
-                                   "multipart 'image' fields or JSON {\"urls\": [...]}; GET /healthz, /v1/models, "
-                                   "/v1/words; docs at /docs. Models load once and are reloaded when a newer one "
-                                   "is trained. Any address but loopback needs a token.")
+def add_options(p) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs a token)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--workers", type=int, default=1,
@@ -97,4 +100,3 @@ def register(sub) -> None:
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info",
                    help="uvicorn's log level (default info; debug also logs every request)")
     add_runtime_arg(p)
-    p.set_defaults(func=_cmd)
