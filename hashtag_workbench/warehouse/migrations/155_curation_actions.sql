@@ -25,3 +25,13 @@ CREATE TABLE curation_events (
     message     VARCHAR NOT NULL,         -- what the person is told
     applied_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
+-- The Embedding map's 2-d coordinates, computed once per PCA fit (a features run) by the features job,
+-- so the page only reads them. TSNE may cover a sample of a large warehouse.
+CREATE TABLE embedding_maps (
+    run_id      BIGINT NOT NULL,          -- the features run whose PCA fit was mapped (pca_fits.run_id)
+    method      VARCHAR NOT NULL,         -- pca | tsne
+    image_id    BIGINT NOT NULL,
+    x           REAL NOT NULL,
+    y           REAL NOT NULL,
+    PRIMARY KEY (run_id, method, image_id)
+);
