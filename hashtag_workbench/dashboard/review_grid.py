@@ -68,9 +68,10 @@ def apply_grid_events(h: str, key: str, page: str, on_write: Callable[[], None] 
         return []
     for r in results:
         done[r["event_id"]] = r
-    if results:
-        last = results[-1]
-        ss[f"{key}__msg"] = {"text": last["message"], "bad": last["status"] != "applied"}
+    if results:   # the newest first; a refusal is shown in red
+        lines = [r["message"] for r in results[::-1]]
+        text = " ".join(lines[:3]) + (f" (+{len(lines) - 3} more)" if len(lines) > 3 else "")
+        ss[f"{key}__msg"] = {"text": text, "bad": any(r["status"] != "applied" for r in results)}
     if on_write and any(r["status"] == "applied" for r in results):
         on_write()
     return results

@@ -25,7 +25,9 @@ function state(key) {
   return grids.get(key);
 }
 
-function busy() { return !!document.querySelector('[data-testid="stStatusWidget"]'); }
+function busy() {
+  return !!document.querySelector('[data-testid="stStatusWidget"], [data-stale="true"]');
+}
 
 // ---------------------------------------------------------------- events
 
@@ -154,7 +156,10 @@ function watchParked(g) {
   const t0 = Date.now();
   g.parkTimer = setInterval(() => {
     const waited = Date.now() - t0;
-    if (g.renderedAt >= g.changedAt || (waited > 400 && !busy()) || waited > PARK_MAX_MS) flushParked(g);
+    // A chosen option (a word, a filter) always redraws: wait for it. Another control may not: wait
+    // while the app shows it is running.
+    const idle = !g.changeWasOption && waited > 600 && !busy();
+    if (g.renderedAt >= g.changedAt || idle || waited > PARK_MAX_MS) flushParked(g);
   }, 50);
 }
 
@@ -176,7 +181,10 @@ function installKeys() {
     const path = e.composedPath ? e.composedPath() : [];
     const control = path.find((n) => n.matches && n.matches('[role=option], [data-baseweb=select], button, input, label'));
     for (const g of grids.values()) {
-      if (g.host && !path.includes(g.host) && control) g.changedAt = Date.now();
+      if (g.host && !path.includes(g.host) && control) {
+        g.changedAt = Date.now();
+        g.changeWasOption = control.matches('[role=option]');
+      }
     }
   }, true);
 }
