@@ -296,6 +296,27 @@ def embedding(home: Path | str, *, source: str = "projections") -> dict | None:
             "words": [r[2] for r in rows], "reviews": [r[3] for r in rows], "flagged": [bool(r[4]) for r in rows]}
 
 
+def embedding_map(home: Path | str, method: str = "pca") -> dict | None:
+    """The stored 2-D map (pca | tsne) of the newest PCA fit, with each image's label and flag now.
+
+    Returns {run_id (the features run of the fit), backbone, method, image_ids, xy (n x 2 float32), words,
+    reviews, flagged (any detector)} or None when the newest fit has no stored map (an older warehouse).
+    """
+    sql = f"""WITH fit AS (SELECT run_id, backbone FROM pca_fits ORDER BY run_id DESC LIMIT 1),
+              f AS ({_FLAGS.format(det="")})
+              SELECT m.image_id, m.x, m.y, l.word, l.review, coalesce(f.flagged, FALSE), fit.run_id, fit.backbone
+              FROM embedding_maps m JOIN fit ON m.run_id = fit.run_id
+                   JOIN image_labels l ON l.image_id = m.image_id LEFT JOIN f ON f.image_id = m.image_id
+              WHERE m.method = ? ORDER BY m.image_id"""
+    with connect(home, read_only=True) as con:
+        rows = con.execute(sql, [method]).fetchall()
+    if not rows:
+        return None
+    return {"run_id": rows[0][6], "backbone": rows[0][7], "method": method, "image_ids": [r[0] for r in rows],
+            "xy": np.asarray([(r[1], r[2]) for r in rows], dtype=np.float32), "words": [r[3] for r in rows],
+            "reviews": [r[4] for r in rows], "flagged": [bool(r[5]) for r in rows]}
+
+
 # ---------------------------------------------------------------- evaluation
 
 def model_comparison(home: Path | str) -> list[dict]:
