@@ -375,6 +375,31 @@ def test_screenshot_every_page(served, browser):
     ctx.close()
 
 
+def test_embedding_hover_shows_a_thumbnail_and_words_have_distinct_colours(served, page):
+    base, home = served
+    goto(page, base, "embedding")
+    page.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=120_000)
+    settle(page)
+    colours = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')][0].data
+                                     .map(t => t.marker.color)""")
+    assert len(colours) == len(set(q.embedding_map(home)["words"])) == len(set(colours))
+    box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    tip = "() => { const t = document.getElementById('emb-hover-thumb'); return t && t.style.display === 'block'; }"
+    for fx in range(1, 20):                     # sweep the plot until the cursor is over a point
+        for fy in range(1, 10):
+            page.mouse.move(box["x"] + box["width"] * fx / 20, box["y"] + box["height"] * fy / 10)
+            page.wait_for_timeout(25)
+            if page.evaluate(tip):
+                break
+        else:
+            continue
+        break
+    assert page.evaluate(tip), "no hover thumbnail appeared"
+    assert page.evaluate("() => document.querySelector('#emb-hover-thumb img').src").startswith("data:image/jpeg")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "embedding-hover.png"))
+
+
 def test_embedding_lasso_shows_the_selected_images(served, page):
     base, home = served
     goto(page, base, "embedding")
@@ -387,11 +412,25 @@ def test_embedding_lasso_shows_the_selected_images(served, page):
     for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 2)):   # a lasso around the whole plot
         page.mouse.move(x, y, steps=8)
     page.mouse.up()
-    shown = len([r for r in q.embedding(home)["reviews"] if r != "reject"])   # rejected images are not drawn
+    shown = len([r for r in q.embedding_map(home)["reviews"] if r != "reject"])   # rejected images are not drawn
     page.get_by_text(f"Selected images ({shown})").wait_for(timeout=60_000)
     settle(page)
-    assert page.locator('[data-testid="stImage"] img').count() == shown
+    cells = page.locator(".st-key-emb_grid .cell")
+    assert cells.count() == shown
     before = {r["decision_id"] for r in curation.recent_decisions(home, limit=1000)}
+    one = int(cells.first.get_attribute("data-id"))
+    cells.first.locator('button[data-act="reject"]').click()                 # one image, from its own cell
+    rec = wait_until(lambda: [r for r in curation.recent_decisions(home, limit=1000) if r["decision_id"] not in before],
+                     what="the per-image reject")
+    assert [(r["image_id"], r["decision"]) for r in rec] == [(one, "reject")]
+    page.locator(f'.cell[data-id="{one}"] .badge.reject').wait_for(timeout=30_000)
+    second = int(cells.nth(1).get_attribute("data-id"))
+    cells.nth(1).locator("img").click()                                      # the lightbox
+    page.wait_for_selector(f'.lbfig[data-id="{second}"]', timeout=10_000)
+    page.keyboard.press("Escape")
+    page.wait_for_selector(".lbfig", state="detached", timeout=10_000)
+    curation.undo(home, [r["decision_id"] for r in rec])
+    settle(page)
     page.get_by_role("button", name=f"Keep {shown} selected").click()     # act on the whole selection
     kept = wait_until(lambda: [r for r in curation.recent_decisions(home, limit=1000)
                                if r["decision_id"] not in before], what="the selection kept")

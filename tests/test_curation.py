@@ -252,3 +252,19 @@ def test_grid_events_on_missing_images_or_bad_input_are_reported_not_applied(dem
     again = curation.apply_events(demo_home, [{"id": "x-1", "kind": "reject", "ids": [birds[2]]}], session="x",
                                   page="review")
     assert again[0]["status"] == "not_applied" and not again[0]["new"]               # an id is never reused
+
+
+def test_maps_2d_and_distinct_colours():
+    import numpy as np
+
+    from hashtag_workbench.core.maps import distinct_colours, maps_2d
+    P = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+    maps = maps_2d(P, sample=25)
+    rows, xy = maps["pca"]
+    assert len(rows) == 40 and np.allclose(xy, P[:, :2])
+    rows, xy = maps["tsne"]
+    assert len(rows) == 25 == len(set(rows)) and xy.shape == (25, 2) and np.isfinite(xy).all()
+    cols = distinct_colours(76)
+    assert len(set(cols)) == 76 and all(len(c) == 7 and c.startswith("#") for c in cols)
+    with pytest.raises(ValueError, match="non-empty"):
+        maps_2d(np.zeros((0, 3)))
