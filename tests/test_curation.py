@@ -268,3 +268,9 @@ def test_maps_2d_and_distinct_colours():
     assert len(set(cols)) == 76 and all(len(c) == 7 and c.startswith("#") for c in cols)
     with pytest.raises(ValueError, match="non-empty"):
         maps_2d(np.zeros((0, 3)))
+
+
+def test_map_job_needs_features_first(demo_home, capsys):
+    from hashtag_workbench.jobs.cli import main
+    assert main(["--home", str(demo_home), "map"]) == 2
+    assert "no PCA fit yet: run `hashtags features` first" in capsys.readouterr().err

@@ -36,8 +36,9 @@ def to_2d(X: np.ndarray, *, method: str = "pca", seed: int = 0, perplexity: floa
 MAP_SAMPLE = 3000  # t-SNE is O(n log n) but slow in practice: a larger set is mapped on a fixed sample
 
 
-def maps_2d(P: np.ndarray, *, sample: int = MAP_SAMPLE, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Both 2-D maps of PCA projections P (n x k): {method: (row indices mapped, n_rows x 2 coordinates)}.
+def maps_2d(P: np.ndarray, *, sample: int = MAP_SAMPLE, seed: int = 0,
+            methods: tuple[str, ...] = METHODS) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """2-D maps of PCA projections P (n x k): {method: (row indices mapped, n_rows x 2 coordinates)}.
 
     PCA: the first two components of P (already PCA), every row. t-SNE: every row, or a fixed
     random sample of `sample` rows when there are more.
@@ -49,7 +50,10 @@ def maps_2d(P: np.ndarray, *, sample: int = MAP_SAMPLE, seed: int = 0) -> dict[s
     pca = P[:, :2] if P.shape[1] >= 2 else np.pad(P, ((0, 0), (0, 2 - P.shape[1])))
     keep = every if len(every) <= sample else np.sort(np.random.default_rng(seed).choice(len(every), sample,
                                                                                        replace=False))
-    return {"pca": (every, pca.astype(np.float32)), "tsne": (keep, to_2d(P[keep], method="tsne", seed=seed))}
+    out = {"pca": (every, pca.astype(np.float32))}
+    if "tsne" in methods:
+        out["tsne"] = (keep, to_2d(P[keep], method="tsne", seed=seed))
+    return out
 
 
 def distinct_colours(n: int) -> list[str]:

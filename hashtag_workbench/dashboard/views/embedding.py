@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from hashtag_workbench.core.maps import MAP_SAMPLE, distinct_colours, to_2d
-from hashtag_workbench.dashboard.common import empty_state, home, n_images, thumb
+from hashtag_workbench.dashboard.common import empty_state, home, n_images, start_job, thumb
 from hashtag_workbench.dashboard.image_panel import act, open_in_review, relabel_targets
 from hashtag_workbench.dashboard.lightbox import data_uri, info_lines
 from hashtag_workbench.dashboard.review_grid import apply_grid_events, image_grid
@@ -191,8 +191,14 @@ def _main() -> None:
     method = c1.radio("Projection", ["pca", "tsne"], format_func={"pca": "PCA", "tsne": "t-SNE"}.get,
                       horizontal=True, key="emb_method")
     stored = _stored(H, method)
+    if stored is None and method == "tsne" and _stored(H, "pca") is not None:
+        # t-SNE takes from seconds to minutes: a job computes it once per features run, never this page
+        st.info("The t-SNE layout of these features is not stored yet; showing PCA until it is.")
+        if st.button("Compute the t-SNE map (`hashtags map`)", key="emb_start_map", icon=":material/play_arrow:"):
+            start_job(["map"])
+        method, stored = "pca", _stored(H, "pca")
     m = stored
-    if m is None:
+    if m is None:   # a warehouse whose features run stored no map (older runs): PCA from its projections
         pts = _points(H)
         if not pts:
             empty_state("No image features yet.", "hashtags features      # then: hashtags outliers")
