@@ -304,6 +304,48 @@ def test_review_lightbox_keys_act_on_the_image_shown(served, page):
     wait_until(lambda: _since(home, before) == [], what="the undo after the lightbox")
 
 
+def _start_server(home: Path, port: int, log) -> subprocess.Popen:
+    proc = subprocess.Popen(streamlit_command(host="127.0.0.1", port=port), cwd=ROOT,
+                            env={**os.environ, "HASHTAG_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT)
+    wait_until(lambda: _healthy(f"http://127.0.0.1:{port}"), timeout=120, what="the server")
+    return proc
+
+
+def _healthy(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def test_review_keys_pressed_while_the_server_is_down_land_once_when_it_is_back(demo_home_template,
+                                                                                tmp_path_factory, page):
+    seeded = build_seeded(demo_home_template, tmp_path_factory.getbasetemp())
+    home = copy_home(seeded, tmp_path_factory.mktemp("dropped") / "home")
+    port = _free_port()
+    log = open(home.parent / "streamlit.log", "wb")  # noqa: SIM115
+    proc = _start_server(home, port, log)
+    try:
+        _open_review(page, f"http://127.0.0.1:{port}")
+        order = _order(home, "bird")
+        proc.terminate()
+        proc.wait(timeout=20)                   # the connection drops
+        page.locator("h1").first.click()
+        _press(page, "k", 3, 120)
+        page.get_by_text("3 sending").first.wait_for(timeout=10_000)   # shown as not applied yet
+        assert curation.recent_decisions(home) == []
+        proc = _start_server(home, port, log)   # back: the browser reconnects and sends its queue again
+        wait_until(lambda: len(curation.recent_decisions(home)) >= 3, timeout=90, what="the queued keeps")
+        page.wait_for_timeout(3000)
+        rec = curation.recent_decisions(home, limit=100)[::-1]
+        assert [(r["image_id"], r["decision"]) for r in rec] == [(i, "keep") for i in order[:3]]   # once each
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
 def test_evaluation_cell_click_shows_its_images(served, page):
     base, home = served
     comp = q.model_comparison(home)
