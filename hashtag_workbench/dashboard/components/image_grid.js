@@ -72,6 +72,7 @@ function setCursor(g, id) {
 
 function decideCursor(g, kind) {
   if (g.cursor === null) return;
+  if (kind === 'relabel' && !g.data.relabel) { note(g, 'Choose a relabel target first.', true); return; }
   const id = g.cursor;
   const all = ids(g);
   const i = all.indexOf(id);
@@ -121,6 +122,9 @@ function onKey(e) {
   if (!known.includes(k)) return;
   const el = e.composedPath ? e.composedPath()[0] : e.target;
   const tag = el && el.tagName;
+  // Space / Enter on a focused button or link keep their usual meaning; Esc closes other things first.
+  if ((k === ' ' || k === 'enter') && (tag === 'BUTTON' || tag === 'A')) return;
+  if (k === 'escape' && g.lb === null && !g.selected.size && !g.confirm) return;
   if (tag === 'INPUT' || tag === 'TEXTAREA' || tag === 'SELECT' || (el && el.isContentEditable)) {
     // Right after choosing a word the focus stays in its box: the key is meant for the grid.
     if (tag !== 'INPUT' || !el.closest || !el.closest(BOXES) || el.getAttribute('aria-expanded') === 'true') return;
