@@ -16,8 +16,8 @@ from hashtag_workbench.dashboard.review_grid import apply_grid_events, image_gri
 from hashtag_workbench.warehouse import dashboard_queries as q
 
 SHOW_MAX = 60
-HOVER_MAX = 1500      # points with a hover thumbnail (each ~2 KB inline)
-HOVER_SIZE = 64
+HOVER_MAX = 600       # points with a hover thumbnail (each ~2 KB inline: 600 keep the page light)
+HOVER_SIZE = 48
 GRID = "emb_grid"
 DECISION_COLOURS = {"unreviewed": "#9aa0a6", "keep": "#1b7f3a", "relabel": "#6a3fb5"}
 FLAG_COLOURS = {"flagged": "#d62728", "not flagged": "#9aa0a6"}
@@ -115,12 +115,18 @@ def _figure(df: pd.DataFrame, colour_by: str, all_words: list[str]) -> go.Figure
     for name, part, colour in groups:
         if part.empty:
             continue
+        # scalar marker styles: a per-point array for 15,000 points makes the chart's JSON several times larger
         fig.add_trace(go.Scattergl(
             x=part["x"], y=part["y"], mode="markers", name=str(name), customdata=part["image_id"].to_numpy(),
-            text=part["word"], marker=dict(size=np.where(part["flagged"], 11, 7), color=colour,
-                                           line=dict(width=np.where(part["flagged"], 2, 0).tolist(), color="black"),
-                                           symbol=np.where(part["flagged"], "diamond", "circle").tolist()),
+            text=part["word"], marker=dict(size=7, color=colour),
             hovertemplate="%{text} · image %{customdata}<extra></extra>"))
+    flagged = df[df["flagged"]]
+    if not flagged.empty:   # flagged outliers drawn once more on top: a black ring
+        fig.add_trace(go.Scattergl(
+            x=flagged["x"], y=flagged["y"], mode="markers", name="flagged (ring)", text=flagged["word"],
+            customdata=flagged["image_id"].to_numpy(),
+            marker=dict(size=12, color="rgba(0,0,0,0)", symbol="diamond-open", line=dict(width=2, color="black")),
+            hovertemplate="%{text} · image %{customdata} · flagged<extra></extra>"))
     fig.update_layout(height=600, margin=dict(l=10, r=10, t=10, b=10), dragmode="lasso",
                       legend=dict(itemsizing="constant"))
     return fig
@@ -218,14 +224,15 @@ def _main() -> None:
              f"computed now: features run {m['run_id']} stored no map (re-run `hashtags features` to store it)")
     st.caption(f"{n_images(len(df))} · {m['backbone'] or 'features'} · {where}"
                + (f" · t-SNE of a sample of {MAP_SAMPLE}" if method == "tsne" and len(m["image_ids"]) >= MAP_SAMPLE
-                  else "") + " · flagged outliers are diamonds with a black ring · hover for a thumbnail · "
+                  else "") + " · flagged outliers have a black ring · hover for a thumbnail · "
                "drag a box or lasso to see the images")
     fig = _figure(df, colour_by, all_words)
     chart_key = f"emb_chart_{ss.get('emb_gen', 0)}"   # a new key after an action drops the old selection
     event = st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode=("points", "box", "lasso"))
     hover_ids = tuple(int(i) for i in df["image_id"].head(HOVER_MAX))
     _hover(data={"chart": chart_key, "thumbs": _hover_thumbs(H, hover_ids),
-                 "words": {str(i): w for i, w in zip(df["image_id"], df["word"])}}, key="emb_hover", height=0)
+                 "words": {str(i): w for i, w in zip(df["image_id"].head(HOVER_MAX), df["word"])}}, key="emb_hover",
+           height=0)
     if len(df) > HOVER_MAX:
         st.caption(f"Hover thumbnails for the first {HOVER_MAX} points; choose words to see the others'.")
     ids = _selected_ids(event, fig)
