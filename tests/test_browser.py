@@ -423,7 +423,7 @@ def test_embedding_hover_shows_a_thumbnail_and_words_have_distinct_colours(serve
     page.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=120_000)
     settle(page)
     colours = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')][0].data
-                                     .map(t => t.marker.color)""")
+                                     .filter(t => t.name !== 'flagged (ring)').map(t => t.marker.color)""")
     assert len(colours) == len(set(q.embedding_map(home)["words"])) == len(set(colours))
     box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
     tip = "() => { const t = document.getElementById('emb-hover-thumb'); return t && t.style.display === 'block'; }"

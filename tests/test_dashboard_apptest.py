@@ -296,11 +296,11 @@ def test_embedding_map(seeded):
     assert stored and f"stored by features run {stored['run_id']}" in texts(at)      # read, not computed
     import json
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    colours = [t["marker"]["color"] for t in spec["data"]]
+    colours = [t["marker"]["color"] for t in spec["data"] if t["name"] != "flagged (ring)"]
     assert len(colours) == len(set(stored["words"])) == len(set(colours))          # one colour per word
     at.radio(key="emb_colour").set_value("flag").run()
     names = {t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
-    assert names <= {"flagged", "not flagged"} and names
+    assert names <= {"flagged", "not flagged", "flagged (ring)"} and "not flagged" in names
     at.radio(key="emb_method").set_value("tsne").run()
     assert not at.exception and at.get("plotly_chart")
     assert f"stored by features run {q.embedding_map(seeded, 'tsne')['run_id']}" in texts(at)
