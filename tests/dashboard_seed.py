@@ -13,7 +13,7 @@ from pathlib import Path
 
 # Small but real: every model kind the Predict and Evaluation pages show, with a short fine-tune
 # (2 epochs, so learning curves exist) and plain ConSE only.
-PIPELINE = (["features"], ["outliers"],
+PIPELINE = (["features"], ["outliers"], ["map"],
             ["train", "--models", "probe,conse,finetune", "--epochs", "2", "--plain-conse-only"],
             ["evaluate"])
 

@@ -1,7 +1,9 @@
 """End to end in real headless Chromium (Debian's build) against `streamlit run dashboard/app.py` on 127.0.0.1.
 
 Review: reject an image with the X shortcut, see it in the warehouse, undo it (U); choose a word and press K
-at once and twice more: every decision lands on that word's images. Evaluation: a click on a confusion cell
+at once and twice more: every decision lands on that word's images; K x4 at 120 ms and x10 at 100 ms: one
+keep per press, each on the next image; a bulk reject of 3 is one undo step; U x4 fast undoes exactly this
+tab's last 4 actions; the lightbox's keys act on the image it shows. Evaluation: a click on a confusion cell
 shows that cell's images. Embedding map: lasso every point, keep the whole selection. Predict: upload a
 photo, see hashtags. Every page: a screenshot in test-artifacts/screenshots/.
 """
@@ -129,28 +131,56 @@ def wait_until(cond, timeout: float = 60, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_review_reject_with_keyboard_then_undo(served, page):
-    base, home = served
+def _order(home, word: str) -> list[int]:
+    """The Review page's order for a word (flags by any detector, the study's detector's score)."""
+    dets = q.detectors(home)
+    det = "kmeans_2sigma" if "kmeans_2sigma" in dets else (dets[0] if dets else None)
+    return [it["image_id"] for it in q.review_items(home, word, det, any_flag=True)]
+
+
+def _open_review(page, base: str, word: str | None = None) -> None:
     goto(page, base, "review")
     page.wait_for_selector(".cell img", timeout=60_000)  # the grid component (CSS selectors pierce its shadow root)
-    dets = [d for d in q.detectors(home, "bird") if d == "kmeans_2sigma"] or q.detectors(home, "bird")
-    first = q.review_items(home, "bird", dets[0] if dets else None)[0]["image_id"]
-    page.locator("h1").first.click()           # focus the app (not an input) so the key reaches the shortcuts
+    if word:
+        page.locator(".st-key-review_word_box").click()
+        page.get_by_role("option", name=re.compile(rf"^{word} ")).click()
+
+
+def _since(home, before: set[int]) -> list[dict]:
+    """Decisions (standing) made since `before`, oldest first."""
+    return [r for r in curation.recent_decisions(home, limit=1000) if r["decision_id"] not in before][::-1]
+
+
+def _ids_now(home) -> set[int]:
+    return {r["decision_id"] for r in curation.recent_decisions(home, limit=1000, include_undone=True)}
+
+
+def _press(page, key: str, times: int, gap_ms: int) -> None:
+    for _ in range(times):
+        page.keyboard.press(key)
+        page.wait_for_timeout(gap_ms)
+
+
+def test_review_reject_with_keyboard_then_undo(served, page):
+    base, home = served
+    _open_review(page, base)
+    first = _order(home, "bird")[0]
+    before = _ids_now(home)
+    page.locator("h1").first.click()           # focus the app (not an input) so the key reaches the grid
     page.keyboard.press("x")                        # reject the current image
-    rec = wait_until(lambda: curation.recent_decisions(home), what="a decision in the warehouse")
-    assert (rec[0]["image_id"], rec[0]["decision"]) == (first, "reject")
+    rec = wait_until(lambda: _since(home, before), what="a decision in the warehouse")
+    assert [(r["image_id"], r["decision"]) for r in rec] == [(first, "reject")]
+    page.get_by_text(f"Rejected #{first}.").first.wait_for(timeout=30_000)
     settle(page)
-    page.get_by_text("Rejected 1 image").wait_for(timeout=30_000)
-    page.get_by_role("button", name="Undo last").click()
-    wait_until(lambda: curation.recent_decisions(home) == [], what="the undo in the warehouse")
-    assert curation.recent_decisions(home, include_undone=True)[0]["undone"]
+    page.keyboard.press("u")
+    wait_until(lambda: _since(home, before) == [], what="the undo in the warehouse")
+    page.get_by_text(f"Undid #{first} bird: reject → unreviewed.").first.wait_for(timeout=30_000)
     settle(page)
-    page.get_by_text("Undid 1 decision").wait_for(timeout=30_000)
     # a per-image button works too: reject the second image from its own cell
-    second = q.review_items(home, "bird", dets[0] if dets else None)[1]["image_id"]
+    second = _order(home, "bird")[1]
     page.locator(f'.cell[data-id="{second}"] button[data-act="reject"]').click()
-    rec = wait_until(lambda: curation.recent_decisions(home), what="the per-image reject")
-    assert (rec[0]["image_id"], rec[0]["decision"]) == (second, "reject")
+    rec = wait_until(lambda: _since(home, before), what="the per-image reject")
+    assert [(r["image_id"], r["decision"]) for r in rec] == [(second, "reject")]
     settle(page)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "review-after-reject.png"), full_page=True)
@@ -158,31 +188,162 @@ def test_review_reject_with_keyboard_then_undo(served, page):
 
 def test_review_keys_right_after_choosing_a_word_land_on_that_word(served, page):
     base, home = served
-    goto(page, base, "review")
-    page.wait_for_selector(".cell img", timeout=60_000)
-    done_before = {r["decision_id"] for r in curation.recent_decisions(home, limit=1000)}
+    _open_review(page, base)
+    before = _ids_now(home)
     page.locator(".st-key-review_word_box").click()
     page.get_by_role("option", name=re.compile(r"^music ")).click()
     page.keyboard.press("k")                    # at once: the focus is still in the Word box
-
-    def new():
-        return [r for r in curation.recent_decisions(home, limit=1000) if r["decision_id"] not in done_before]
-
-    wait_until(lambda: len(new()) >= 1, what="the first keep")
+    wait_until(lambda: len(_since(home, before)) >= 1, what="the first keep")
     for n in (2, 3):
         settle(page)
         page.keyboard.press("k")
-        wait_until(lambda n=n: len(new()) >= n, what=f"keep number {n}")
+        wait_until(lambda n=n: len(_since(home, before)) >= n, what=f"keep number {n}")
     settle(page)
-    decisions = new()[::-1]
+    decisions = _since(home, before)
     assert [d["decision"] for d in decisions] == ["keep"] * 3
     ids = [d["image_id"] for d in decisions]
     labels = curation.current_labels(home, ids)
     assert len(set(ids)) == 3 and {v["word"] for v in labels.values()} == {"music"}, labels
-    det = "kmeans_2sigma" if "kmeans_2sigma" in q.detectors(home) else None
-    assert ids == [it["image_id"] for it in q.review_items(home, "music", det)][:3]   # in the order shown
+    assert ids == _order(home, "music")[:3]                                    # in the order shown
     assert page.locator(".st-key-review_word_box input").input_value().startswith("music (")   # no stray "k" in it
-    page.get_by_text("Kept 1 image").wait_for(timeout=30_000)
+    page.get_by_text(f"Kept #{ids[-1]}.").first.wait_for(timeout=30_000)
+
+
+def _fast_keeps(served, page, word: str, n: int, gap_ms: int) -> None:
+    """Choose `word`, press K n times gap_ms apart at once: n keeps on the first n images shown, once each."""
+    base, home = served
+    order = _order(home, word)
+    assert len(order) >= n, f"{word} has {len(order)} images"
+    _open_review(page, base)
+    before = _ids_now(home)
+    page.locator(".st-key-review_word_box").click()
+    page.get_by_role("option", name=re.compile(rf"^{word} ")).click()
+    _press(page, "k", n, gap_ms)
+    wait_until(lambda: len(_since(home, before)) >= n, what=f"{n} keeps")
+    settle(page)
+    page.wait_for_timeout(1500)                 # nothing more arrives late
+    got = _since(home, before)
+    assert [(r["image_id"], r["decision"]) for r in got] == [(i, "keep") for i in order[:n]]
+    assert {v["word"] for v in curation.current_labels(home, order[:n]).values()} == {word}
+
+
+def test_review_four_keys_at_120_ms_keep_four_images(served, page):
+    _fast_keeps(served, page, "flowers", 4, 120)
+
+
+def test_review_ten_keys_at_100_ms_keep_ten_images(served, page):
+    base, home = served
+    extra = [i for i in _order(home, "bird")[-3:]]
+    curation.decide(home, extra, "relabel", "fruit", session="setup", page="setup")    # fruit: 11 images
+    _fast_keeps(served, page, "fruit", 10, 100)
+    page.screenshot(path=str(SHOTS / "review-ten-keeps.png"), full_page=True)
+
+
+def test_review_bulk_reject_then_one_undo_restores_all(served, page):
+    base, home = served
+    _open_review(page, base)
+    order = _order(home, "bird")
+    before = _ids_now(home)
+    page.locator(f'.cell[data-id="{order[1]}"] button[data-act="select"]').click()
+    page.locator(f'.cell[data-id="{order[3]}"] button[data-act="select"]').click(modifiers=["Shift"])   # a range
+    page.get_by_text("3 selected").wait_for(timeout=10_000)
+    page.locator('button[data-bulk="reject"]').click()
+    wait_until(lambda: len(_since(home, before)) == 3, what="three rejects")
+    assert {(r["image_id"], r["decision"]) for r in _since(home, before)} == {(i, "reject") for i in order[1:4]}
+    settle(page)
+    page.get_by_role("button", name="Undo last action").click()               # one step for the bulk action
+    wait_until(lambda: _since(home, before) == [], what="the bulk undo")
+    assert {v["review"] for v in curation.current_labels(home, order[1:4]).values()} == {"unreviewed"}
+    lines = "; ".join(f"#{i} bird: reject → unreviewed" for i in sorted(order[1:4]))
+    page.get_by_text(f"Undid {lines}.").first.wait_for(timeout=30_000)
+
+
+def test_review_four_fast_undos_undo_exactly_the_last_four_actions(served, page):
+    base, home = served
+    other = curation.decide(home, _order(home, "music")[-1:], "keep", session="another tab", page="review")
+    _open_review(page, base, "fruit")
+    settle(page)
+    before = _ids_now(home)
+    standing0 = {r["decision_id"] for r in curation.recent_decisions(home, limit=1000)}
+    assert set(other) <= standing0
+    for n in range(1, 6):                       # five actions, each applied before the next
+        page.keyboard.press("k")
+        wait_until(lambda n=n: len(_since(home, before)) == n, what=f"keep {n}")
+    made = [r["image_id"] for r in _since(home, before)]
+    _press(page, "u", 4, 40)
+    wait_until(lambda: len(_since(home, before)) == 1, what="four undos")
+    settle(page)
+    page.wait_for_timeout(1500)
+    assert [r["image_id"] for r in _since(home, before)] == made[:1]           # the first keep stands
+    standing = {r["decision_id"] for r in curation.recent_decisions(home, limit=1000)}
+    assert standing0 <= standing                 # nothing else undone: earlier tests' and another tab's actions
+
+
+def test_review_lightbox_keys_act_on_the_image_shown(served, page):
+    base, home = served
+    _open_review(page, base)
+    order = _order(home, "bird")
+    before = _ids_now(home)
+    page.locator(f'.cell[data-id="{order[0]}"] img').click()
+    page.wait_for_selector(f'.lbfig[data-id="{order[0]}"]', timeout=10_000)
+    page.keyboard.press("ArrowRight")
+    page.wait_for_selector(f'.lbfig[data-id="{order[1]}"]', timeout=10_000)
+    page.keyboard.press("n")
+    page.keyboard.press("b")
+    page.wait_for_selector(f'.lbfig[data-id="{order[1]}"]', timeout=10_000)
+    page.wait_for_selector(".lbfig img.large:not(.loading)", timeout=30_000)   # the large picture arrived
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "review-lightbox.png"))
+    page.keyboard.press("x")                                                  # on the image shown
+    rec = wait_until(lambda: _since(home, before), what="the lightbox reject")
+    assert [(r["image_id"], r["decision"]) for r in rec] == [(order[1], "reject")]
+    page.get_by_text(f"Rejected #{order[1]}.").first.wait_for(timeout=30_000)
+    page.keyboard.press("Escape")
+    page.wait_for_selector(".lbfig", state="detached", timeout=10_000)
+    page.keyboard.press("u")                                                  # the grid has the keys again
+    wait_until(lambda: _since(home, before) == [], what="the undo after the lightbox")
+
+
+def _start_server(home: Path, port: int, log) -> subprocess.Popen:
+    proc = subprocess.Popen(streamlit_command(host="127.0.0.1", port=port), cwd=ROOT,
+                            env={**os.environ, "HASHTAG_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT)
+    wait_until(lambda: _healthy(f"http://127.0.0.1:{port}"), timeout=120, what="the server")
+    return proc
+
+
+def _healthy(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def test_review_keys_pressed_while_the_server_is_down_land_once_when_it_is_back(demo_home_template,
+                                                                                tmp_path_factory, page):
+    seeded = build_seeded(demo_home_template, tmp_path_factory.getbasetemp())
+    home = copy_home(seeded, tmp_path_factory.mktemp("dropped") / "home")
+    port = _free_port()
+    log = open(home.parent / "streamlit.log", "wb")  # noqa: SIM115
+    proc = _start_server(home, port, log)
+    try:
+        _open_review(page, f"http://127.0.0.1:{port}")
+        order = _order(home, "bird")
+        proc.terminate()
+        proc.wait(timeout=20)                   # the connection drops
+        page.locator("h1").first.click()
+        _press(page, "k", 3, 120)
+        page.get_by_text("3 sending").first.wait_for(timeout=10_000)   # shown as not applied yet
+        assert curation.recent_decisions(home) == []
+        proc = _start_server(home, port, log)   # back: the browser reconnects and sends its queue again
+        wait_until(lambda: len(curation.recent_decisions(home)) >= 3, timeout=90, what="the queued keeps")
+        page.wait_for_timeout(3000)
+        rec = curation.recent_decisions(home, limit=100)[::-1]
+        assert [(r["image_id"], r["decision"]) for r in rec] == [(i, "keep") for i in order[:3]]   # once each
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
 
 
 def test_evaluation_cell_click_shows_its_images(served, page):
@@ -256,6 +417,31 @@ def test_screenshot_every_page(served, browser):
     ctx.close()
 
 
+def test_embedding_hover_shows_a_thumbnail_and_words_have_distinct_colours(served, page):
+    base, home = served
+    goto(page, base, "embedding")
+    page.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=120_000)
+    settle(page)
+    colours = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')][0].data
+                                     .filter(t => t.name !== 'flagged (ring)').map(t => t.marker.color)""")
+    assert len(colours) == len(set(q.embedding_map(home)["words"])) == len(set(colours))
+    box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    tip = "() => { const t = document.getElementById('emb-hover-thumb'); return t && t.style.display === 'block'; }"
+    for fx in range(1, 20):                     # sweep the plot until the cursor is over a point
+        for fy in range(1, 10):
+            page.mouse.move(box["x"] + box["width"] * fx / 20, box["y"] + box["height"] * fy / 10)
+            page.wait_for_timeout(25)
+            if page.evaluate(tip):
+                break
+        else:
+            continue
+        break
+    assert page.evaluate(tip), "no hover thumbnail appeared"
+    assert page.evaluate("() => document.querySelector('#emb-hover-thumb img').src").startswith("data:image/jpeg")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "embedding-hover.png"))
+
+
 def test_embedding_lasso_shows_the_selected_images(served, page):
     base, home = served
     goto(page, base, "embedding")
@@ -268,11 +454,25 @@ def test_embedding_lasso_shows_the_selected_images(served, page):
     for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 2)):   # a lasso around the whole plot
         page.mouse.move(x, y, steps=8)
     page.mouse.up()
-    shown = len([r for r in q.embedding(home)["reviews"] if r != "reject"])   # rejected images are not drawn
+    shown = len([r for r in q.embedding_map(home)["reviews"] if r != "reject"])   # rejected images are not drawn
     page.get_by_text(f"Selected images ({shown})").wait_for(timeout=60_000)
     settle(page)
-    assert page.locator('[data-testid="stImage"] img').count() == shown
+    cells = page.locator(".st-key-emb_grid .cell")
+    assert cells.count() == shown
     before = {r["decision_id"] for r in curation.recent_decisions(home, limit=1000)}
+    one = int(cells.first.get_attribute("data-id"))
+    cells.first.locator('button[data-act="reject"]').click()                 # one image, from its own cell
+    rec = wait_until(lambda: [r for r in curation.recent_decisions(home, limit=1000) if r["decision_id"] not in before],
+                     what="the per-image reject")
+    assert [(r["image_id"], r["decision"]) for r in rec] == [(one, "reject")]
+    page.locator(f'.cell[data-id="{one}"] .badge.reject').wait_for(timeout=30_000)
+    second = int(cells.nth(1).get_attribute("data-id"))
+    cells.nth(1).locator("img").click()                                      # the lightbox
+    page.wait_for_selector(f'.lbfig[data-id="{second}"]', timeout=10_000)
+    page.keyboard.press("Escape")
+    page.wait_for_selector(".lbfig", state="detached", timeout=10_000)
+    curation.undo(home, [r["decision_id"] for r in rec])
+    settle(page)
     page.get_by_role("button", name=f"Keep {shown} selected").click()     # act on the whole selection
     kept = wait_until(lambda: [r for r in curation.recent_decisions(home, limit=1000)
                                if r["decision_id"] not in before], what="the selection kept")

@@ -186,3 +186,91 @@ def test_job_error_is_one_line_with_status_2(tmp_path, capsys, monkeypatch):
     assert cli.main(["--home", str(tmp_path), "stats"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "error: nothing to do: run `hashtags import-folder PATH` first"
+
+
+# ---------------------------------------------------------------- actions and grid events (issue 21)
+
+def test_a_bulk_action_is_one_undo_step_and_says_what_it_restored(demo_home):
+    birds = _ids(demo_home, "bird")
+    curation.decide(demo_home, birds[:3], "reject", session="tab-a", page="review")
+    curation.decide(demo_home, birds[3:4], "keep", session="tab-a", page="review")
+    curation.decide(demo_home, birds[4:5], "reject", session="tab-b", page="review")      # another tab
+    curation.decide(demo_home, birds[5:6], "reject", session="tab-a", page="embedding")   # another page
+    acts = curation.session_actions(demo_home, "tab-a", "review")
+    assert [(a["decision"], a["n_images"]) for a in acts] == [("keep", 1), ("reject", 3)]
+    assert curation.describe_action(acts[1]) == f"reject #{birds[0]}, #{birds[1]}, #{birds[2]} (bird)"
+    assert curation.undo_last_action(demo_home, "tab-a", "review") == [f"#{birds[3]} bird: keep → unreviewed"]
+    lines = curation.undo_last_action(demo_home, "tab-a", "review")
+    assert lines == [f"#{i} bird: reject → unreviewed" for i in sorted(birds[:3])]
+    assert curation.undo_last_action(demo_home, "tab-a", "review") == []            # nothing else of this page
+    labels = curation.current_labels(demo_home, birds[:6])
+    assert [labels[i]["review"] for i in birds[:6]] == ["unreviewed"] * 4 + ["reject", "reject"]
+
+
+def test_undo_any_one_action_and_relabel_lines(demo_home):
+    birds = _ids(demo_home, "bird")
+    first = curation.decide(demo_home, birds[:1], "relabel", "fruit", session="s", page="review")
+    curation.decide(demo_home, birds[1:2], "keep", session="s", page="review")
+    older = curation.session_actions(demo_home, "s", "review")[1]
+    assert older["decision"] == "relabel" and first
+    assert curation.undo_action(demo_home, older["action_id"]) == [f"#{birds[0]} fruit: relabel → bird, unreviewed"]
+    assert curation.undo_action(demo_home, older["action_id"]) == []                   # already undone
+    assert curation.current_labels(demo_home, birds[1:2])[birds[1]]["review"] == "keep"   # the newer one stands
+    with pytest.raises(ValueError, match="no curation action"):
+        curation.undo_action(demo_home, 999999)
+
+
+def test_grid_events_apply_at_most_once_in_order(demo_home):
+    birds = _ids(demo_home, "bird")
+    events = [{"id": f"t1-{n}", "kind": "keep", "ids": [b]} for n, b in enumerate(birds[:4])]
+    first = curation.apply_events(demo_home, events[:2], session="t1", page="review")
+    assert [(r["status"], r["new"]) for r in first] == [("applied", True)] * 2
+    again = curation.apply_events(demo_home, events, session="t1", page="review")   # resent with two more
+    assert [r["new"] for r in again] == [False, False, True, True]
+    assert again[0]["message"] == first[0]["message"] == f"Kept #{birds[0]}."
+    rec = curation.recent_decisions(demo_home, 100)
+    assert [r["image_id"] for r in rec[::-1]] == birds[:4]                             # once each, in order
+    undos = [{"id": f"t1-u{n}", "kind": "undo"} for n in range(3)]
+    res = curation.apply_events(demo_home, undos + undos, session="t1", page="review")
+    assert [r["new"] for r in res] == [True] * 3 + [False] * 3
+    assert [r["message"] for r in res[:3]] == [f"Undid #{b} bird: keep → unreviewed." for b in birds[3:0:-1]]
+    assert [r["image_id"] for r in curation.recent_decisions(demo_home, 100)] == birds[:1]
+
+
+def test_grid_events_on_missing_images_or_bad_input_are_reported_not_applied(demo_home):
+    birds = _ids(demo_home, "bird")
+    res = curation.apply_events(demo_home, [
+        {"id": "x-1", "kind": "reject", "ids": [999999]},
+        {"id": "x-2", "kind": "relabel", "ids": [birds[0]], "word": "no-such-word"},
+        {"id": "x-3", "kind": "maybe", "ids": [birds[0]]},
+        {"id": "x-4", "kind": "undo"},
+        {"id": "x-5", "kind": "reject", "ids": [birds[1]]}], session="x", page="review")
+    assert [r["status"] for r in res] == ["not_applied"] * 4 + ["applied"]
+    assert "no stored image with id 999999" in res[0]["message"] and "unknown word" in res[1]["message"]
+    assert "Nothing to undo" in res[3]["message"]
+    assert [(r["image_id"], r["decision"]) for r in curation.recent_decisions(demo_home)] == [(birds[1], "reject")]
+    again = curation.apply_events(demo_home, [{"id": "x-1", "kind": "reject", "ids": [birds[2]]}], session="x",
+                                  page="review")
+    assert again[0]["status"] == "not_applied" and not again[0]["new"]               # an id is never reused
+
+
+def test_maps_2d_and_distinct_colours():
+    import numpy as np
+
+    from hashtag_workbench.core.maps import distinct_colours, maps_2d
+    P = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+    maps = maps_2d(P, sample=25)
+    rows, xy = maps["pca"]
+    assert len(rows) == 40 and np.allclose(xy, P[:, :2])
+    rows, xy = maps["tsne"]
+    assert len(rows) == 25 == len(set(rows)) and xy.shape == (25, 2) and np.isfinite(xy).all()
+    cols = distinct_colours(76)
+    assert len(set(cols)) == 76 and all(len(c) == 7 and c.startswith("#") for c in cols)
+    with pytest.raises(ValueError, match="non-empty"):
+        maps_2d(np.zeros((0, 3)))
+
+
+def test_map_job_needs_features_first(demo_home, capsys):
+    from hashtag_workbench.jobs.cli import main
+    assert main(["--home", str(demo_home), "map"]) == 2
+    assert "no PCA fit yet: run `hashtags features` first" in capsys.readouterr().err

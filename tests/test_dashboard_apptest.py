@@ -159,63 +159,95 @@ def test_words_page_rejects_bad_names(seeded):
     assert "not a usable word" in texts(at)
 
 
-def test_review_keyboard_buttons_bulk_and_undo(seeded):
+def review_order(h, word: str) -> list[int]:
+    dets = q.detectors(h)
+    det = "kmeans_2sigma" if "kmeans_2sigma" in dets else (dets[0] if dets else None)
+    return [i["image_id"] for i in q.review_items(h, word, det, any_flag=True)]
+
+
+def send(at: AppTest, *events: dict) -> AppTest:
+    """What the grid component sends: its queue of events not yet acknowledged (the browser's state)."""
+    at.session_state["review_grid"] = {"events": list(events)}
+    return at.run()
+
+
+def test_review_grid_events_bulk_actions_and_undo(seeded):
     at = page("review")
     at.session_state["review_word"] = "bird"
     at.run()
     assert not at.exception
-    dets = q.detectors(seeded, "bird")
-    if dets:
-        det = "kmeans_2sigma" if "kmeans_2sigma" in dets else dets[0]
-        assert at.selectbox(key="review_detector").value == det
-        dets = [det]
-        items = q.review_items(seeded, "bird", det)
-        assert [i["flagged"] for i in items] == sorted([i["flagged"] for i in items], reverse=True)
-    first = q.review_items(seeded, "bird", dets[0] if dets else None)[0]["image_id"]
+    assert at.selectbox(key="review_detector").value == "(any detector)"      # the Overview's rule by default
+    order = review_order(seeded, "bird")
     cells = grid_cells(at)
-    assert cells and cells[0]["id"] == first and cells[0]["current"] and cells[0]["src"].startswith("data:image/jpeg")
-    at.button(key="kb_reject").click().run()      # the X shortcut's button: rejects the current image
-    rec = curation.recent_decisions(seeded)
-    assert (rec[0]["image_id"], rec[0]["decision"]) == (first, "reject")
-    at.button(key="kb_undo").click().run()        # U
-    assert curation.recent_decisions(seeded) == []
-    at.button(key="kb_next").click().run()        # N moves the cursor
-    at.button(key="kb_keep").click().run()        # K keeps the second image
-    rec = curation.recent_decisions(seeded)
-    assert rec[0]["decision"] == "keep" and rec[0]["image_id"] != first
-    ids = [i["image_id"] for i in q.review_items(seeded, "bird", dets[0] if dets else None)][:3]
-    at.session_state["review_selected"] = ids      # what the grid's select buttons build up
+    assert [c["id"] for c in cells] == order and cells[0]["src"].startswith("data:image/jpeg")
+    assert grid_data(at)["current"] == order[0] and grid_data(at)["matching"] == order
+    assert any("outlier score" in line for line in cells[0]["info"])             # the lightbox caption
+    x = {"id": "tab-1", "kind": "reject", "ids": [order[0]]}
+    send(at, x)
+    assert [(r["image_id"], r["decision"]) for r in curation.recent_decisions(seeded)] == [(order[0], "reject")]
+    assert grid_data(at)["acked"] == ["tab-1"] and grid_data(at)["message"]["text"] == f"Rejected #{order[0]}."
+    assert order[0] not in [c["id"] for c in grid_cells(at)]                   # the grid drawn after it shows it
     at.run()
-    assert sum(c["selected"] for c in grid_cells(at)) == 3
-    assert at.selectbox(key="review_relabel_to").value is None      # no default target
-    at.selectbox(key="review_relabel_to").select("music").run()
-    at.button(key="bulk_relabel").click().run()
-    assert "Relabel 3 images from 'bird' to 'music'?" in texts(at)
-    assert {v["word"] for v in curation.current_labels(seeded, ids).values()} == {"bird"}   # not yet
-    at.button(key="bulk_relabel_confirm").click().run()
-    assert not at.exception
-    labels = curation.current_labels(seeded, ids)
-    assert {v["word"] for v in labels.values()} == {"music"}
-    at.multiselect(key="undo_pick").select(curation.recent_decisions(seeded)[0]["decision_id"]).run()
-    at.button(key="undo_selected").click().run()
-    assert "Undid 1 decision" in texts(at)
+    send(at, x)                                                                # a rerun, a resend: still once
+    assert len(curation.recent_decisions(seeded, include_undone=True)) == 1
+    send(at, x, {"id": "tab-2", "kind": "undo"})
+    assert curation.recent_decisions(seeded) == []
+    assert grid_data(at)["message"]["text"] == f"Undid #{order[0]} bird: reject → unreviewed."
+    send(at, {"id": "tab-3", "kind": "relabel", "ids": order[1:4], "word": "music"})   # a bulk action: one step
+    assert {v["word"] for v in curation.current_labels(seeded, order[1:4]).values()} == {"music"}
+    acts = curation.session_actions(seeded, at.session_state["curation_session"], "review")
+    assert [(a["decision"], a["n_images"]) for a in acts] == [("relabel", 3), ("reject", 1)]
+    assert f"relabel #{order[1]}, #{order[2]}, #{order[3]} (bird) to music" in texts(at)
+    at.button(key=f"undo_{acts[0]['action_id']}").click().run()                # any one action, from the list
+    assert {v["word"] for v in curation.current_labels(seeded, order[1:4]).values()} == {"bird"}
+    assert at.button(key=f"undo_{acts[0]['action_id']}").disabled
+    send(at, {"id": "tab-4", "kind": "keep", "ids": [999999]})                 # an image deleted meanwhile
+    assert grid_data(at)["message"]["bad"] and "no stored image with id 999999" in grid_data(at)["message"]["text"]
+    assert grid_data(at)["acked"] == ["tab-4"]                                 # reported, not retried for ever
+    assert at.button(key="undo_last").disabled                                  # every action is undone
+    send(at, {"id": "tab-4", "kind": "keep", "ids": [999999]}, {"id": "tab-5", "kind": "undo"})
+    assert "Nothing to undo" in grid_data(at)["message"]["text"]
 
 
 def test_review_word_stays_chosen_while_counts_change(seeded):
     at = page("review").run()
     at.selectbox(key="review_word_box").select("music").run()
     first_label = word_label(at, "music")
-    for _ in range(3):
-        at.button(key="kb_keep").click().run()
+    order = review_order(seeded, "music")
+    for n in range(3):
+        send(at, *[{"id": f"k-{i}", "kind": "keep", "ids": [order[i]]} for i in range(n + 1)])
         assert at.selectbox(key="review_word_box").value == "music"
     assert word_label(at, "music") != first_label                    # its counts moved on
     decisions = curation.recent_decisions(seeded)
-    det = "kmeans_2sigma" if "kmeans_2sigma" in q.detectors(seeded) else None
-    assert [d["image_id"] for d in decisions[::-1]] == [i["image_id"] for i in q.review_items(seeded, "music", det)][:3]
-    at.button(key="sel_all").click().run()
-    assert len(at.session_state["review_selected"]) == 8            # music's page, not the default word's
+    assert [d["image_id"] for d in decisions[::-1]] == order[:3]
+    assert len(grid_data(at)["matching"]) == 8                      # music's images, not the default word's
     cells = grid_cells(at)
-    assert [c["flagged"] for c in cells if "keep" in c["caption"]] == [False] * 3   # kept: no flagged style
+    assert [c["review"] for c in cells if c["id"] in order[:3]] == ["keep"] * 3    # the kept badges
+
+
+def test_flagged_queue_across_words_has_the_overview_count(seeded):
+    n = q.flagged_count(seeded)
+    assert n == sum(r["flagged"] for r in q.word_status(seeded))
+    ov = page("overview").run()
+    metric = next(m for m in ov.metric if m.label.startswith("Flagged"))
+    assert int(metric.value) == n and q.flag_rule(None) in texts(ov)
+    at = page("review").run()
+    at.session_state["review_mode"] = "queue"
+    at.run()
+    assert not at.exception
+    assert [c["id"] for c in grid_cells(at)] == [r["image_id"] for r in q.flagged_queue(
+        seeded, score_detector="kmeans_2sigma" if "kmeans_2sigma" in q.detectors(seeded) else None)]
+    assert len(grid_cells(at)) == n and f"of {n} {q.flag_rule(None)}" in texts(at)
+    words = sorted({c["caption"].split(" · ")[1] for c in grid_cells(at)})
+    at.multiselect(key="review_q_words").select(words[0]).run()
+    assert {c["caption"].split(" · ")[1] for c in grid_cells(at)} == {words[0]}
+    det = q.detectors(seeded)[0]
+    at.selectbox(key="review_detector").select(det).run()               # one detector's flags
+    assert len(grid_cells(at)) == len(q.flagged_queue(seeded, det, words=[words[0]]))
+    at.multiselect(key="review_q_words").unselect(words[0]).run()
+    scores = [r["score"] for r in q.flagged_queue(seeded, det)]
+    at.number_input(key="review_q_min").set_value(float(max(scores))).run()   # a score threshold
+    assert len(grid_cells(at)) == sum(s >= max(scores) for s in scores) >= 1
 
 
 def test_review_relabel_targets_are_active_words_and_flag_counts_follow_the_detector(seeded):
@@ -265,8 +297,18 @@ def test_embedding_map(seeded):
         return
     assert at.get("plotly_chart")
     assert "32 images" in texts(at)
+    stored = q.embedding_map(seeded, "pca")
+    assert stored and f"stored by features run {stored['run_id']}" in texts(at)      # read, not computed
+    import json
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    colours = [t["marker"]["color"] for t in spec["data"] if t["name"] != "flagged (ring)"]
+    assert len(colours) == len(set(stored["words"])) == len(set(colours))          # one colour per word
+    at.radio(key="emb_colour").set_value("flag").run()
+    names = {t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
+    assert names <= {"flagged", "not flagged", "flagged (ring)"} and "not flagged" in names
     at.radio(key="emb_method").set_value("tsne").run()
     assert not at.exception and at.get("plotly_chart")
+    assert f"stored by features run {q.embedding_map(seeded, 'tsne')['run_id']}" in texts(at)
 
 
 def test_evaluation_page(seeded):

@@ -17,6 +17,7 @@ from hashtag_workbench.warehouse.db import WarehouseLocked
 from hashtag_workbench.warehouse.store import image_file
 
 REVIEW_PAGE = "views/review.py"
+PAGES = {"review": "review", "eval": "evaluation", "emb": "embedding"}   # panel key prefix -> the page's name
 
 
 def open_in_review(image_id: int) -> None:
@@ -33,10 +34,12 @@ def relabel_targets(h: str, current: str | None) -> list[str]:
     return [w for w in words(h, active_only=True) if w != current]
 
 
-def act(h: str, ids: list[int], decision: str, new_word: str | None = None) -> str | None:
-    """Record one decision for these images; returns an error line, or None when it was written."""
+def act(h: str, ids: list[int], decision: str, new_word: str | None = None, *, page: str | None = None) -> str | None:
+    """Record one decision for these images (one action of this session on `page`); an error line, or None."""
+    from hashtag_workbench.dashboard.review_grid import session_id
     try:
-        curation.decide(h, ids, decision, new_word if decision == "relabel" else None)
+        curation.decide(h, ids, decision, new_word if decision == "relabel" else None, session=session_id(),
+                        page=page)
     except (ValueError, WarehouseLocked) as exc:
         return str(exc)
     return None
@@ -54,17 +57,18 @@ def _provenance(d: dict) -> pd.DataFrame:
 
 def _actions(h: str, d: dict, key: str, after_write: Callable[[], None], review_link: bool) -> None:
     iid = d["image_id"]
+    page = PAGES.get(key.split("_")[0])
     targets = relabel_targets(h, d["word"])
     bar = st.container(horizontal=True)
     if bar.button("Keep", key=f"{key}_keep", icon=":material/check:"):
-        _done(act(h, [iid], "keep"), f"Kept image #{iid}.", after_write)
+        _done(act(h, [iid], "keep", page=page), f"Kept image #{iid}.", after_write)
     if bar.button("Reject", key=f"{key}_reject", icon=":material/close:"):
-        _done(act(h, [iid], "reject"), f"Rejected image #{iid}.", after_write)
+        _done(act(h, [iid], "reject", page=page), f"Rejected image #{iid}.", after_write)
     to = bar.selectbox("Relabel to", targets, index=None, placeholder="choose a target word", key=f"{key}_to",
                        label_visibility="collapsed")
     if bar.button(f"Relabel to {to}" if to else "Relabel", key=f"{key}_relabel", disabled=not to,
                   icon=":material/redo:"):
-        _done(act(h, [iid], "relabel", to), f"Relabelled image #{iid} to {to!r}.", after_write)
+        _done(act(h, [iid], "relabel", to, page=page), f"Relabelled image #{iid} to {to!r}.", after_write)
     if review_link and bar.button("Open in Review", key=f"{key}_review", icon=":material/fact_check:"):
         open_in_review(iid)
 

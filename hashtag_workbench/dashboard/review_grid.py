@@ -1,136 +1,125 @@
-"""The Review page's thumbnail grid as one small custom component (Streamlit components v2).
+"""The image grid (Review, Evaluation, Embedding) as one custom component: Streamlit components v2 with its
+JavaScript and CSS read from components/ (plain files, no build step).
 
-A page of 60 images drawn as 60 native Streamlit cells with their own buttons costs
-hundreds of widgets, which made a page change take several seconds in the browser.
-Here the whole grid is one element: images inline (data URIs of the on-disk
-thumbnails), captions set as text (never HTML), and a click on an image's
-keep / reject / relabel / select button (or on the image: open) comes back to Python as one trigger value.
+A page of 60 images drawn as native Streamlit cells costs hundreds of widgets; here the whole grid
+is one element: images inline (data URIs of the on-disk thumbnails), captions set as text (never HTML).
+Decisions are events made in the browser ({id, kind, ids, word}; the cursor, selection and queue
+live there, see components/image_grid.js). `apply_grid_events` applies them at the top of a page run,
+each event id at most once (warehouse.curation.apply_events), before the page reads its images, so
+the grid drawn next already shows them; the ids handled go back to the browser as `acked`.
 """
 from __future__ import annotations
 
-import base64
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
 
 from hashtag_workbench.core.errors import InputError
+from hashtag_workbench.dashboard import lightbox
+from hashtag_workbench.dashboard.lightbox import data_uri  # noqa: F401 - the pages' import of it
+from hashtag_workbench.warehouse import curation
+from hashtag_workbench.warehouse.db import WarehouseLocked
 
-CSS = """
-.rg { display: grid; grid-template-columns: repeat(var(--cols, 6), minmax(0, 1fr)); gap: 10px; }
-.cell { border: 1px solid rgba(49, 51, 63, 0.2); border-radius: 8px; padding: 6px; background: #fff;
-        display: flex; flex-direction: column; gap: 4px; font: 13px/1.3 sans-serif; color: #31333f; }
-.cell.flagged { border-color: #f0a202; }
-.cell.selected { background: #eef4ff; border-color: #1c62e8; }
-.cell.current { outline: 3px solid #ff4b4b; outline-offset: -1px; }
-.cell img { width: 100%; aspect-ratio: 4 / 3; object-fit: contain; background: #f4f4f6; border-radius: 4px;
-            cursor: zoom-in; }
-.cap { min-height: 2.6em; word-break: break-word; }
-.bar { display: flex; gap: 4px; }
-.bar button { flex: 1; padding: 3px 0; border: 1px solid rgba(49, 51, 63, 0.25); border-radius: 6px;
-              background: #fff; cursor: pointer; font-size: 14px; }
-.bar button:hover { background: #f0f2f6; }
-.bar button[data-act=reject]:hover { background: #ffe3e3; }
-.bar button[data-act=keep]:hover { background: #e3f7e3; }
-"""
-
-JS = """
-// Keys typed while a Review select box still has the focus (right after choosing a word) would go
-// into that box, not to the page's shortcuts: send them to the shortcut's button instead.
-const SHORTCUTS = {k: 'kb_keep', x: 'kb_reject', n: 'kb_next', b: 'kb_prev', u: 'kb_undo'};
-const BOXES = '.st-key-review_word_box, .st-key-review_detector, .st-key-review_show, .st-key-review_per_page';
-function installKeys() {
-  if (window.__hashtagReviewKeys) return;
-  window.__hashtagReviewKeys = true;
-  document.addEventListener('keydown', (e) => {
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
-    const name = SHORTCUTS[(e.key || '').toLowerCase()];
-    const el = e.composedPath ? e.composedPath()[0] : e.target;
-    if (!name || !el || el.tagName !== 'INPUT' || !el.closest || !el.closest(BOXES)) return;
-    if (el.getAttribute('aria-expanded') === 'true') return;   // the list is open: the key filters it
-    const btn = document.querySelector('.st-key-' + name + ' button');
-    if (!btn || btn.disabled) return;
-    e.preventDefault();
-    e.stopImmediatePropagation();
-    el.blur();
-    btn.click();
-  }, true);
-}
-
-export default function (component) {
-  const { data, setTriggerValue, parentElement } = component;
-  if (data.keys) installKeys();
-  let root = parentElement.querySelector('.rg');
-  if (!root) {
-    root = document.createElement('div');
-    root.className = 'rg';
-    parentElement.appendChild(root);
-  }
-  root.style.setProperty('--cols', String(data.cols || 6));
-  root.textContent = '';
-  for (const c of data.cells) {
-    const cell = document.createElement('div');
-    cell.className = 'cell' + (c.current ? ' current' : '') + (c.selected ? ' selected' : '') +
-                     (c.flagged ? ' flagged' : '');
-    cell.dataset.id = String(c.id);
-    const img = document.createElement('img');
-    if (c.src) img.src = c.src;
-    img.alt = 'image ' + c.id;
-    img.title = 'open large';
-    img.onclick = () => setTriggerValue('action', { id: c.id, act: 'open', t: Date.now() });
-    const cap = document.createElement('div');
-    cap.className = 'cap';
-    cap.textContent = c.caption;           // text only: never parsed as HTML
-    const bar = document.createElement('div');
-    bar.className = 'bar';
-    const all = {keep: ['\\u2713', 'keep'], reject: ['\\u2717', 'reject'],
-                 relabel: ['\\u21aa', 'relabel to ' + (data.relabel || '(choose a target word first)')],
-                 select: [c.selected ? '\\u2611' : '\\u2610', c.selected ? 'unselect' : 'select'],
-                 review: ['\\u2197', 'open in Review']};
-    for (const act of (data.acts || ['keep', 'reject', 'relabel', 'select'])) {
-      const [label, title] = all[act];
-      const b = document.createElement('button');
-      b.type = 'button';
-      b.textContent = label;
-      b.title = title;
-      b.dataset.act = act;
-      if (act === 'relabel' && !data.relabel) b.disabled = true;
-      b.onclick = () => setTriggerValue('action', { id: c.id, act: act, t: Date.now() });
-      bar.appendChild(b);
-    }
-    cell.append(img, cap, bar);
-    root.appendChild(cell);
-  }
-}
-"""
-
-_grid = st.components.v2.component("hashtag_review_grid", html="", css=CSS, js=JS)
-
-
-def data_uri(path: str | Path | None) -> str | None:
-    if not path:
-        return None
-    return "data:image/jpeg;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
-
+HERE = Path(__file__).parent / "components"
+_grid = st.components.v2.component(
+    "hashtag_image_grid", html="", css=(HERE / "image_grid.css").read_text(),
+    js=lightbox.JS_FILE.read_text() + "\n" + (HERE / "image_grid.js").read_text())
 
 ACTS = ("keep", "reject", "relabel", "select", "review")
+BULK = ("keep", "reject", "relabel")
+
+
+def session_id() -> str:
+    """This browser session's id: actions are undone per session and page ("what this page did")."""
+    return st.session_state.setdefault("curation_session", uuid.uuid4().hex[:12])
+
+
+def _state(key: str) -> dict:
+    """The component's state as the browser last sent it (read before the component is drawn)."""
+    try:
+        raw = st.session_state.get(key)
+    except Exception:  # noqa: BLE001 - no state yet in this session
+        return {}
+    if raw is None:
+        return {}
+    try:
+        return {k: raw[k] for k in ("events", "open") if k in raw}
+    except TypeError:
+        return {k: getattr(raw, k, None) for k in ("events", "open")}
+
+
+def apply_grid_events(h: str, key: str, page: str, on_write: Callable[[], None] | None = None) -> list[dict]:
+    """Apply the decisions the browser queued in grid `key` that this session has not handled yet.
+
+    Returns the results newly handled in this run ({event_id, status, message, new}). A busy
+    warehouse leaves the events unacknowledged: the browser sends them again.
+    """
+    ss = st.session_state
+    done: dict = ss.setdefault(f"{key}__done", {})
+    events = [e for e in (_state(key).get("events") or []) if isinstance(e, dict)]
+    fresh = [e for e in events if e.get("id") not in done]
+    if not fresh:
+        return []
+    try:
+        results = curation.apply_events(h, fresh, session=session_id(), page=page)
+    except WarehouseLocked as exc:
+        ss[f"{key}__msg"] = {"text": f"Not applied yet, will retry: {exc}", "bad": True}
+        return []
+    for r in results:
+        done[r["event_id"]] = r
+    if results:   # the newest first; a refusal is shown in red
+        lines = [r["message"] for r in results[::-1]]
+        text = " ".join(lines[:3]) + (f" (+{len(lines) - 3} more)" if len(lines) > 3 else "")
+        ss[f"{key}__msg"] = {"text": text, "bad": any(r["status"] != "applied" for r in results)}
+    if on_write and any(r["status"] == "applied" for r in results):
+        on_write()
+    return results
+
+
+def image_grid(h: str, cells: list[dict], *, key: str, relabel: str | None = None, cols: int = 6,
+               acts: tuple[str, ...] = ACTS[:4], bulk: tuple[str, ...] = BULK, keys: bool = False,
+               view: str = "", scope: str = "", current: int | None = None, matching: list[int] | None = None,
+               page: dict | None = None) -> dict:
+    """Draw the grid; returns {"action": {id, act} or None (a one-shot click: 'review'), "nav": {page, at} or None}.
+
+    cells: {id, src (data URI or None), caption (plain text), flagged, review, word, info (lightbox lines)}.
+    acts: the buttons under each image; bulk: the sticky bar's actions on the selection (() = no bar);
+    keys: this grid owns the page's keys (K X R N B U Space Enter Esc); view: the cursor goes back to
+    `current` when it changes; scope: the selection is cleared when it changes; matching: every id
+    "select all matching" selects; page: {page, n_pages} for N / B past the page's ends.
+    """
+    unknown = (set(acts) - set(ACTS)) | (set(bulk) - set(BULK))
+    if unknown:
+        raise InputError(f"unknown grid actions: {sorted(unknown)}")
+    ss = st.session_state
+    done = ss.get(f"{key}__done", {})
+    st_now = _state(key)
+    opened = st_now.get("open")
+    ids = {c["id"] for c in cells}
+    data = {"gid": key, "cells": cells, "relabel": relabel, "cols": cols, "acts": list(acts), "bulk": list(bulk),
+            "keys": keys, "view": view, "scope": scope, "current": current, "matching": matching, "page": page,
+            "acked": [e.get("id") for e in (st_now.get("events") or []) if isinstance(e, dict) and e.get("id") in done],
+            "message": ss.get(f"{key}__msg"),
+            "large": lightbox.large_image(h, opened) if isinstance(opened, int) and opened in ids else None}
+    res = _grid(data=data, key=key, on_events_change=lambda: None, on_open_change=lambda: None,
+                on_action_change=lambda: None, on_nav_change=lambda: None)
+    out = {}
+    for name in ("action", "nav"):
+        try:
+            v = res.get(name) if hasattr(res, "get") else getattr(res, name, None)
+        except Exception:  # noqa: BLE001 - an empty result in bare mode
+            v = None
+        out[name] = v if isinstance(v, dict) else None
+    return out
 
 
 def review_grid(cells: list[dict], *, relabel: str | None, cols: int = 6, key: str = "review_grid",
-                acts: tuple[str, ...] = ACTS[:4], keys: bool = False) -> dict | None:
-    """Draw the grid; returns the action clicked in this run ({id, act}) or None.
-
-    cells: {id, src (data URI or None), caption (plain text), flagged, current, selected}.
-    acts: the buttons under each image (a click on the image itself is act "open").
-    keys: route the Review shortcuts typed in its select boxes to their buttons.
-    """
-    unknown = set(acts) - set(ACTS)
-    if unknown:
-        raise InputError(f"unknown grid actions: {sorted(unknown)}")
-    res = _grid(data={"cells": cells, "relabel": relabel, "cols": cols, "acts": list(acts), "keys": keys}, key=key,
-                on_action_change=lambda: None)
-    act = None
-    try:
-        act = res.get("action") if hasattr(res, "get") else getattr(res, "action", None)
-    except Exception:  # an empty result in bare mode
-        act = None
-    return act if isinstance(act, dict) and "id" in act and "act" in act else None
+                acts: tuple[str, ...] = ACTS[:4], keys: bool = False, h: str | None = None) -> dict | None:
+    """A grid without the bulk bar whose one-shot clicks come back as {id, act} (act 'review'); for
+    pages that only show images (decisions there go through `apply_grid_events` with the page's name)."""
+    from hashtag_workbench.dashboard.common import home
+    out = image_grid(h or str(home()), cells, key=key, relabel=relabel, cols=cols, acts=acts, bulk=(), keys=keys)
+    act = out["action"]
+    return act if act and "id" in act and "act" in act else None

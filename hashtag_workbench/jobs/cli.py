@@ -29,6 +29,7 @@ JOBS: dict[str, str] = {
     "scrape-hashtags": "scrape_hashtags",
     "features": "features",
     "outliers": "outliers",
+    "map": "map",
     "split": "split",
     "train": "train",
     "evaluate": "evaluate",

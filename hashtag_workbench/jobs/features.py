@@ -9,6 +9,7 @@ import numpy as np
 from hashtag_workbench.core.backbones import DEFAULT_BACKBONE, available_backbones
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.features import DEFAULT_PCA_COMPONENTS, extract, fit_pca
+from hashtag_workbench.core.maps import maps_2d
 from hashtag_workbench.infra.onnxrt import DEFAULT_RUNTIME, load_for_runtime
 from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready
 from hashtag_workbench.jobs.engines.ingest import ingest_leftovers
@@ -39,10 +40,12 @@ def fit_and_store_pca(home: Path, run, backbone: str, *, n_components: int = DEF
     rel = pca_artifact(run.run_id)
     fit.save(home / rel)
     explained = float(fit.explained_variance_ratio.sum())
+    P = fit.transform(X)
     wh.write_pca_fit(home, run.run_id, backbone, n_components=fit.n_components, explained_variance=explained,
-                     artifact=rel, image_ids=ids, projections=fit.transform(X))
+                     artifact=rel, image_ids=ids, projections=P)
     if fit.n_components < n_components:
         run.log(f"PCA: {fit.n_components} components (capped by {len(ids)} images x {X.shape[1]} dims)")
+    store_maps(home, run, run.run_id, ids, P)
     return {"pca_run_id": run.run_id, "pca_components": fit.n_components,
             "pca_explained_variance": round(explained, 4), "pca_images": int(len(ids))}
 
@@ -164,6 +167,14 @@ def compute_features(home: Path, *, backbone: str = DEFAULT_BACKBONE, weights: P
         return {"run_id": run.run_id, **run.all_counts()}
 
 
+def store_maps(home: Path, run, fit_run_id: int, ids, P: np.ndarray) -> None:
+    """The Embedding map's PCA layout of one fit (its first two components), stored with the fit;
+    t-SNE takes longer and is the `map` job's."""
+    for method, (rows, xy) in maps_2d(P, methods=("pca",)).items():
+        wh.write_embedding_map(home, fit_run_id, method, np.asarray(ids)[rows], xy)
+    run.log(f"Embedding map (PCA) stored for PCA run {fit_run_id}; `hashtags map` adds the t-SNE layout")
+
+
 def _refresh_pca(home: Path, run, backbone: str, pca_components: int) -> None:
     """Refit only when the set of images changed: a re-run with nothing new recomputes nothing."""
     if run.counts.get("done") or not wh.pca_is_current(home, backbone):
@@ -173,6 +184,8 @@ def _refresh_pca(home: Path, run, backbone: str, pca_components: int) -> None:
     else:
         fit = wh.latest_pca_fit(home, backbone)
         run.extra["pca_run_id"] = fit["run_id"]
+        if "pca" not in wh.embedding_map_methods(home, fit["run_id"]):   # a warehouse from before stored maps
+            store_maps(home, run, fit["run_id"], *wh.projection_matrix(home, fit["run_id"]))
         run.log(f"PCA up to date (fitted in run {fit['run_id']}, {fit['n_images']} images)")
 
 

@@ -13,12 +13,28 @@ import numpy as np
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.warehouse.db import connect, fetch_dicts
 
-# The current score and flag per (image, detector) and the current duplicate groups: views defined
-# once in migration 150 (only finished runs count).
+# The current score and flag per (image, detector): the view of migration 150 (only finished runs count;
+# the newest one that scored each image and detector).
 _LATEST_SCORES = "SELECT image_id, detector, score, flagged, run_id FROM current_outlier_scores"
+# "Flagged", the one rule every page counts by: per image, the latest finished outlier run that scored it
+# (per detector); flagged when any detector flagged it, or one given detector ({det}: '' or 'WHERE detector = ?').
+_FLAGS = f"""SELECT image_id, bool_or(flagged) AS flagged, list(detector ORDER BY detector) FILTER (WHERE flagged)
+                    AS flagged_by
+             FROM ({_LATEST_SCORES}) {{det}} GROUP BY image_id"""
+FLAG_RULE_ANY = "flagged by any outlier detector (the latest finished run that scored each image)"
 
 
-def _rows(con, sql: str, params: list | None = None) -> list[dict]:
+def _det_cond(detector: str | None) -> str:
+    return "" if detector is None else "WHERE detector = ?"
+
+
+def flag_rule(detector: str | None) -> str:
+    """The rule in words, as both the Overview and Review state it."""
+    return FLAG_RULE_ANY if detector is None else \
+        f"flagged by the {detector} detector (the latest finished run that scored each image)"
+
+
+def _rows(con, sql: str, params: list | dict | None = None) -> list[dict]:
     return fetch_dicts(con.execute(sql, params or []))
 
 
@@ -33,12 +49,11 @@ def word_status(home: Path | str, detector: str | None = None) -> list[dict]:
     detector when None); collected = ok images collected under the word (before any relabel), so
     the totals of `collected` and `labelled` agree; `stored` is the old name of `collected`.
     """
-    det = "" if detector is None else "WHERE detector = ?"
     sql = f"""
         WITH w AS (SELECT word, active FROM words
                    UNION SELECT DISTINCT word, NULL FROM images
                    WHERE word IS NOT NULL AND word NOT IN (SELECT word FROM words)),
-        f AS (SELECT image_id, bool_or(flagged) AS flagged FROM ({_LATEST_SCORES}) {det} GROUP BY image_id),
+        f AS ({_FLAGS.format(det=_det_cond(detector))}),
         lab AS (SELECT l.word, count(*) AS labelled,
                        count(*) FILTER (WHERE l.review <> 'reject') AS kept,
                        count(*) FILTER (WHERE l.review IN ('keep', 'relabel')) AS kept_reviewed,
@@ -91,34 +106,72 @@ def detectors(home: Path | str, word: str | None = None) -> list[str]:
 REVIEW_FILTERS = ("all", "unreviewed", "flagged", "rejected")
 
 
-def review_items(home: Path | str, word: str, detector: str | None = None, *, show: str = "all") -> list[dict]:
+def review_items(home: Path | str, word: str, detector: str | None = None, *, show: str = "all",
+                 any_flag: bool = False) -> list[dict]:
     """One word's images for review: flagged first, then by outlier score (highest first).
 
     Each row: image_id, sha256, path, word, original_word, review, score, flagged,
-    group_id / dup_kind (near-duplicate group, if any), title, source_url, width, height.
-    `show`: all (but rejected), unreviewed, flagged (unreviewed and flagged) or rejected.
+    group_id / dup_kind (near-duplicate group, if any), title, source_url, width, height, origin,
+    source_path, run_id, detector. `show`: all (but rejected), unreviewed, flagged (unreviewed and
+    flagged) or rejected. Scores are `detector`'s; flags too, or any detector's with any_flag.
     """
     if show not in REVIEW_FILTERS:
         raise InputError(f"show must be one of {REVIEW_FILTERS}")
     cond = {"all": "l.review <> 'reject'", "unreviewed": "l.review = 'unreviewed'",
-            "flagged": "l.review = 'unreviewed' AND coalesce(s.flagged, FALSE)",
+            "flagged": "l.review = 'unreviewed' AND coalesce(f.flagged, FALSE)",
             "rejected": "l.review = 'reject'"}[show]
+    flags = _FLAGS.format(det="" if any_flag else "WHERE detector = $det")
     # Narrow to the word's images first, so scores and groups are only aggregated for them.
     sql = f"""
-        WITH l AS (SELECT * FROM image_labels WHERE word = ?),
-        s AS (SELECT image_id, score, flagged FROM current_outlier_scores
-              WHERE detector = ? AND image_id IN (SELECT image_id FROM l)),
+        WITH l AS (SELECT * FROM image_labels WHERE word = $word),
+        s AS (SELECT image_id, score FROM current_outlier_scores
+              WHERE detector = $det AND image_id IN (SELECT image_id FROM l)),
+        f AS (SELECT * FROM ({flags}) WHERE image_id IN (SELECT image_id FROM l)),
         d AS (SELECT image_id, min(group_id) AS group_id, min(kind) AS dup_kind FROM current_duplicate_groups
               WHERE image_id IN (SELECT image_id FROM l) GROUP BY image_id)
         SELECT l.image_id, l.sha256, l.path, l.word, l.original_word, l.review,
-               s.score, coalesce(s.flagged, FALSE) AS flagged, d.group_id, d.dup_kind,
-               i.title, i.source_url, i.width, i.height
-        FROM l JOIN images i ON i.image_id = l.image_id
-             LEFT JOIN s ON s.image_id = l.image_id LEFT JOIN d ON d.image_id = l.image_id
+               s.score, coalesce(f.flagged, FALSE) AS flagged, f.flagged_by, d.group_id, d.dup_kind,
+               i.title, i.source_url, i.width, i.height, i.origin, i.source_path, i.run_id, $det AS detector
+        FROM l JOIN images i ON i.image_id = l.image_id LEFT JOIN s ON s.image_id = l.image_id
+             LEFT JOIN f ON f.image_id = l.image_id LEFT JOIN d ON d.image_id = l.image_id
         WHERE {cond}
         ORDER BY flagged DESC, s.score DESC NULLS LAST, l.image_id"""
     with connect(home, read_only=True) as con:
-        return _rows(con, sql, [word, detector or ""])
+        return _rows(con, sql, {"word": word, "det": detector or ""})
+
+
+def flagged_queue(home: Path | str, detector: str | None = None, *, score_detector: str | None = None,
+                  words: list[str] | None = None, min_score: float | None = None) -> list[dict]:
+    """Every flagged, unreviewed image across words (the count the Overview shows), highest score first.
+
+    Flagged by any detector (detector=None) or by one; `score_detector` gives the score shown,
+    ordered and thresholded (default: `detector`); `words` and `min_score` narrow the queue.
+    Rows have review_items' columns.
+    """
+    sdet = score_detector or detector or ""
+    sql = f"""
+        WITH f AS ({_FLAGS.format(det=_det_cond(detector))}),
+        s AS (SELECT image_id, score FROM ({_LATEST_SCORES}) WHERE detector = ?)
+        SELECT l.image_id, l.sha256, l.path, l.word, l.original_word, l.review, s.score, TRUE AS flagged,
+               f.flagged_by, NULL AS group_id, NULL AS dup_kind, i.title, i.source_url, i.width, i.height,
+               i.origin, i.source_path, i.run_id, ? AS detector
+        FROM image_labels l JOIN f ON f.image_id = l.image_id AND f.flagged
+             JOIN images i ON i.image_id = l.image_id LEFT JOIN s ON s.image_id = l.image_id
+        WHERE l.review = 'unreviewed' {"AND l.word IN (SELECT unnest(?))" if words else ""}
+              {"AND s.score >= ?" if min_score is not None else ""}
+        ORDER BY s.score DESC NULLS LAST, l.word, l.image_id"""
+    params: list = ([] if detector is None else [detector]) + [sdet, sdet]
+    params += ([list(words)] if words else []) + ([float(min_score)] if min_score is not None else [])
+    with connect(home, read_only=True) as con:
+        return _rows(con, sql, params)
+
+
+def flagged_count(home: Path | str, detector: str | None = None) -> int:
+    """How many images are flagged and unreviewed (the Overview's number; the Review queue's length)."""
+    sql = f"""SELECT count(*) FROM image_labels l JOIN ({_FLAGS.format(det=_det_cond(detector))}) f
+              ON f.image_id = l.image_id AND f.flagged WHERE l.review = 'unreviewed'"""
+    with connect(home, read_only=True) as con:
+        return int(con.execute(sql, [] if detector is None else [detector]).fetchone()[0])
 
 
 def images_by_id(home: Path | str, image_ids: list[int]) -> list[dict]:
@@ -226,6 +279,27 @@ def embedding(home: Path | str, *, source: str = "projections") -> dict | None:
     return {"run_id": fit[0], "backbone": fit[1], "image_ids": [r[0] for r in rows],
             "X": np.asarray([r[1] for r in rows], dtype=np.float32),
             "words": [r[2] for r in rows], "reviews": [r[3] for r in rows], "flagged": [bool(r[4]) for r in rows]}
+
+
+def embedding_map(home: Path | str, method: str = "pca") -> dict | None:
+    """The stored 2-D map (pca | tsne) of the newest PCA fit, with each image's label and flag now.
+
+    Returns {run_id (the features run of the fit), backbone, method, image_ids, xy (n x 2 float32), words,
+    reviews, flagged (any detector)} or None when the newest fit has no stored map (an older warehouse).
+    """
+    sql = f"""WITH fit AS (SELECT run_id, backbone FROM pca_fits ORDER BY run_id DESC LIMIT 1),
+              f AS ({_FLAGS.format(det="")})
+              SELECT m.image_id, m.x, m.y, l.word, l.review, coalesce(f.flagged, FALSE), fit.run_id, fit.backbone
+              FROM embedding_maps m JOIN fit ON m.run_id = fit.run_id
+                   JOIN image_labels l ON l.image_id = m.image_id LEFT JOIN f ON f.image_id = m.image_id
+              WHERE m.method = ? ORDER BY m.image_id"""
+    with connect(home, read_only=True) as con:
+        rows = con.execute(sql, [method]).fetchall()
+    if not rows:
+        return None
+    return {"run_id": rows[0][6], "backbone": rows[0][7], "method": method, "image_ids": [r[0] for r in rows],
+            "xy": np.asarray([(r[1], r[2]) for r in rows], dtype=np.float32), "words": [r[3] for r in rows],
+            "reviews": [r[4] for r in rows], "flagged": [bool(r[5]) for r in rows]}
 
 
 # ---------------------------------------------------------------- evaluation

@@ -142,6 +142,24 @@ def write_pca_fit(home: Path, run_id: int, backbone: str, *, n_components: int, 
         con.unregister("proj_batch")
 
 
+def write_embedding_map(home: Path, run_id: int, method: str, image_ids, xy: np.ndarray) -> None:
+    """Store one 2-D map of PCA fit `run_id` (replacing an earlier one of the same fit and method)."""
+    ids = np.asarray(image_ids, dtype=np.int64)
+    xy = np.asarray(xy, dtype=np.float32)
+    with connect(home) as con:
+        con.execute("DELETE FROM embedding_maps WHERE run_id = ? AND method = ?", [run_id, method])
+        con.register("map_batch", pa.table({"image_id": ids, "x": xy[:, 0], "y": xy[:, 1]}))
+        con.execute("INSERT INTO embedding_maps (run_id, method, image_id, x, y) SELECT ?, ?, image_id, x, y "
+                    "FROM map_batch", [run_id, method])
+        con.unregister("map_batch")
+
+
+def embedding_map_methods(home: Path, run_id: int) -> list[str]:
+    with connect(home, read_only=True) as con:
+        return [r[0] for r in con.execute("SELECT DISTINCT method FROM embedding_maps WHERE run_id = ? ORDER BY 1",
+                                          [run_id]).fetchall()]
+
+
 def projection_matrix(home: Path, run_id: int) -> tuple[np.ndarray, np.ndarray]:
     """The PCA projections of fit `run_id`: (image_ids (n,), vectors float32 (n, k)), ordered by image_id."""
     with connect(home, read_only=True) as con:

@@ -12,7 +12,9 @@ from hashtag_workbench.core.metrics import SCOPE_TITLES, STUDY_TOP1
 from hashtag_workbench.dashboard.common import default_zero_shot, empty_state, home, n_images, thumb
 from hashtag_workbench.dashboard.curve_chart import render_curve
 from hashtag_workbench.dashboard.image_panel import image_panel, open_in_review
-from hashtag_workbench.dashboard.review_grid import data_uri, review_grid
+from hashtag_workbench.dashboard.lightbox import info_lines
+from hashtag_workbench.dashboard.review_grid import apply_grid_events, data_uri, review_grid
+from hashtag_workbench.warehouse import curation
 from hashtag_workbench.warehouse import dashboard_queries as q
 
 # Top-1 accuracy in the original study (76 classes, 200 images each, 80:20 split).
@@ -88,8 +90,10 @@ def _grid(rows: list[dict], key: str) -> None:
     if not rows:
         st.write("No images.")
         return
+    apply_grid_events(H, key, "evaluation", on_write=_after_write)   # K / X in its lightbox, once each
+    labels = curation.current_labels(H, [r["image_id"] for r in rows])
     cells = [{"id": r["image_id"], "src": data_uri(thumb(H, r["sha256"], r["path"])), "flagged": False,
-              "current": r["image_id"] == ss.get("eval_open"), "selected": False,
+              "review": labels.get(r["image_id"], {}).get("review"), "word": r["true_word"], "info": info_lines(r),
               "caption": f"#{r['image_id']} {r['true_word']} → {r['pred_word']}"
                          + ("" if r["prob"] is None else f" ({r['prob']:.0%})")} for r in rows]
     action = review_grid(cells, relabel=None, cols=GRID, key=key, acts=("review",))
