@@ -124,7 +124,8 @@ def timed_job(template: Path, work: Path, **kw) -> dict:
     shutil.rmtree(home, ignore_errors=True)
     nan = float("nan")
     return {"rate": counts["done"] / elapsed, "steady": counts.get("steady_images_per_s", nan),
-            "first": counts.get("first_result_s", nan), "done": counts["done"], "budget": _budget(config)}
+            "first": counts.get("first_result_s", nan), "done": counts["done"], "budget": _budget(config),
+            "ingest_s": counts.get("ingest_s", nan)}
 
 
 def _budget(config: dict) -> str:
@@ -179,6 +180,31 @@ def stop_nodes(procs: list[subprocess.Popen]) -> None:
             os.killpg(p.pid, signal.SIGKILL)
 
 
+def ingest_cost(template: Path, work: Path, sizes=(16, 64, 256), images: int = 1024) -> dict[int, float]:
+    """The driver's ingest cost per image (ms) for shards of each size, INGEST_EVERY shards per transaction,
+    on a copy of the template: the measurement behind ray_features.SHARD_MAX."""
+    from hashtag_workbench.jobs.engines import shardfiles
+    from hashtag_workbench.jobs.engines.ingest import INGEST_EVERY
+    from hashtag_workbench.warehouse.shards import ingest_feature_shards
+    ids = [im["image_id"] for im in labelled_images(template)][:images]
+    rng, cost = np.random.default_rng(0), {}
+    for size in sizes:
+        home = fresh_copy(template, work)
+        rel = []
+        for i in range(0, len(ids), size):
+            chunk = ids[i:i + size]
+            table = shardfiles.shard_table(run_id=1, backbone="efficientnet_lite0", image_ids=chunk, failures=[],
+                                           vecs=rng.random((len(chunk), 1280), np.float32),
+                                           logits=rng.random((len(chunk), 1000), np.float32))
+            rel.append(str(shardfiles.write_shard(home / "shards", table, name_hint=str(i)).relative_to(home)))
+        t0 = time.perf_counter()
+        for i in range(0, len(rel), INGEST_EVERY):
+            ingest_feature_shards(home, rel[i:i + INGEST_EVERY], ingest_run_id=1)
+        cost[size] = 1000 * (time.perf_counter() - t0) / len(ids)
+        shutil.rmtree(home, ignore_errors=True)
+    return cost
+
+
 LOCAL, RAY1, RAY2, TWO_NODES = ("local job", "ray, 1 worker (local cluster)", "ray, 2 workers (local cluster)",
                                 "ray, 2 workers (two nodes x 1 CPU)")
 
@@ -209,16 +235,20 @@ def measure(template: Path, tmp: Path, args) -> dict[str, list[dict]]:
     return rates
 
 
-def report(rates: dict[str, list[dict]], photos: int, args) -> None:
-    med = {k: {m: statistics.median(r[m] for r in v) for m in ("rate", "steady", "first")} for k, v in rates.items()}
+def report(rates: dict[str, list[dict]], photos: int, args, ingest: dict[int, float]) -> None:
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("rate", "steady", "first", "ingest_s")}
+           for k, v in rates.items()}
     print(f"\n{photos} photos, batch {args.batch_size}, efficientnet_lite0 (ONNX), {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} (1 min) at the end, median of {args.repeats} round(s)\n")
-    print(f"| {'job':<36} | {'thread budget':<24} | img/s (whole job) | img/s (steady) | s to first result |")
-    print(f"|{'-' * 38}|{'-' * 26}|-------------------|----------------|-------------------|")
+    print(f"| {'job':<36} | {'thread budget':<24} | img/s (whole job) | img/s (steady) | s to first result "
+          "| driver ingest s |")
+    print(f"|{'-' * 38}|{'-' * 26}|-------------------|----------------|-------------------|-----------------|")
     for name, m in med.items():
-        steady = "" if m["steady"] != m["steady"] else f"{m['steady']:.1f}"
-        first = "" if m["first"] != m["first"] else f"{m['first']:.1f}"
-        print(f"| {name:<36} | {rates[name][0]['budget']:<24} | {m['rate']:17.1f} | {steady:>14} | {first:>17} |")
+        steady, first, ing = ("" if v != v else f"{v:.1f}" for v in (m["steady"], m["first"], m["ingest_s"]))
+        print(f"| {name:<36} | {rates[name][0]['budget']:<24} | {m['rate']:17.1f} | {steady:>14} | {first:>17} "
+              f"| {ing:>15} |")
+    print("\ndriver ingest per image, by shard size: "
+          + ", ".join(f"{size}: {ms:.2f} ms" for size, ms in ingest.items()))
     one, two, local = med[RAY1], med[RAY2], med[LOCAL]
     print(f"\nray 1 worker / local: whole job {one['rate'] / local['rate']:.2f}, steady "
           f"{one['steady'] / local['steady']:.2f} (goal >= 0.9)")
@@ -250,8 +280,9 @@ def main(argv=None) -> int:
         photos = len(labelled_images(template))
         warm = photo_home(tmp / "warm", 32)
         compute_features(warm, batch_size=args.batch_size)     # warm-up: the ONNX export, lazy imports
+        ingest = ingest_cost(template, tmp)
         rates = measure(template, tmp, args)
-    report(rates, photos, args)
+    report(rates, photos, args, ingest)
     return 0
 
 
