@@ -131,12 +131,14 @@ def compute_on_ray(home: Path, run, todo: list[dict], *, info: dict, budget: Thr
     ctx.max_errored_blocks = -1           # a block that keeps failing becomes failed rows below
     items = [{"image_id": im["image_id"], "path": im["path"]} for im in todo]
     ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / shard))
+    # no queue beyond the calls that run: a shard waiting behind a busy actor would idle the others at the end
     pool = ray.data.ActorPoolStrategy(size=budget.workers, max_concurrent_calls_per_actor=CALLS_PER_ACTOR,
-                                      enable_true_multi_threading=True)
+                                      max_tasks_in_flight_per_actor=CALLS_PER_ACTOR, enable_true_multi_threading=True)
     with warnings.catch_warnings():
         # Ray 2.60 warns that actor restart options passed this way go away in 2.64; they are pinned here.
         warnings.simplefilter("ignore", DeprecationWarning)
-        out = ds.map_batches(FeatureActor, batch_size=shard, batch_format="numpy", compute=pool,
+        # batch_size None: each block is one call and one shard (a batch size would merge and re-cut blocks)
+        out = ds.map_batches(FeatureActor, batch_size=None, batch_format="numpy", compute=pool,
                              num_cpus=budget.threads, max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES,
                              fn_constructor_kwargs={"home": str(home), "run_id": run.run_id, "backbone": backbone,
                                                     "threads": budget.threads, "batch_size": batch_size,
