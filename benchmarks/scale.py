@@ -37,6 +37,7 @@ from PIL import Image, ImageEnhance, ImageOps
 from hashtag_workbench.jobs.engines.cluster import init_options
 from hashtag_workbench.jobs.features import DEFAULT_BATCH, compute_features
 from hashtag_workbench.jobs.import_folder import import_folder, scan_folder
+from hashtag_workbench.warehouse.features import feature_matrix
 from hashtag_workbench.warehouse.images import labelled_images
 from hashtag_workbench.warehouse.runs import get_run
 
@@ -121,11 +122,26 @@ def timed_job(template: Path, work: Path, **kw) -> dict:
     counts = compute_features(home, **kw)
     elapsed = time.perf_counter() - t0
     config = get_run(home, counts["run_id"])["config"]
+    ids, X = feature_matrix(home, config["backbone"])
     shutil.rmtree(home, ignore_errors=True)
     nan = float("nan")
     return {"rate": counts["done"] / elapsed, "steady": counts.get("steady_images_per_s", nan),
             "first": counts.get("first_result_s", nan), "done": counts["done"], "budget": _budget(config),
-            "ingest_s": counts.get("ingest_s", nan)}
+            "ingest_s": counts.get("ingest_s", nan), "features": _unit_rows(ids, X)}
+
+
+def _unit_rows(ids, X) -> tuple[np.ndarray, np.ndarray]:
+    """(image ids sorted, their feature vectors scaled to length 1), to compare engines by cosine."""
+    order = np.argsort(ids)
+    X = np.asarray(X, np.float64)[order]
+    return np.asarray(ids)[order], X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+def min_cosine(a: tuple, b: tuple) -> float:
+    """The lowest per-image cosine between two runs' features (NaN when they hold different images)."""
+    if len(a[0]) != len(b[0]) or (a[0] != b[0]).any():
+        return float("nan")
+    return float((a[1] * b[1]).sum(axis=1).min())
 
 
 def _budget(config: dict) -> str:
@@ -256,6 +272,10 @@ def report(rates: dict[str, list[dict]], photos: int, args, ingest: dict[int, fl
           f"{two['steady'] / one['steady']:.2f} (goal >= 1.0)")
     if TWO_NODES in med:
         print(f"two nodes, 2 workers / ray 1 worker: whole job {med[TWO_NODES]['rate'] / one['rate']:.2f}")
+    base = rates[LOCAL][0]["features"]
+    cos = {k: min(min_cosine(base, r["features"]) for r in v) for k, v in rates.items() if k != LOCAL}
+    print("same features as the local job, lowest cosine per image: "
+          + ", ".join(f"{k} {c:.6f}" for k, c in cos.items()) + " (goal >= 0.999)")
 
 
 def main(argv=None) -> int:
