@@ -1,7 +1,7 @@
 """Scaling out: the features job locally and on Ray, on the same photos, side by side in one run.
 
     python benchmarks/scale.py [--augment N | --photos DIR] [--limit 0] [--batch-size 16] [--repeats 1]
-                               [--no-two-node]
+                               [--no-two-node] [--keep DIR]
 
 Photos: the bundled demo photos as they are, `--augment N` (N distinct variants of each demo
 photo, made by `augment_demo`: random crop, flip, brightness, 512 px on the long side; N=28
@@ -104,6 +104,14 @@ def photo_home(base: Path, limit: int, source: Path = DEMO, augment: int = 0) ->
     import_folder(base / "template", tree)
     shutil.rmtree(tree)
     return base / "template"
+
+
+def reused(keep: Path | None) -> Path | None:
+    """The warehouse an earlier run with --keep imported, if it is complete."""
+    if keep is None or not (keep / "template" / "warehouse.duckdb").is_file() or (keep / "tree").exists():
+        return None
+    print(f"reusing the photos imported in {keep / 'template'}", file=sys.stderr)
+    return keep / "template"
 
 
 def fresh_copy(template: Path, work: Path) -> Path:
@@ -290,13 +298,16 @@ def main(argv=None) -> int:
                     help=f"images per forward pass (default {DEFAULT_BATCH}, as the features job)")
     ap.add_argument("--repeats", type=int, default=1, help="alternating rounds; medians are reported (default 1)")
     ap.add_argument("--no-two-node", action="store_true", help="skip the two-node cluster")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="build the imported photos in this folder and reuse them when it holds them already "
+                         "(import-folder of ~15k photos takes minutes; it is not what is measured)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
         tmp = Path(tmp)
         # One ONNX cache for every job (and, inherited, every Ray worker): the warm-up exports the model
         # once, as a user's first job does; timed jobs load it, as every later job does.
         os.environ["HASHTAG_ONNX_CACHE"] = str(tmp / "onnx-cache")
-        template = photo_home(tmp, args.limit, args.photos, args.augment)
+        template = reused(args.keep) or photo_home(args.keep or tmp, args.limit, args.photos, args.augment)
         photos = len(labelled_images(template))
         warm = photo_home(tmp / "warm", 32)
         compute_features(warm, batch_size=args.batch_size)     # warm-up: the ONNX export, lazy imports
