@@ -13,7 +13,9 @@ this machine's cores; Ray with 2 workers on a two-node cluster on this machine (
 --head --num-cpus 1` + `ray start --address ... --num-cpus 1`, stopped afterwards). Each row
 shows its thread budget (read from the run's config), images/s over the whole job (model loading
 and the driver's PCA included) and in the steady state (after the first result: every worker has
-loaded its model). Ray start-up is outside the timing (a cluster is up before a job joins it), and
+loaded its model), the driver's seconds spent ingesting shards and its CPU seconds (for the local job,
+all its work). A per-image cosine against the local job's features checks that the engines agree.
+Ray start-up is outside the timing (a cluster is up before a job joins it), and
 so is the one-off ONNX export (the warm-up job makes it; every timed job loads it).
 Goals: Ray 1 worker >= 0.9 x local; Ray 2 workers >= 1.0 x Ray 1 worker.
 """
@@ -126,16 +128,16 @@ def timed_job(template: Path, work: Path, **kw) -> dict:
     """One features job on a fresh copy of the template: images/s over the whole job and after the
     first result, seconds to the first result (Ray), and the thread budget from the run's config."""
     home = fresh_copy(template, work)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     counts = compute_features(home, **kw)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     config = get_run(home, counts["run_id"])["config"]
     ids, X = feature_matrix(home, config["backbone"])
     shutil.rmtree(home, ignore_errors=True)
     nan = float("nan")
     return {"rate": counts["done"] / elapsed, "steady": counts.get("steady_images_per_s", nan),
             "first": counts.get("first_result_s", nan), "done": counts["done"], "budget": _budget(config),
-            "ingest_s": counts.get("ingest_s", nan), "features": _unit_rows(ids, X)}
+            "ingest_s": counts.get("ingest_s", nan), "driver_cpu_s": cpu, "features": _unit_rows(ids, X)}
 
 
 def _unit_rows(ids, X) -> tuple[np.ndarray, np.ndarray]:
@@ -260,17 +262,18 @@ def measure(template: Path, tmp: Path, args) -> dict[str, list[dict]]:
 
 
 def report(rates: dict[str, list[dict]], photos: int, args, ingest: dict[int, float]) -> None:
-    med = {k: {m: statistics.median(r[m] for r in v) for m in ("rate", "steady", "first", "ingest_s")}
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("rate", "steady", "first", "ingest_s", "driver_cpu_s")}
            for k, v in rates.items()}
     print(f"\n{photos} photos, batch {args.batch_size}, efficientnet_lite0 (ONNX), {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} (1 min) at the end, median of {args.repeats} round(s)\n")
     print(f"| {'job':<36} | {'thread budget':<24} | img/s (whole job) | img/s (steady) | s to first result "
-          "| driver ingest s |")
-    print(f"|{'-' * 38}|{'-' * 26}|-------------------|----------------|-------------------|-----------------|")
+          "| driver ingest s | driver CPU s |")
+    print(f"|{'-' * 38}|{'-' * 26}|-------------------|----------------|-------------------|-----------------|"
+          "--------------|")
     for name, m in med.items():
         steady, first, ing = ("" if v != v else f"{v:.1f}" for v in (m["steady"], m["first"], m["ingest_s"]))
         print(f"| {name:<36} | {rates[name][0]['budget']:<24} | {m['rate']:17.1f} | {steady:>14} | {first:>17} "
-              f"| {ing:>15} |")
+              f"| {ing:>15} | {m['driver_cpu_s']:12.1f} |")
     print("\ndriver ingest per image, by shard size: "
           + ", ".join(f"{size}: {ms:.2f} ms" for size, ms in ingest.items()))
     one, two, local = med[RAY1], med[RAY2], med[LOCAL]
