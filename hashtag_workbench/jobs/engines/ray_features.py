@@ -3,12 +3,12 @@
 Each actor loads the model once and asks Ray for exactly the CPUs its forward pass uses
 (the thread budget, engines/budget.py). An actor call takes one shard's worth of images
 and runs the local job's own pipeline on it (core.features.extract: decoding and resizing
-in a thread beside the forward pass), then writes one Parquet shard under the run's folder
-in the data dir. Two calls run in each actor at once, the forward pass behind a lock, so
-one call's first decode and shard write overlap the other's forward pass: the actor's
-cores never wait for input or output. The driver ingests the shards a few per transaction
-(warehouse.shards) in a background thread, so collecting results never waits on DuckDB;
-workers never open the warehouse.
+in as many threads as the forward pass has, beside it), then writes one Parquet shard
+under the run's folder in the data dir. Two calls run in each actor at once and take turns
+on the model, so one call's first decodes and the other's shard write overlap a forward
+pass: the actor's cores never wait for input or output. The driver ingests the shards a
+few per transaction (warehouse.shards) in a background thread, so collecting results never
+waits on DuckDB; workers never open the warehouse.
 """
 from __future__ import annotations
 
@@ -40,7 +40,6 @@ SHARD_MAX = 256         # images per shard (one actor call). benchmarks/scale.py
                         # of 256 (2 loaded cores); larger shards only delay progress and lose more to a kill
 SHARDS_PER_WORKER = 4   # a small job is cut into at least this many shards per worker, so all stay busy
 CALLS_PER_ACTOR = 2     # concurrent calls in one actor: one runs the model while the other decodes or writes
-DECODE_THREADS = 1      # decoding threads of each call (two calls: two decoders beside one forward pass)
 
 
 def shard_size(n_images: int, workers: int, batch_size: int) -> int:
@@ -78,6 +77,9 @@ class FeatureActor:
     def __init__(self, *, home: str, run_id: int, backbone: str, weights: str | None, threads: int,
                  batch_size: int, runtime: str = "onnx"):
         self.home, self.run_id, self.backbone, self.batch_size = Path(home), run_id, backbone, batch_size
+        # decoding threads of each call: as many as the forward pass has, so decoding keeps up with it (the
+        # local job's 2 beside 2 inference threads); a call that is ahead waits on its full prefetch queue
+        self.decoders = threads
         # the driver exported and checked the ONNX file already, so a worker only opens it
         self.model = load_for_runtime(self.home, backbone, weights, runtime=runtime, threads=threads)
         self._model_lock = threading.Lock()
@@ -89,7 +91,7 @@ class FeatureActor:
         done, vecs, logits, failures = [], [], [], []
         model = _Turn(self.model, self._model_lock)
         try:
-            for positions, f, lg, bad in extract(paths, model, batch_size=self.batch_size, workers=DECODE_THREADS):
+            for positions, f, lg, bad in extract(paths, model, batch_size=self.batch_size, workers=self.decoders):
                 done += [ids[p] for p in positions]
                 vecs.append(f)
                 logits.append(lg)
