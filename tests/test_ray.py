@@ -128,6 +128,13 @@ def test_thread_budget_fits_the_workers_on_the_nodes():
         plan_threads(2, 2, [2, 1], own_cluster=False)
 
 
+def test_shards_are_large_but_every_worker_gets_several():
+    from hashtag_workbench.jobs.engines.ray_features import SHARD_MAX, shard_size
+    assert shard_size(15_000, 2, 16) == SHARD_MAX                # big jobs: the measured size
+    assert shard_size(12, 2, 4) == 4 and shard_size(100, 1, 16) == 32   # small ones: 4+ shards per worker
+    assert all(shard_size(n, w, 16) % 16 == 0 for n in (1, 50, 999) for w in (1, 3))   # whole batches
+
+
 def test_shard_ingestion_skips_present_rows_and_duplicates(photos):
     """Pure warehouse logic (no Ray): a shard twice, an image in two shards, a failure then a success."""
     d = shardfiles.run_shard_dir(photos, 7)
