@@ -164,3 +164,25 @@ def test_an_interrupted_features_job_keeps_every_image_it_finished(demo_home, mo
     monkeypatch.setattr(cf, "run_batch", real)
     again = compute_features(demo_home, batch_size=8, threads=1)
     assert again["done"] == len(labelled_images(demo_home)) - 16
+
+
+@pytest.fixture
+def _restore_threads():
+    from hashtag_workbench.infra import runtime
+    before = runtime.requested_threads()
+    yield
+    runtime.configure_threads(before)
+    torch.set_num_threads(1)
+
+
+def test_the_global_threads_option_reaches_the_features_job(demo_home, _restore_threads):
+    """`hashtags --threads 1 features`: the subcommand must not overwrite the global option (issue 22)."""
+    from hashtag_workbench.jobs.cli import main
+    from hashtag_workbench.warehouse import runs
+    assert main(["--home", str(demo_home), "--threads", "1", "features", "--pca-components", "4"]) == 0
+    run = runs.recent_runs(demo_home, 1, kind="features")[0]
+    assert run["config"]["threads"] == 1 and run["status"] == "ok"
+    assert "onnx, 1 thread(s)" in run["log"]
+    # after the command it means the same; a re-run with nothing to do still records what it would use
+    assert main(["--home", str(demo_home), "features", "--threads", "1", "--pca-components", "4"]) == 0
+    assert runs.recent_runs(demo_home, 1, kind="features")[0]["config"]["threads"] == 1

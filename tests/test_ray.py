@@ -83,6 +83,10 @@ def test_features_on_ray_equal_local_and_each_shard_is_ingested_once(photos, tmp
     counts = compute_features(photos, backbone=BACKBONE, engine="ray", workers=2, batch_size=4)
     assert counts["done"] == N and counts.get("failed", 0) == 0
     assert counts["ray_address"] == "already connected" and counts["pca_images"] == N
+    # the thread budget: 2 workers split the module's 2-CPU Ray, and the run's config says so
+    config = runs.get_run(photos, counts["run_id"])["config"]
+    assert config["workers"] == 2 and config["threads"] == 1
+    assert config["thread_budget"]["node_cpus"] == [2] and "split" in config["thread_budget"]["chosen_by"]
 
     ray_vecs, local_vecs = _features(photos), _features(local_home)
     assert sorted(ray_vecs) == sorted(local_vecs) and len(ray_vecs) == N
@@ -102,6 +106,33 @@ def test_features_on_ray_equal_local_and_each_shard_is_ingested_once(photos, tmp
     assert again["shards"] == 0 and _shard_rows(photos) == shards
     rerun = compute_features(photos, backbone=BACKBONE, engine="ray", workers=2)
     assert rerun.get("done", 0) == 0 and rerun["skipped"] == N and _shard_rows(photos) == shards
+
+
+def _wt(budget) -> tuple[int, int]:
+    return budget.workers, budget.threads
+
+
+def test_thread_budget_fits_the_workers_on_the_nodes():
+    """Pure arithmetic (no Ray): each worker asks for the CPUs it uses, and all must fit at once."""
+    from hashtag_workbench.jobs.engines.budget import plan_threads
+    from hashtag_workbench.jobs.engines.cluster import ClusterError
+    assert _wt(plan_threads(1, None, [2], own_cluster=True)) == (1, 2)       # one worker gets both cores
+    assert _wt(plan_threads(2, None, [2], own_cluster=True)) == (2, 1)
+    assert _wt(plan_threads(2, None, [1, 1], own_cluster=False)) == (2, 1)   # two one-CPU nodes
+    assert _wt(plan_threads(2, None, [8, 2], own_cluster=False)) == (2, 4)   # a worker cannot span nodes
+    assert plan_threads(2, 1, [16], own_cluster=False).chosen_by == "as asked"
+    reduced = plan_threads(3, 2, [2], own_cluster=True)                       # a Ray this job started: reduced
+    assert _wt(reduced) == (2, 1) and "reduced" in reduced.chosen_by
+    assert reduced.workers * reduced.threads <= 2
+    with pytest.raises(ClusterError, match="do not fit"):                     # someone else's cluster: refused
+        plan_threads(2, 2, [2, 1], own_cluster=False)
+
+
+def test_shards_are_large_but_every_worker_gets_several():
+    from hashtag_workbench.jobs.engines.ray_features import SHARD_MAX, shard_size
+    assert shard_size(15_000, 2, 16) == SHARD_MAX                # big jobs: the measured size
+    assert shard_size(12, 2, 4) == 4 and shard_size(100, 1, 16) == 32   # small ones: 4+ shards per worker
+    assert all(shard_size(n, w, 16) % 16 == 0 for n in (1, 50, 999) for w in (1, 3))   # whole batches
 
 
 def test_shard_ingestion_skips_present_rows_and_duplicates(photos):
@@ -128,11 +159,14 @@ def test_shard_ingestion_skips_present_rows_and_duplicates(photos):
 def test_killed_driver_leaves_shards_that_the_rerun_ingests(photos, ray_address):
     env = {**os.environ, "HASHTAG_HOME": str(photos), "RAY_ADDRESS": ray_address,
            "HASHTAG_CRASH_AFTER": "features:shard:3", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "hashtag_workbench", "features", "--engine", "ray", "--workers", "1",
-                           "--batch-size", "2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run([sys.executable, "-m", "hashtag_workbench", "--threads", "1", "features", "--engine", "ray",
+                           "--workers", "1", "--batch-size", "1"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=240)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     killed = runs.recent_runs(photos, 1, kind="features")[0]
     assert killed["status"] == "running"
+    # the global --threads reached the Ray engine: 1 thread, although 1 worker could have had both CPUs
+    assert killed["config"]["threads"] == 1 and killed["config"]["thread_budget"]["chosen_by"] == "as asked"
     assert _shard_rows(photos) == []                     # 3 shards received, none ingested yet
     left = shardfiles.shard_files(photos)
     assert len(left) >= 3

@@ -5,6 +5,7 @@ import os
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _threads: int | None = None
+_requested: int | None = None   # what the user asked for with the global --threads (None: not asked)
 
 
 def available_cores() -> int:
@@ -21,8 +22,9 @@ def configure_threads(threads: int | None = None) -> int:
     Set through the environment so that torch picks it up when a job first imports it, and
     applied directly as well if torch is already loaded.
     """
-    global _threads
-    _threads = max(1, int(threads)) if threads else available_cores()
+    global _threads, _requested
+    _requested = max(1, int(threads)) if threads else None
+    _threads = _requested or available_cores()
     for var in _THREAD_VARS:
         os.environ[var] = str(_threads)
     import sys
@@ -34,3 +36,9 @@ def configure_threads(threads: int | None = None) -> int:
 def threads() -> int:
     """The thread count the CLI configured (the cores available when none was)."""
     return _threads or available_cores()
+
+
+def requested_threads() -> int | None:
+    """The thread count the user asked for (None when not asked: a job may then choose, e.g. the Ray
+    engine's thread budget, which splits the cluster's cores between its workers)."""
+    return _requested

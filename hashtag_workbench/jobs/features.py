@@ -1,6 +1,8 @@
 """`features`: penultimate-layer CNN features for every stored image, then PCA-128 projections."""
 from __future__ import annotations
 
+import argparse
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,6 +13,8 @@ from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.features import DEFAULT_PCA_COMPONENTS, extract, fit_pca
 from hashtag_workbench.core.maps import maps_2d
 from hashtag_workbench.infra.onnxrt import DEFAULT_RUNTIME, load_for_runtime
+from hashtag_workbench.infra.runtime import requested_threads
+from hashtag_workbench.infra.runtime import threads as configured_threads
 from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready
 from hashtag_workbench.jobs.engines.ingest import ingest_leftovers
 from hashtag_workbench.jobs.engines.options import add_engine_options, check_engine
@@ -116,13 +120,35 @@ def extract_and_store(home: Path, run, model, todo: list[dict], *, batch_size: i
     paths = [image_file(home, im["path"]) for im in todo]
     pending = _Pending(home, run, model, todo)
     bar = run.progress(total=len(todo), desc=f"features {model.name} ({model.runtime})")
+    rate = SteadyRate(run)
     try:
         for positions, feats, logits, failures in extract(paths, model, batch_size=batch_size, workers=workers,
                                                           progress=bar.update):
+            rate.add(len(positions) + len(failures))
             pending.add(positions, feats, logits, failures)
     finally:
         pending.close()
     bar.close()
+    rate.close()
+
+
+class SteadyRate:
+    """Notes in the run the seconds to the first result and the images/s after it (model loaded, pipeline
+    full): the rate a longer job would keep, the same measure for the local and the Ray engine."""
+
+    def __init__(self, run):
+        self.run, self.started, self.first_at, self.after_first = run, time.monotonic(), None, 0
+
+    def add(self, n: int) -> None:
+        if self.first_at is None:
+            self.first_at = time.monotonic()
+            self.run.extra["first_result_s"] = round(self.first_at - self.started, 1)
+        else:
+            self.after_first += n
+
+    def close(self) -> None:
+        if self.after_first and time.monotonic() > self.first_at:
+            self.run.extra["steady_images_per_s"] = round(self.after_first / (time.monotonic() - self.first_at), 2)
 
 
 def compute_features(home: Path, *, backbone: str = DEFAULT_BACKBONE, weights: Path | str | None = None,
@@ -134,7 +160,9 @@ def compute_features(home: Path, *, backbone: str = DEFAULT_BACKBONE, weights: P
     Resumable: rows are written every WRITE_EVERY images, and a re-run only does
     images without a row (and, with `retry_failed`, those that failed before).
     `engine="ray"` computes them on a Ray cluster (jobs/engines/ray_features.py). `workers`: decoding
-    threads (local, default DECODE_THREADS) or model workers (ray, default 1).
+    threads (local, default DECODE_THREADS) or model workers (ray, default 1). `threads`: inference
+    threads (local: default the configured ones; ray: per worker, default the cores split between
+    the workers, see jobs/engines/budget.py). The threads used are recorded in the run's config.
     """
     if backbone not in available_backbones():
         raise InputError(f"unknown backbone {backbone!r}; choose one of {', '.join(available_backbones())}")
@@ -145,23 +173,44 @@ def compute_features(home: Path, *, backbone: str = DEFAULT_BACKBONE, weights: P
     check_engine(engine, workers)
     ensure_ready(home)
     config = {"backbone": backbone, "weights": str(weights) if weights else None, "batch_size": batch_size,
-              "workers": workers, "retry_failed": retry_failed, "pca_components": pca_components,
-              "runtime": runtime, "engine": engine}
+              "workers": workers, "threads": threads or configured_threads(), "retry_failed": retry_failed,
+              "pca_components": pca_components, "runtime": runtime, "engine": engine}
+    job = dict(backbone=backbone, weights=weights, batch_size=batch_size, workers=workers, threads=threads,
+               retry_failed=retry_failed, pca_components=pca_components, runtime=runtime)
+    if engine != "ray" or not _todo(home, backbone, retry_failed)[1]:
+        return _features_run(home, config, **job)
+    from hashtag_workbench.jobs.engines.ray_features import ray_with_budget
+    with ray_with_budget(address=address, workers=workers, threads=threads) as (info, budget):
+        # the budget is chosen on the cluster's CPUs, so the run's config names what really ran
+        config.update(workers=budget.workers, threads=budget.threads, thread_budget=budget.as_config())
+        return _features_run(home, config, ray=(info, budget), **job)
+
+
+def _todo(home: Path, backbone: str, retry_failed: bool) -> tuple[list[dict], list[dict]]:
+    """(every stored image, those still without a row for `backbone`)."""
+    images = labelled_images(home, include_rejected=True)
+    done = wh.feature_ids(home, backbone, include_failed=not retry_failed)
+    return images, [im for im in images if im["image_id"] not in done]
+
+
+def _features_run(home: Path, config: dict, *, backbone, weights, batch_size, workers, threads, retry_failed,
+                  pca_components, runtime, ray=None) -> dict:
+    """The recorded run: leftover shards first, then the images to do (here or on Ray), then PCA."""
     with job_run(home, "features", config) as run:
         ingest_leftovers(home, run)  # shards a killed Ray run wrote are kept, not computed again
-        images = labelled_images(home, include_rejected=True)
-        done = wh.feature_ids(home, backbone, include_failed=not retry_failed)
-        todo = [im for im in images if im["image_id"] not in done]
+        images, todo = _todo(home, backbone, retry_failed)
         run.count("skipped", len(images) - len(todo))
-        if todo and engine == "ray":
+        if ray is not None:
+            run.log(f"thread budget: {ray[1].line()}")
+        if todo and ray is not None:
             from hashtag_workbench.jobs.engines.ray_features import compute_on_ray
-            compute_on_ray(home, run, todo, backbone=backbone, weights=weights, batch_size=batch_size,
-                           workers=workers, threads=threads, address=address, runtime=runtime)
-            todo = []
-        if todo:
+            compute_on_ray(home, run, todo, info=ray[0], budget=ray[1], backbone=backbone, weights=weights,
+                           batch_size=batch_size, runtime=runtime)
+        elif todo:
             model = load_for_runtime(home, backbone, weights, runtime=runtime, threads=threads, say=run.log)
             run.extra["runtime_used"] = model.runtime
-            run.log(f"{backbone} ({model.runtime}): {len(todo)} images to do, {len(images) - len(todo)} done before")
+            run.log(f"{backbone} ({model.runtime}, {config['threads']} thread(s)): {len(todo)} images to do, "
+                    f"{len(images) - len(todo)} done before")
             extract_and_store(home, run, model, todo, batch_size=batch_size, workers=workers)
         _refresh_pca(home, run, backbone, pca_components)
         return {"run_id": run.run_id, **run.all_counts()}
@@ -190,8 +239,9 @@ def _refresh_pca(home: Path, run, backbone: str, pca_components: int) -> None:
 
 
 def _cmd(args) -> int:
+    # the global --threads (None when not given: local then uses every core, Ray splits the cores)
     compute_features(args.home, backbone=args.backbone, weights=args.weights, batch_size=args.batch_size,
-                     workers=args.workers, threads=args.threads, retry_failed=args.retry_failed,
+                     workers=args.workers, threads=requested_threads(), retry_failed=args.retry_failed,
                      pca_components=args.pca_components, runtime=args.runtime, engine=args.engine,
                      address=args.address)
     return 0
@@ -210,9 +260,13 @@ def register(sub) -> None:
                    help=f"images per forward pass (default {DEFAULT_BATCH}, chosen by benchmarks/features.py)")
     p.add_argument("--workers", type=int, default=None,
                    help=f"local: decoding threads beside the forward pass (default {DECODE_THREADS}, chosen by "
-                        "benchmarks/features.py); ray: model workers, each loading the model once (default 1)")
-    p.add_argument("--threads", type=int, help="CPU threads for the forward pass (local default: all cores; "
-                                              "ray: per worker, default 1)")
+                        "benchmarks/features.py); ray: model workers, each loading the model once (default 1). "
+                        "The global --threads (before the command) sets the forward pass's threads: local "
+                        "default all cores; ray: per worker, default the cluster's cores split between the "
+                        "workers, never more than Ray has")
+    # --threads after the command too; SUPPRESS: when absent here it leaves the global value alone
+    p.add_argument("--threads", type=int, default=argparse.SUPPRESS,
+                   help="the same as the global --threads (CPU threads of the forward pass)")
     add_runtime_arg(p)
     add_engine_options(p)
     p.add_argument("--pca-components", type=int, default=DEFAULT_PCA_COMPONENTS,

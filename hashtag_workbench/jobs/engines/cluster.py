@@ -54,12 +54,13 @@ def ray_cluster(*, address: str | None = None, cpus: int = 1) -> Iterator[dict]:
     Joins `address` (or $RAY_ADDRESS); with neither, starts a local Ray with `cpus`
     CPUs and stops it afterwards. When this process is connected already (a test
     session, a notebook), that connection is used and left open. Yields a description:
-    address, cpus (the cluster's), started (whether this job started Ray).
+    address, cpus (the cluster's), node_cpus (each live node's), started (whether this job started Ray).
     """
     import ray
 
     if ray.is_initialized():
-        yield {"address": "already connected", "cpus": int(ray.cluster_resources().get("CPU", 0)), "started": False}
+        yield {"address": "already connected", "cpus": int(ray.cluster_resources().get("CPU", 0)),
+               "node_cpus": _node_cpus(), "started": False}
         return
     address = address or os.environ.get(ENV_ADDRESS) or None
     if address:
@@ -71,9 +72,16 @@ def ray_cluster(*, address: str | None = None, cpus: int = 1) -> Iterator[dict]:
                            "or leave out --address and $RAY_ADDRESS to use a local Ray") from None
     try:
         yield {"address": address or ctx.address_info.get("address", "local"),
-               "cpus": int(ray.cluster_resources().get("CPU", 0)), "started": address is None}
+               "cpus": int(ray.cluster_resources().get("CPU", 0)), "node_cpus": _node_cpus(),
+               "started": address is None}
     finally:
         ray.shutdown()
+
+
+def _node_cpus() -> list[int]:
+    """The CPUs of each live node (a worker's CPUs must all come from one node)."""
+    import ray
+    return [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
 
 
 def require_cpus(info: dict, needed: int, what: str) -> None:
