@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.jobs.engines.cluster import ClusterError
 
 
@@ -48,7 +49,7 @@ def plan_threads(workers: int, threads: int | None, node_cpus, *, own_cluster: b
     node_cpus = tuple(int(c) for c in node_cpus if int(c) > 0)
     total = sum(node_cpus)
     if workers < 1 or (threads is not None and threads < 1):
-        raise ValueError(f"--workers and --threads must be at least 1, got {workers} and {threads}")
+        raise InputError(f"--workers and --threads must be at least 1, got {workers} and {threads}")
     if threads is None and widest(node_cpus, workers):
         t = widest(node_cpus, workers)
         return ThreadBudget(workers, t, total, node_cpus, f"{t} thread(s) each: the CPUs split between the workers")
