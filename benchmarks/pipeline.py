@@ -135,13 +135,16 @@ def val_top1(home: Path) -> dict[str, float]:
 
 def epochs_run(home: Path) -> dict[str, int]:
     """Epochs each stored fine-tune actually ran (early stopping may end it before the maximum)."""
-    from hashtag_workbench.warehouse.models import models
-    return {r["name"]: len(r.get("curve") or []) for r in models(home, kinds=["finetune"])}
+    from hashtag_workbench.warehouse.models import learning_curve, models
+    return {r["name"]: r["config"].get("epochs_run") or len(learning_curve(home, r["model_id"]))
+            for r in models(home, kinds=["finetune"])}
 
 
-def study(photos: Path, home: Path, log: Path) -> dict:
+def study(photos: Path, home: Path, log: Path, only: set[str] | None = None) -> dict:
     results = {}
     for name, args in stages(photos):
+        if only and name not in only:
+            continue
         print(f"[pipeline] {name} ...", file=sys.stderr, flush=True)
         results[name] = run_stage(home, args, log)
         print(f"[pipeline] {name}: {results[name]}", file=sys.stderr, flush=True)
@@ -181,8 +184,13 @@ def main(argv=None) -> int:
     ap.add_argument("--trees", type=Path, default=Path(tempfile.gettempdir()),
                     help="where augmented photo trees are cached (default: the temp folder)")
     ap.add_argument("--keep", type=Path, help="use this (new) data directory and keep it (default: a temp one)")
+    ap.add_argument("--only", help="comma-separated stages to run on the --keep data directory made by an "
+                                   "earlier run (e.g. train,evaluate,curve after changing training code)")
     ap.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = ap.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
+    if only and (not args.keep or only - {name for name, _ in stages(Path())}):
+        raise SystemExit("--only needs --keep DIR and stage names among: " + ", ".join(n for n, _ in stages(Path())))
     photos = args.photos or DEMO
     if args.augment < 0:
         raise SystemExit("--augment takes 0 or more copies")
@@ -193,9 +201,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="pipeline-") as tmp:
         home = args.keep or Path(tmp) / "home"
         home.parent.mkdir(parents=True, exist_ok=True)
-        if home.exists() and any(home.iterdir()):
+        if not only and home.exists() and any(home.iterdir()):
             raise SystemExit(f"{home} is not empty: the study starts from a fresh data directory")
-        out = study(photos, home, Path(tmp) / "stages.log" if not args.keep else home.parent / "pipeline.log")
+        out = study(photos, home, Path(tmp) / "stages.log" if not args.keep else home.parent / "pipeline.log", only)
     print(json.dumps(out, indent=1) if args.json else table(out))
     return 0
 
