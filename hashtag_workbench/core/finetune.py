@@ -59,6 +59,7 @@ class FinetuneConfig:
     patience: int = 2                 # early stop: epochs without a better stop-set loss (0: never stop early)
     stop_fraction: float = 0.1        # of the train part held out to decide when to stop ...
     stop_min_train: int = 2000        # ... only when the train part has at least this many images
+    stop_min_delta: float = 0.01      # a plateau: the stop-set loss fell by less than this fraction
 
     def __post_init__(self):
         if self.backbone not in SUPPORTED:
@@ -474,18 +475,21 @@ def stop_split(labels: Sequence[str], config: FinetuneConfig) -> tuple[np.ndarra
 
 
 class _Stopper:
-    """Early stopping on the stop set's loss: keeps the best epoch's trained weights."""
+    """Early stopping on the stop set's loss: stop after `patience` epochs that lower it by less than
+    `min_delta` (relative) of the last real improvement; the weights of the lowest-loss epoch are kept."""
 
-    def __init__(self, net: FinetuneNet, patience: int):
-        self.net, self.patience = net, patience
-        self.best, self.best_epoch, self.state, self.bad = math.inf, 0, None, 0
+    def __init__(self, net: FinetuneNet, patience: int, min_delta: float = 0.0):
+        self.net, self.patience, self.min_delta = net, patience, min_delta
+        self.best, self.ref, self.best_epoch, self.state, self.bad = math.inf, math.inf, 0, None, 0
 
     def should_stop(self, epoch: int, loss: float | None) -> bool:
         if loss is None or not self.patience:
             return False
-        if loss < self.best - 1e-4:
-            self.best, self.best_epoch, self.bad = loss, epoch, 0
+        if loss < self.best:
+            self.best, self.best_epoch = loss, epoch
             self.state = copy.deepcopy(self.net.trained_state())
+        if loss < self.ref * (1.0 - self.min_delta):
+            self.ref, self.bad = loss, 0
             return False
         self.bad += 1
         return self.bad >= self.patience
@@ -557,7 +561,7 @@ def _run_epochs(net, config, inputs, fit_idx, stop_idx, ytr, yva, gen, on_epoch,
     per_epoch = math.ceil(len(fit_idx) / config.batch_size)
     steps = iter(bar(range(config.epochs * per_epoch), total=config.epochs * per_epoch,
                      desc=f"fine-tune, {config.epochs} epochs at most", unit="step"))
-    stopper, curve = _Stopper(net, config.patience), []
+    stopper, curve = _Stopper(net, config.patience, config.stop_min_delta), []
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
         _train_mode(net, full)
