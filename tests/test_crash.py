@@ -534,6 +534,82 @@ def test_evaluate_killed_then_completes(stored_features_template, tmp_path, trai
     assert_consistent(home)
 
 
+FINETUNE_CODE = """
+    import os
+    from pathlib import Path
+    import hashtag_workbench.jobs.train as jt
+    out = jt.train(Path(os.environ["HASHTAG_HOME"]), models=("finetune",), epochs=3, threads=1)
+    assert not out["failed"], out
+"""
+
+
+def _cache_files(home: Path) -> list[str]:
+    return sorted(str(p.relative_to(home)) for p in (home / "models").rglob("*") if p.is_file() and "cache" in p.parts)
+
+
+@pytest.mark.slow
+def test_finetune_killed_while_caching_and_mid_epoch_restarts_cleanly(stored_features_template, tmp_path,
+                                                                     train_zygote):
+    """kill -9 while the frozen front's activations are written to disk, and in the middle of an epoch:
+    the cache file being written exists only under a temp name, the killed runs end 'interrupted', the
+    re-run starts over and completes, and no cache file of any run is left behind."""
+    from hashtag_workbench.warehouse import models as wh
+    home = tmp_path / "home"
+    shutil.copytree(stored_features_template, home)
+    _kill_when_running(FINETUNE_CODE, home, "train-finetune", train_zygote)
+    killed = [runs.recent_runs(home, 1, kind="train-finetune")[0]["run_id"]]
+    split = wh.split_rows(home, wh.latest_split_run(home))
+    n_train = sum(r["part"] == "train" for r in split)
+    # the bar counts train photos cached, then val photos, then one step per epoch (under 32 photos)
+    for crash, last_name in [(4, None), (n_train + 1, "train.npy"), (len(split) + 2, "val.npy")]:
+        err = run_until_killed(FINETUNE_CODE, home, f"train-finetune:item:{crash}", zygote=train_zygote)
+        killed.append(runs.recent_runs(home, 1, kind="train-finetune")[0]["run_id"])
+        mine = [Path(f).name for f in _cache_files(home) if f.startswith(f"models/{killed[-1]}/")]
+        whole = sorted(n for n in mine if not n.startswith(".tmp-"))   # half-written: only under a temp name
+        assert whole == [n for n in ("train.npy", "val.npy") if last_name and n <= last_name], (mine, err[-2000:])
+    assert "epoch 1/3" in err and "epoch 2/3" not in err, err[-2000:]
+    KILL_POINTS_TRIED["train-finetune (cache)"] = ["at start", "caching train photos", "caching val photos",
+                                                   "mid-epoch"]
+    run_to_end(FINETUNE_CODE, home, train_zygote)
+    assert {runs.get_run(home, r)["status"] for r in killed} == {"interrupted"}
+    last = runs.recent_runs(home, 1, kind="train-finetune")[0]
+    assert last["status"] == "ok" and _cache_files(home) == []
+    assert len([m for m in _models(home) if m[1] == "finetune"]) == 1
+    assert_consistent(home)
+
+
+def _small_file_limit(limit: int):
+    def apply():
+        import resource
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails (EFBIG) as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.slow
+def test_finetune_cache_on_a_full_disk_fails_in_one_line_keeping_earlier_models(stored_features_template,
+                                                                              tmp_path):
+    """The cache write fails for want of space: one line says so, that run is 'failed', the models trained
+    before it in the same call are kept, and no part of the cache is left."""
+    home = tmp_path / "home"
+    shutil.copytree(stored_features_template, home)
+    # Fine-tuning all but the first block caches the first block's output (16 x 112 x 112 floats, 0.8 MB a
+    # photo, 1.6 MB with its mirror image): a cache bigger than any other file the run writes, so a limit on
+    # the size of a file stops the cache and nothing else.
+    code = FINETUNE_CODE.replace('models=("finetune",)', 'models=("probe", "finetune"), train_blocks=15')
+    limit = 24 << 20
+    assert (home / "warehouse.duckdb").stat().st_size < limit / 2
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "HASHTAG_HOME": str(home)}, timeout=600,
+                          preexec_fn=_small_file_limit(limit))
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "training finetune failed" in errors[0], proc.stderr[-3000:]
+    assert "cannot write the cache file" in errors[0] and "Traceback" not in proc.stderr.split(errors[0])[0][-200:]
+    assert runs.recent_runs(home, 1, kind="train-finetune")[0]["status"] == "failed"
+    assert runs.recent_runs(home, 1, kind="train-probe")[0]["status"] == "ok"
+    assert [m[1] for m in _models(home)] == ["linear_probe"] and _cache_files(home) == []
+
+
 def test_zz_report_kill_points():
     """Prints jobs x kill points tried in this module (runs last in it)."""
     lines = [f"  {job}: {len(points)} kill points: {', '.join(points)}" for job, points in KILL_POINTS_TRIED.items()]

@@ -153,3 +153,62 @@ def test_finetune_resnet18_with_a_given_weights_file(tmp_path):
     np.testing.assert_allclose(back.predict_images(imgs), model.predict_images(imgs), atol=1e-5)
     with pytest.raises(FinetuneError, match="supports"):
         FinetuneConfig(backbone="alexnet")
+
+
+def _demo_photos(words=("bird", "fruit", "flowers"), per_word=6):
+    from PIL import Image
+
+    from tests.conftest import DEMO_PHOTOS
+    items = [(Image.open(p).convert("RGB"), w) for w in words
+             for p in sorted((DEMO_PHOTOS / w).glob("*.jpg"))[:per_word]]
+    return [im for im, _ in items], [w for _, w in items]
+
+
+def test_finetune_cached_on_disk_trains_like_in_memory_and_stops_early(tmp_path):
+    """The on-disk activation cache trains exactly as the in-memory one; with a held-out stop set the run
+    ends on a plateau of its loss, keeps that epoch's weights, and still trains the last blocks."""
+    from hashtag_workbench.core.backbones import load_backbone
+    from hashtag_workbench.core.finetune import FinetuneConfig, finetune
+    from hashtag_workbench.infra.arrays import NpyStore
+    images, words = _demo_photos()
+    bb = load_backbone("efficientnet_lite0")
+    classes = sorted(set(words))
+    cfg = FinetuneConfig(epochs=2, batch_size=4, patience=0)
+    m1, c1 = finetune(bb, cfg, classes, images[:12], words[:12], images[12:], words[12:])
+    store = NpyStore(tmp_path / "cache")
+    m2, c2 = finetune(bb, cfg, classes, images[:12], words[:12], images[12:], words[12:], store=store)
+    assert [round(c.train_loss, 5) for c in c1] == [round(c.train_loss, 5) for c in c2]
+    np.testing.assert_allclose(m1.predict_images(images), m2.predict_images(images), atol=1e-5)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["train.npy", "val.npy"]
+    store.clear()
+
+    stop_cfg = FinetuneConfig(epochs=13, batch_size=4, patience=1, stop_fraction=0.34, stop_min_train=10, lr=3e-2)
+    model, curve = finetune(bb, stop_cfg, classes, images, words)
+    assert all(c.stop_loss is not None for c in curve)
+    assert model.epochs_run == len(curve) < 13                          # stopped on the plateau
+    best = min(range(len(curve)), key=lambda i: curve[i].stop_loss) + 1
+    assert model.epoch_kept == best and curve[best - 1].stop_loss < curve[-1].stop_loss + 1e-9
+    def same(i):
+        return all(torch.equal(p, q) for p, q in zip(model.backbone.model._blocks[i].parameters(),
+                                                      bb.model._blocks[i].parameters()))
+    assert not any(same(i) for i in (13, 14, 15))                      # the last 3 blocks really trained
+    assert all(same(i) for i in range(13))                             # the front stayed pretrained
+
+
+def test_bovw_from_photos_matches_bovw_from_descriptors_in_parallel_too():
+    """fit_images (sampled codebook, photos straight to histograms, in worker processes) gives the model
+    fit() gives when every photo is in the codebook sample."""
+    from hashtag_workbench.core.bovw import BoVWConfig, BoVWModel, image_descriptors, image_histograms
+    images, words = _demo_photos(per_word=5)
+    cfg = BoVWConfig(codebook_size=16)
+    classes = sorted(set(words))
+    a = BoVWModel(cfg, classes).fit([image_descriptors(im, cfg) for im in images], words)
+    b = BoVWModel(cfg, classes).fit_images(images, words)
+    np.testing.assert_allclose(a.centers, b.centers)
+    np.testing.assert_allclose(a.predict_images(images), b.predict_images(images), atol=1e-9)
+    one = image_histograms(images, cfg, b.centers, workers=1)
+    two = image_histograms(images, cfg, b.centers, workers=2)
+    np.testing.assert_allclose(one, two)
+    # a codebook from a sample of the photos (as at scale): every photo still gets its histogram
+    sampled = BoVWModel(BoVWConfig(codebook_size=16, max_kmeans_descriptors=500), classes).fit_images(images, words)
+    assert sampled.predict_images(images).shape == (len(images), len(classes))

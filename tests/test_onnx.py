@@ -241,3 +241,31 @@ def test_predict_runs_without_torch(demo_home, cache):
     top = json.loads(preds[-1])["zero_shot"]["top"]
     vocabulary = {w["word"] for w in list_words(demo_home, active_only=True)}
     assert len(top) == 5 and {w for w, _ in top} <= vocabulary     # zero-shot answers over the whole vocabulary
+
+
+def test_frozen_front_exported_checked_cached_and_equal_to_torch(cache, tmp_path):
+    """The fine-tune's frozen front runs in ONNX Runtime from its own cached, checked export, and gives
+    the torch front's activations on real photos (so the cache it feeds trains the same blocks)."""
+    import torch
+
+    from hashtag_workbench.core.finetune import split_backbone
+    bb = load_backbone(LITE0)
+    front, _, _ = split_backbone(bb, 3)
+    stop = len(front.blocks)
+    said = []
+    run = onnxrt.load_front(cache, LITE0, None, stop, front, threads=1, say=said.append)
+    assert run is not None and said == []
+    sha = sha256_file(weights_file(LITE0))
+    meta = json.loads((cache / f"{LITE0}_front{stop}-{sha[:16]}.json").read_text())
+    assert meta["check"]["ok"] and meta["onnx_sha256"] == sha256_file(cache / meta["onnx_file"])
+    assert _sidecar(cache)["backbone"] == LITE0                        # the whole backbone's export is apart
+    photos = [sorted(word.glob("*.jpg"))[0] for word in sorted(DEMO_PHOTOS.iterdir())][:6]
+    x = np.stack([bb.preprocess(load_photo(p)) for p in photos])
+    from hashtag_workbench.core.backbones import network_input
+    with torch.inference_mode():
+        expected = front(network_input(bb.preprocess, x)).numpy()
+    got = run(x)
+    assert got.shape == expected.shape == (6, 192, 7, 7) and np.abs(got - expected).max() <= 1e-3
+    before = meta["created"]
+    assert onnxrt.load_front(cache, LITE0, None, stop, front, threads=1) is not None     # from the cache
+    assert json.loads((cache / meta["onnx_file"]).with_suffix(".json").read_text())["created"] == before

@@ -4,10 +4,17 @@ This mirrors the original study's non-deep baseline. Histograms are L1-normalise
 square-rooted (the Hellinger map), so an RBF SVM on them compares distributions rather
 than raw counts. Top-5 needs scores for every word: they are the SVM's one-vs-rest
 decision values passed through a softmax (a ranking, not a calibrated probability).
+
+At scale (`fit_images`, `predict_images`) descriptors are never all held: the codebook is
+fitted on the descriptors of a seeded sample of photos (enough for `max_kmeans_descriptors`
+three times over; every photo when there are fewer), and every other photo is described and
+turned into its histogram at once, in `workers` processes.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,6 +40,11 @@ class BoVWConfig:
         return asdict(self)
 
 
+def _take(items: Sequence, idx: np.ndarray) -> Sequence:
+    """The items `idx`, kept lazy when the sequence can say so (`subset`), so worker tasks pickle small."""
+    return items.subset(idx) if hasattr(items, "subset") else [items[int(i)] for i in idx]
+
+
 def image_descriptors(img: Image.Image, cfg: BoVWConfig) -> np.ndarray:
     """Dense DAISY descriptors of one image, (n, 104) float32."""
     from skimage.feature import daisy
@@ -40,6 +52,50 @@ def image_descriptors(img: Image.Image, cfg: BoVWConfig) -> np.ndarray:
                       dtype=np.float32) / 255.0
     d = daisy(gray, step=cfg.step, radius=cfg.radius, rings=2, histograms=6, orientations=8)
     return d.reshape(-1, d.shape[-1]).astype(np.float32)
+
+
+CHUNK = 32   # photos per task handed to a worker process
+
+
+def _no_bar(iterable, total=None, desc=None, unit=None):
+    return iterable
+
+
+def _histogram(desc: np.ndarray, centers: np.ndarray, c2: np.ndarray) -> np.ndarray:
+    """One photo's Hellinger-mapped, L1-normalised visual-word histogram."""
+    # nearest centre by squared distance, without building an (n, k, dim) array
+    words = np.argmin(c2[None, :] - 2 * desc @ centers.T, axis=1)
+    h = np.bincount(words, minlength=len(centers)).astype(np.float64)
+    return np.sqrt(h / max(h.sum(), 1.0))
+
+
+def _describe_chunk(images: Sequence, cfg: BoVWConfig, centers: np.ndarray) -> np.ndarray:
+    """Histograms of a chunk of photos (run in a worker process: photos decoded there, only histograms return)."""
+    c2 = (centers * centers).sum(axis=1)
+    return np.stack([_histogram(image_descriptors(images[i], cfg), centers, c2) for i in range(len(images))])
+
+
+def _one_thread() -> None:
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)   # the processes are the parallelism; BLAS threads on top would compete
+
+
+def image_histograms(images: Sequence, cfg: BoVWConfig, centers: np.ndarray, *, workers: int = 1,
+                     bar=_no_bar, desc: str = "visual-word histograms") -> np.ndarray:
+    """(n, k) histograms of `images` (PIL images, or a lazy sequence that decodes on access and pickles),
+    CHUNK photos per task, in `workers` processes (1: here)."""
+    chunks = [images[i:i + CHUNK] for i in range(0, len(images), CHUNK)]
+    if not chunks:
+        return np.zeros((0, len(centers)))
+    label = f"{desc} ({CHUNK} photos a step)"
+    if workers <= 1 or len(chunks) == 1:
+        parts = [_describe_chunk(c, cfg, centers) for c in bar(chunks, total=len(chunks), desc=label, unit="step")]
+        return np.concatenate(parts)
+    import multiprocessing as mp
+    # spawn: the parent may hold torch's threads, which fork would copy half-initialised
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_one_thread) as pool:
+        done = pool.map(_describe_chunk, chunks, [cfg] * len(chunks), [centers] * len(chunks))
+        return np.concatenate(list(bar(done, total=len(chunks), desc=label, unit="step")))
 
 
 class BoVWModel:
@@ -59,24 +115,21 @@ class BoVWModel:
         c2 = (c * c).sum(axis=1)
         out = np.zeros((len(descriptors), len(c)), dtype=np.float64)
         for i, d in enumerate(descriptors):
-            # nearest centre by squared distance, without building an (n, k, dim) array
-            words = np.argmin(c2[None, :] - 2 * d @ c.T, axis=1)
-            h = np.bincount(words, minlength=len(c)).astype(np.float64)
-            out[i] = np.sqrt(h / max(h.sum(), 1.0))
+            out[i] = _histogram(d, c, c2)
         return out
 
-    def fit(self, descriptors: Sequence[np.ndarray], labels: Sequence[str],
-            progress: Callable[[str], None] | None = None) -> BoVWModel:
-        from sklearn.cluster import MiniBatchKMeans
-        from sklearn.svm import SVC
-        cfg = self.config
-        if len(descriptors) != len(labels):
-            raise InputError(f"got {len(descriptors)} descriptor sets but {len(labels)} labels")
+    def _check_labels(self, n: int, labels: Sequence[str]) -> None:
+        if n != len(labels):
+            raise InputError(f"got {n} descriptor sets but {len(labels)} labels")
         missing = sorted(set(self.classes) - set(labels))
         if missing:
             raise InputError(f"no training images for {missing}; every class needs at least one")
         if len(set(labels)) < 2:
             raise InputError("the SVM needs at least 2 words with training images")
+
+    def _fit_codebook(self, descriptors: Iterable[np.ndarray], progress) -> None:
+        from sklearn.cluster import MiniBatchKMeans
+        cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         pool = np.concatenate(list(descriptors))
         if len(pool) > cfg.max_kmeans_descriptors:
@@ -91,16 +144,46 @@ class BoVWModel:
         with threadpool_limits(1):
             km.fit(pool)
         self.centers = km.cluster_centers_.astype(np.float32)
-        hist = self.histograms(descriptors)
+
+    def _fit_svm(self, hist: np.ndarray, labels: Sequence[str]) -> BoVWModel:
+        from sklearn.svm import SVC
+        cfg = self.config
         self.svm = SVC(kernel="rbf", C=cfg.svm_c, gamma="scale", class_weight="balanced",
                        decision_function_shape="ovr", random_state=cfg.seed)
-        y = np.array([self.classes.index(w) for w in labels])
-        self.svm.fit(hist, y)
+        self.svm.fit(hist, np.array([self.classes.index(w) for w in labels]))
         return self
 
-    def decision(self, descriptors: Sequence[np.ndarray]) -> np.ndarray:
+    def fit(self, descriptors: Sequence[np.ndarray], labels: Sequence[str],
+            progress: Callable[[str], None] | None = None) -> BoVWModel:
+        """Fit on every photo's descriptors, all given (small sets; `fit_images` streams)."""
+        self._check_labels(len(descriptors), labels)
+        self._fit_codebook(descriptors, progress)
+        return self._fit_svm(self.histograms(descriptors), labels)
+
+    def fit_images(self, images: Sequence, labels: Sequence[str], *, workers: int = 1, bar=_no_bar,
+                   progress: Callable[[str], None] | None = None) -> BoVWModel:
+        """Fit on photos without holding every photo's descriptors: the codebook from a seeded sample of
+        photos (all of them when few), then each remaining photo straight to its histogram."""
+        self._check_labels(len(images), labels)
+        cfg = self.config
+        first = image_descriptors(images[0], cfg)
+        m = min(len(images), math.ceil(3 * cfg.max_kmeans_descriptors / max(len(first), 1)))
+        rng = np.random.default_rng(cfg.seed)
+        sample = np.arange(len(images)) if m == len(images) else np.sort(rng.choice(len(images), m, replace=False))
+        desc = {int(i): (first if i == 0 else image_descriptors(images[int(i)], cfg))
+                for i in bar(sample, total=len(sample), desc="DAISY descriptors (codebook photos)", unit="img")}
+        self._fit_codebook(desc.values(), progress)
+        hist = np.zeros((len(images), len(self.centers)))
+        hist[sample] = self.histograms([desc[int(i)] for i in sample])
+        del desc
+        rest = np.setdiff1d(np.arange(len(images)), sample)
+        if len(rest):
+            hist[rest] = image_histograms(_take(images, rest), cfg, self.centers, workers=workers, bar=bar)
+        return self._fit_svm(hist, labels)
+
+    def decision(self, descriptors: Sequence[np.ndarray] | None, hist: np.ndarray | None = None) -> np.ndarray:
         """(n, len(classes)) one-vs-rest decision values; classes absent from training get -inf."""
-        d = self.svm.decision_function(self.histograms(descriptors))
+        d = self.svm.decision_function(self.histograms(descriptors) if hist is None else hist)
         if d.ndim == 1:  # two classes: sklearn returns one margin for the second class
             d = np.stack([-d, d], axis=1)
         out = np.full((d.shape[0], len(self.classes)), -np.inf)
@@ -110,8 +193,10 @@ class BoVWModel:
     def predict_proba(self, descriptors: Sequence[np.ndarray]) -> np.ndarray:
         return softmax(self.decision(descriptors) / self.config.score_temperature, axis=1)
 
-    def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self.predict_proba([image_descriptors(im, self.config) for im in images])
+    def predict_images(self, images: Sequence[Image.Image], *, workers: int = 1, bar=_no_bar) -> np.ndarray:
+        """Scores per photo, each photo straight to its histogram (`images` may be lazy)."""
+        hist = image_histograms(images, self.config, self.centers, workers=workers, bar=bar)
+        return softmax(self.decision(None, hist) / self.config.score_temperature, axis=1)
 
     def save(self, path: Path | str) -> None:
         import joblib

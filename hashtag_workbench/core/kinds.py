@@ -88,9 +88,9 @@ def _bovw_config():
 
 
 def _bovw_fit(cfg, data):
-    from hashtag_workbench.core.bovw import BoVWModel, image_descriptors
-    desc = [image_descriptors(im, cfg) for im in data.progress(data.train_images(), desc="DAISY descriptors")]
-    model = BoVWModel(cfg, data.classes).fit(desc, data.train_words, progress=data.log)
+    from hashtag_workbench.core.bovw import BoVWModel
+    model = BoVWModel(cfg, data.classes).fit_images(data.train_images(), data.train_words, progress=data.log,
+                                                    workers=getattr(data, "workers", 1), bar=data.progress)
     return model, f"BoVW SVM (DAISY, k={len(model.centers)})", {}
 
 
@@ -117,16 +117,26 @@ def _finetune_fit(cfg, data):
 
     def on_epoch(s):
         val = f", val loss {s.val_loss:.3f} acc {s.val_acc:.1%}" if s.val_acc is not None else ""
-        data.log(f"epoch {s.epoch}/{cfg.epochs}: train loss {s.train_loss:.3f} acc {s.train_acc:.1%}{val} "
+        stop = f", stop-set loss {s.stop_loss:.3f}" if s.stop_loss is not None else ""
+        data.log(f"epoch {s.epoch}/{cfg.epochs}: train loss {s.train_loss:.3f} acc {s.train_acc:.1%}{val}{stop} "
                  f"({s.seconds:.1f} s)")
-    model, curve = finetune(data.backbone(cfg.backbone, cfg.weights), cfg, data.classes, data.train_images(),
-                            data.train_words, data.val_images(), data.val_words, on_epoch=on_epoch,
-                            progress=data.log)
-    counts = {"epochs": cfg.epochs}
-    if curve and curve[-1].val_acc is not None:
-        counts["final_val_acc"] = round(curve[-1].val_acc, 4)
+    # Jobs hand over the front in ONNX Runtime and an on-disk cache; without them: torch and memory.
+    front = data.frozen_front(cfg) if hasattr(data, "frozen_front") else None
+    store = data.activation_store() if hasattr(data, "activation_store") else None
+    try:
+        model, curve = finetune(data.backbone(cfg.backbone, cfg.weights), cfg, data.classes, data.train_images(),
+                                data.train_words, data.val_images(), data.val_words, on_epoch=on_epoch,
+                                progress=data.log, front=front, store=store,
+                                bar=getattr(data, "progress", None) or (lambda it, **kw: it))
+    finally:
+        if store is not None:
+            store.clear()
+    run = {"epochs_run": len(curve), "epoch_kept": model.epoch_kept}   # epochs = the maximum
+    counts = {"epochs": cfg.epochs, **run}
+    if curve and curve[model.epoch_kept - 1].val_acc is not None:
+        counts["final_val_acc"] = round(curve[model.epoch_kept - 1].val_acc, 4)
     return (model, f"Fine-tuned {PRETTY.get(cfg.backbone, cfg.backbone)}",
-            {"curve": [vars(s) for s in curve], "counts": counts})
+            {"curve": [vars(s) for s in curve], "counts": counts, "notes": run})
 
 
 def _finetune_load(path, cfg, classes):

@@ -125,16 +125,33 @@ def compare(expected: list[np.ndarray], got: list[np.ndarray], names: list[str])
             "input": f"uniform noise pixels {CHECK_BATCH}xHxWx3, seed {CHECK_SEED}"}
 
 
-def export_and_check(bb: Backbone, threads: int | None = None) -> tuple[bytes, dict]:
-    """(ONNX bytes, check result) for a torch backbone; raises OnnxUnavailable when export fails."""
-    crop = bb.preprocess.crop
+@dataclass
+class Graph:
+    """What one cached export holds: a torch module from uint8 pixels to named outputs, the torch
+    reference it must agree with, and how the sidecar describes its outputs."""
+    name: str                                         # cache file stem (before the weights' hash)
+    module: object                                    # torch module: (n, crop, crop, 3) uint8 -> outputs
+    outputs: dict                                     # output name -> size (described in the sidecar)
+    reference: Callable[[np.ndarray], list]           # the same outputs computed by torch
+    preprocess: Preprocess
+
+
+def backbone_graph(bb: Backbone) -> Graph:
+    return Graph(bb.name, _backbone_module(bb), {"features": bb.feature_dim, "logits": 1000},
+                 lambda x: list(bb.features_and_logits(x)), bb.preprocess)
+
+
+def export_and_check(graph: Graph | Backbone, threads: int | None = None) -> tuple[bytes, dict]:
+    """(ONNX bytes, check result) for a graph (or a torch backbone); raises OnnxUnavailable when export fails."""
+    graph = backbone_graph(graph) if isinstance(graph, Backbone) else graph
+    names = list(graph.outputs)
     try:
-        x = check_input(crop)
-        data = export_bytes(_backbone_module(bb), x[:1], ["features", "logits"])
-        got = make_session(data, threads).run(["features", "logits"], {"input": x})
+        x = check_input(graph.preprocess.crop)
+        data = export_bytes(graph.module, x[:1], names)
+        got = make_session(data, threads).run(names, {"input": x})
     except Exception as exc:
         raise OnnxUnavailable(f"export failed ({type(exc).__name__}: {str(exc)[:200]})") from None
-    return data, compare(list(bb.features_and_logits(x)), got, ["features", "logits"])
+    return data, compare(graph.reference(x), got, names)
 
 
 # --------------------------------------------------------------------------- the cache
@@ -179,16 +196,19 @@ def _versions() -> dict:
     return {"torch": version("torch"), "onnxruntime": version("onnxruntime")}
 
 
-def build_export(home: Path, bb: Backbone, weights: Path, weights_sha: str, threads: int | None = None) -> dict:
-    """Export, check and store `bb`; returns the sidecar. Raises OnnxUnavailable if it cannot be used."""
-    onnx_path, sidecar = cache_paths(home, bb.name, weights_sha)
+def build_export(home: Path, graph: Graph | Backbone, weights: Path, weights_sha: str,
+                 threads: int | None = None) -> dict:
+    """Export, check and store `graph`; returns the sidecar. Raises OnnxUnavailable if it cannot be used."""
+    graph = backbone_graph(graph) if isinstance(graph, Backbone) else graph
+    onnx_path, sidecar = cache_paths(home, graph.name, weights_sha)
     t0 = time.perf_counter()
-    data, check = export_and_check(bb, threads)
-    meta = {"version": SIDECAR_VERSION, "backbone": bb.name, "weights": str(weights), "weights_sha256": weights_sha,
-            "onnx_file": onnx_path.name, "onnx_sha256": hashlib.sha256(data).hexdigest(), "opset": OPSET,
-            "input": {"name": "input", "shape": ["batch", bb.preprocess.crop, bb.preprocess.crop, 3],
-                      "dtype": "uint8", "normalised": "inside the graph"},
-            "outputs": {"features": bb.feature_dim, "logits": 1000}, "preprocess": bb.preprocess.to_dict(),
+    data, check = export_and_check(graph, threads)
+    crop = graph.preprocess.crop
+    meta = {"version": SIDECAR_VERSION, "backbone": graph.name, "weights": str(weights),
+            "weights_sha256": weights_sha, "onnx_file": onnx_path.name, "onnx_sha256": hashlib.sha256(data).hexdigest(),
+            "opset": OPSET, "input": {"name": "input", "shape": ["batch", crop, crop, 3],
+                                      "dtype": "uint8", "normalised": "inside the graph"},
+            "outputs": graph.outputs, "preprocess": graph.preprocess.to_dict(),
             **_versions(), "check": check, "export_seconds": round(time.perf_counter() - t0, 2),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if check["ok"]:
@@ -224,30 +244,85 @@ def load_onnx(home: Path, name: str = DEFAULT_BACKBONE, weights: Path | str | No
     return spec.build(path)
 
 
-def _ready_export(home: Path, spec, weights: Path, sha: str, threads: int | None) -> Path:
-    """The checked .onnx for these weights, exported now if missing or damaged."""
-    onnx_path, meta = cached_export(home, spec.name, sha)
+def _ready_export(home: Path, spec, weights: Path, sha: str, threads: int | None,
+                  graph: Callable[[], Graph] | None = None, name: str | None = None) -> Path:
+    """The checked .onnx for these weights, exported now if missing or damaged (by default the whole
+    backbone; `graph` builds another one, named `name`, only when it must be exported)."""
+    name = name or spec.name
+    onnx_path, meta = cached_export(home, name, sha)
     if onnx_path is not None:
         return onnx_path
     if meta is not None and all(meta.get(k) == v for k, v in _versions().items()):
         raise OnnxUnavailable(_check_failure(meta["check"]) + " when it was exported; delete "
-                              f"{cache_paths(home, spec.name, sha)[1]} to try again")
-    return _export_locked(home, spec.build(weights), weights, sha, threads)
+                              f"{cache_paths(home, name, sha)[1]} to try again")
+    return _export_locked(home, name, graph or (lambda: backbone_graph(spec.build(weights))), weights, sha, threads)
 
 
-def _export_locked(home: Path, bb: Backbone, weights: Path, sha: str, threads: int | None) -> Path:
+def _export_locked(home: Path, name: str, graph: Callable[[], Graph], weights: Path, sha: str,
+                   threads: int | None) -> Path:
     """Export under a file lock, so two processes starting at once do the work once."""
     from filelock import FileLock
-    onnx_path, sidecar = cache_paths(home, bb.name, sha)
+    onnx_path, sidecar = cache_paths(home, name, sha)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(onnx_path.with_suffix(".lock"))):
-        ready, _ = cached_export(home, bb.name, sha)
+        ready, _ = cached_export(home, name, sha)
         if ready is None:
             # Temp files of an export that was killed: nobody else writes them while we hold the lock.
             for stale in onnx_path.parent.glob(f"{TMP_PREFIX}*-{onnx_path.stem}.*"):
                 stale.unlink(missing_ok=True)
-            build_export(home, bb, weights, sha, threads)
+            build_export(home, graph(), weights, sha, threads)
     return onnx_path
+
+
+# --------------------------------------------------------------------------- a network's frozen front
+
+def _front_module(front, prep: Preprocess):
+    import torch
+
+    from hashtag_workbench.core.backbones import network_input
+
+    class Front(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.front = front
+
+        def forward(self, pixels):
+            return self.front(network_input(prep, pixels))
+
+    return Front()
+
+
+def front_graph(name: str, front, prep: Preprocess) -> Graph:
+    """The frozen front of a fine-tune (torch module on the normalised input) as a graph on uint8 pixels."""
+    import torch
+    module = _front_module(front, prep).eval()
+
+    def reference(x):
+        with torch.inference_mode():
+            return [module(torch.from_numpy(x)).numpy()]
+    return Graph(name, module, {"activations": "the front's output (n, c, h, w)"}, reference, prep)
+
+
+def load_front(home: Path, name: str, weights: Path | str | None, stop: int, front, *,
+               threads: int | None = None, say: Callable[[str], None] = _stderr) -> Callable | None:
+    """uint8 pixels -> the frozen front's activations through ONNX Runtime (the front is the backbone's
+    layers before block `stop`, with its pretrained weights: exported once per weights file, checked
+    against torch and cached like the backbones), or None (said in one line) when that route fails."""
+    spec = backbone_spec(name)
+    path = spec.find_weights(Path(weights) if weights else None)
+    graph_name = f"{name}_front{stop}"   # no dot: cache_paths puts a suffix after it
+    try:
+        onnx_path = _ready_export(home, spec, path, sha256_file(path), threads,
+                                  graph=lambda: front_graph(graph_name, front, spec.preprocess), name=graph_name)
+        session = make_session(onnx_path, threads)
+    except (OnnxUnavailable, ImportError) as exc:
+        say(f"note: ONNX Runtime not used for the frozen front of {name}: {exc}; running it in torch")
+        return None
+    except Exception as exc:  # e.g. a session that will not load: torch still gives the right answer
+        say(f"note: ONNX Runtime not used for the frozen front of {name}: {type(exc).__name__}: "
+            f"{str(exc)[:200]}; running it in torch")
+        return None
+    return lambda pixels: session.run(["activations"], {"input": np.ascontiguousarray(pixels, np.uint8)})[0]
 
 
 # --------------------------------------------------------------------------- choosing a runtime

@@ -10,32 +10,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hashtag_workbench.core.backbones import DEFAULT_BACKBONE
 from hashtag_workbench.core.kinds import KINDS, ZERO_SHOT
 from hashtag_workbench.core.metrics import SCOPE_TITLES, STUDY_TOP1, evaluate_scores
 from hashtag_workbench.core.predictor import ModelLoadError, load_model
-from hashtag_workbench.infra.onnxrt import use_runtime
+from hashtag_workbench.infra.onnxrt import DEFAULT_RUNTIME, use_runtime
 from hashtag_workbench.infra.runtime import configure_threads
-from hashtag_workbench.jobs._modeldata import stored_batch
+from hashtag_workbench.jobs._modeldata import readable_rows, stored_batch
 from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready, split_list
 from hashtag_workbench.jobs.runner import JobError, job_run
 from hashtag_workbench.warehouse import models as wh
 
 
-def _drop_unreadable(batch, rows, run) -> tuple[object, list[dict]]:
-    """Decode every image now, so an unreadable file is skipped (and logged) rather than failing a model."""
-    ok = []
-    for i, r in enumerate(rows):
+def _readable_batch(home: Path, rows: list[dict], backbones: tuple[str, ...], run) -> tuple[object, list[dict]]:
+    """A lazy batch over the rows whose photo decodes (an unreadable file is skipped and logged, not a failure)."""
+    keep = readable_rows(home, rows, backbones[0] if backbones else DEFAULT_BACKBONE, run.log)
+    run.count("unreadable", len(rows) - len(keep))
+    batch, _ = stored_batch(home, keep, backbones)
+    return batch, keep
+
+
+def _with_front(home: Path, model, runtime: str, log) -> None:
+    """A fine-tuned CNN's frozen front through ONNX Runtime (the same cached export training made)."""
+    ft = model.model
+    if runtime != "onnx" or model.kind != "finetune" or getattr(ft, "front", "n/a") is not None:
+        return
+    from hashtag_workbench.infra.onnxrt import load_front
+    ft.front = load_front(home, ft.config.backbone, ft.config.weights, len(ft.net.front.blocks), ft.net.front,
+                          say=log)
+
+
+def _scored(model, batch, rows, words, run, label: str):
+    """The model's probabilities; models that read photos count them on a progress bar as they decode them."""
+    if KINDS[model.kind].reads != "images":
+        return model.predict(batch, words)
+    with run.progress(total=len(rows), desc=f"evaluate {label}", unit="img") as bar:
+        batch.photos.on_read = lambda: bar.update(1)
         try:
-            batch.image(i)
-            ok.append(i)
-        except Exception as exc:
-            run.log(f"skipped image {r['image_id']}: {exc}")
-            run.count("unreadable")
-    if len(ok) == len(rows):
-        return batch, rows
-    keep = [rows[i] for i in ok]
-    new, _ = stored_batch(run.home, keep, tuple(batch.known))
-    return new, keep
+            return model.predict(batch, words)
+        finally:
+            batch.photos.on_read = None
 
 
 def _scopes(home: Path, rec: dict, model, all_scope: bool, split_run: int | None) -> list[tuple]:
@@ -59,7 +73,7 @@ def _scopes(home: Path, rec: dict, model, all_scope: bool, split_run: int | None
 
 
 def evaluate(home: Path, *, model_ids: list[int] | None = None, all_scope: bool = True,
-             threads: int | None = None) -> int:
+             threads: int | None = None, runtime: str = DEFAULT_RUNTIME) -> int:
     """Evaluate the given models (default: the newest model of each name); returns the evaluate run id."""
     ensure_ready(home)
     recs = wh.models(home, ids=model_ids, latest_per_name=not model_ids)
@@ -75,13 +89,13 @@ def evaluate(home: Path, *, model_ids: list[int] | None = None, all_scope: bool 
 
         def batch_for(key, rows, backbones):
             if key not in batches:
-                b, found = stored_batch(home, rows, backbones)
-                batches[key] = _drop_unreadable(b, rows, run)
+                batches[key] = _readable_batch(home, rows, backbones, run)
             return batches[key]
 
         for rec in recs:
             try:
                 model = load_model(rec)
+                _with_front(home, model, runtime, run.log)
             except ModelLoadError as exc:
                 run.log(f"skipped model {rec['model_id']}: {exc}")
                 run.count("failed")
@@ -93,7 +107,7 @@ def evaluate(home: Path, *, model_ids: list[int] | None = None, all_scope: bool 
                 backbones = tuple(b for b in {rec.get("backbone")} if b)
                 key = (scope != "all", tuple(r["image_id"] for r in rows), backbones)
                 batch, rows = batch_for(key, rows, backbones)
-                probs = model.predict(batch, words)
+                probs = _scored(model, batch, rows, words, run, f"{rec['name']} [{scope}]")
                 res = evaluate_scores(probs, words or model.classes, [r["word"] for r in rows])
                 preds = [{"image_id": r["image_id"], "true_word": r["word"], **p}
                          for r, p in zip(rows, res["predictions"])]
@@ -133,7 +147,7 @@ def comparison_table(rows: list[dict]) -> str:
 def _cmd(args) -> int:
     use_runtime(args.home, args.runtime, args.threads)
     ids = [int(x) for x in split_list(args.models) or []] or None
-    evaluate(args.home, model_ids=ids, all_scope=not args.val_only, threads=args.threads)
+    evaluate(args.home, model_ids=ids, all_scope=not args.val_only, threads=args.threads, runtime=args.runtime)
     return 0
 
 

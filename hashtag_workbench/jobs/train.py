@@ -26,9 +26,10 @@ from hashtag_workbench.core.kinds import (
     vocabulary_fingerprint,
 )
 from hashtag_workbench.infra.hub import hub_snapshot, is_hub_id
-from hashtag_workbench.infra.onnxrt import use_runtime
+from hashtag_workbench.infra.onnxrt import DEFAULT_RUNTIME, use_runtime
 from hashtag_workbench.infra.runtime import configure_threads
-from hashtag_workbench.jobs._modeldata import read_photo, stored_batch
+from hashtag_workbench.infra.runtime import threads as configured_threads
+from hashtag_workbench.jobs._modeldata import LazyPhotos, readable_rows, stored_batch
 from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready, split_list
 from hashtag_workbench.jobs.runner import job_run
 from hashtag_workbench.jobs.split import add_split_args, current_split
@@ -59,18 +60,14 @@ class _Vocabulary:
 
 
 class _Data(_Vocabulary):
-    """The split's images, decoded once and shared by every supervised model trained in this call."""
+    """The split's photos, shared by every supervised model trained in this call. Photos are decoded when
+    a model reads them, a batch at a time (never all kept: at 15k photos that alone took ~6 GB)."""
 
-    def __init__(self, home: Path, split_run: int):
+    def __init__(self, home: Path, split_run: int, runtime: str = DEFAULT_RUNTIME):
         super().__init__(home)
-        self.home = home
-        self.images, self.rows = {}, []
-        for r in wh.split_rows(home, split_run):
-            try:
-                self.images[r["image_id"]] = read_photo(home, r["path"])
-                self.rows.append(r)
-            except Exception as exc:  # one unreadable file must not stop training
-                self.log(f"skipped image {r['image_id']} ({r['path']}): {exc}")
+        self.home, self.runtime, self.run_dir = home, runtime, None
+        self.workers = configured_threads()   # BoVW's descriptor processes
+        self.rows = readable_rows(home, wh.split_rows(home, split_run), DEFAULT_BACKBONE, self.log)
         self.train = [r for r in self.rows if r["part"] == "train"]
         self.val = [r for r in self.rows if r["part"] == "val"]
         self.classes = sorted({r["word"] for r in self.rows})
@@ -80,15 +77,31 @@ class _Data(_Vocabulary):
         self.val_words = [r["word"] for r in self.val]
 
     def train_images(self):
-        return [self.images[r["image_id"]] for r in self.train]
+        return LazyPhotos(self.home, self.train)
 
     def val_images(self):
-        return [self.images[r["image_id"]] for r in self.val]
+        return LazyPhotos(self.home, self.val)
 
     def backbone(self, name: str, weights: str | None):
         """The torch network (fine-tuning trains its modules, so never the ONNX runtime)."""
         from hashtag_workbench.core.predictor import get_backbone
         return get_backbone(name, weights, "torch")
+
+    def frozen_front(self, cfg):
+        """The fine-tune's frozen front through ONNX Runtime (uint8 pixels -> activations), or None: torch."""
+        if self.runtime != "onnx" or cfg.mode != "cached":
+            return None
+        from hashtag_workbench.core.finetune import split_backbone
+        from hashtag_workbench.infra.onnxrt import load_front
+        bb = self.backbone(cfg.backbone, cfg.weights)
+        front, _, _ = split_backbone(bb, int(cfg.train_blocks))
+        stop = len(front.blocks)
+        return load_front(self.home, cfg.backbone, cfg.weights, stop, front, say=self.log)
+
+    def activation_store(self):
+        """Where the fine-tune caches activations: .npy files in this run's model folder (removed after)."""
+        from hashtag_workbench.infra.arrays import NpyStore
+        return NpyStore(self.run_dir / "cache") if self.run_dir is not None else None
 
     def features(self, backbone: str, weights: str | None):
         """Penultimate features of the train part: stored ones when the features job made them all."""
@@ -98,7 +111,6 @@ class _Data(_Vocabulary):
         else:
             self.log(f"computing {backbone} features for {len(self.train)} images ({found[backbone]} stored; "
                      "`hashtags features` stores them for next time)")
-            batch._images = {i: self.images[r["image_id"]] for i, r in enumerate(self.train)}
         return batch.outputs(backbone, need_logits=False, weights=weights)[0]
 
 
@@ -119,6 +131,7 @@ def train_kind(home: Path, kind: ModelKind, cfg, data, split_run: int | None) ->
     extra_cfg = {"vocabulary_fingerprint": data.fingerprint} if zero_shot else {}
     with job_run(home, kind.run_kind, {"split_run_id": split_run, **cfg.to_dict(), **extra_cfg}) as run:
         data.log, data.progress = run.log, run.progress
+        data.run_dir = wh.model_dir(home, run.run_id) if not zero_shot else None
         model, name, extra = kind.fit(cfg, data)
         run.count("done", len(model.classes) if zero_shot else len(data.train))
         run.extra.update(extra.get("counts", {}))
@@ -160,7 +173,7 @@ def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DE
           weights: str | None = None, word_vectors: str | None = None, top_t: int = 10, temperature: float = 2.0,
           conse_variants: bool = True, seed: int = 0, val_fraction: float = 0.2, exclude_flagged: bool = False,
           new_split: bool = False, train_blocks: int | None = None, threads: int | None = None, codebook: int = 256,
-          skip_existing: bool = False, clip_model: str | None = None) -> dict:
+          skip_existing: bool = False, clip_model: str | None = None, runtime: str = DEFAULT_RUNTIME) -> dict:
     """Train the chosen kinds; returns {'split_run_id', 'model_ids', 'failed'}.
 
     Supervised kinds train on the current split (made if needed); zero-shot kinds need no images.
@@ -180,7 +193,7 @@ def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DE
             configure_threads(threads)
         split_run = current_split(home, val_fraction=val_fraction, seed=seed, exclude_flagged=exclude_flagged,
                                   new=new_split)
-        data = _Data(home, split_run)
+        data = _Data(home, split_run, runtime)
         data.weights = weights
         print(f"[train] split run {split_run}: {len(data.train)} train / {len(data.val)} val images, "
               f"{len(data.classes)} words")
@@ -214,7 +227,7 @@ def _cmd(args) -> int:
                 top_t=args.top_t, temperature=args.temperature, conse_variants=not args.plain_conse_only,
                 seed=args.seed, val_fraction=args.val_fraction, exclude_flagged=args.exclude_flagged,
                 new_split=args.new_split, train_blocks=args.train_blocks, threads=args.threads,
-                clip_model=args.clip_model)
+                clip_model=args.clip_model, runtime=args.runtime)
     print(f"[train] models {', '.join(map(str, out['model_ids'])) or 'none'} stored; "
           f"next: `hashtags evaluate`")
     return 1 if out["failed"] else 0
