@@ -112,16 +112,21 @@ def test_curation_shapes_the_split(demo_home):
     bird = [r["image_id"] for r in imgs if r["word"] == "bird"]
     decide(demo_home, bird[:2], "reject")
     decide(demo_home, bird[2:3], "relabel", new_word="fruit")
-    with connect(demo_home) as con:   # an outliers run flagging one unreviewed image
-        con.execute("INSERT INTO outlier_scores (image_id, run_id, detector, word, score, flagged) "
-                    "VALUES (?, 999, 'kmeans_2sigma', 'bird', 3.0, TRUE)", [bird[3]])
+    from hashtag_workbench.warehouse import runs
+    finished, killed = runs.start_run(demo_home, "outliers", {}), runs.start_run(demo_home, "outliers", {})
+    runs.finish_run(demo_home, finished, "ok", {})
+    runs.finish_run(demo_home, killed, "interrupted", {})
+    with connect(demo_home) as con:   # a finished outliers run flags one unreviewed image, a killed one another
+        con.executemany("INSERT INTO outlier_scores (image_id, run_id, detector, word, score, flagged) "
+                        "VALUES (?, ?, 'kmeans_2sigma', 'bird', 3.0, TRUE)", [[bird[3], finished], [bird[4], killed]])
     run = make_split(demo_home)
     rows = {r["image_id"]: r for r in wh.split_rows(demo_home, run)}
     assert bird[0] not in rows and bird[1] not in rows
     assert rows[bird[2]]["word"] == "fruit"
     assert bird[3] in rows                                           # flagged kept by default
     run2 = make_split(demo_home, exclude_flagged=True)
-    assert bird[3] not in {r["image_id"] for r in wh.split_rows(demo_home, run2)}
+    kept = {r["image_id"] for r in wh.split_rows(demo_home, run2)}
+    assert bird[3] not in kept and bird[4] in kept                   # a killed run's flags count nowhere
 
 
 def test_bovw_and_probe_refuse_bad_training_data():

@@ -77,7 +77,8 @@ def test_kind_trains_without_labels_and_predicts_photo_by_photo(trained):
     from hashtag_workbench.warehouse.runs import get_run
     h, rec = trained
     seed = rec["config"]["seed"]
-    assert rec["kind"] == "conse_transductive" and seed["kind"] == "conse" and rec["config"]["photos"] == 32
+    from hashtag_workbench.core.kinds import DEFAULT_ZERO_SHOT
+    assert rec["kind"] == "conse_transductive" and seed["kind"] == DEFAULT_ZERO_SHOT and rec["config"]["photos"] == 32
     assert rec["classes"] == seed["classes"] and len(rec["classes"]) == 76   # the whole vocabulary, like its seed
     assert rec["name"].startswith(seed["name"]) and "unlabelled photos" in rec["name"]
     assert get_run(h, rec["model_id"])["counts"]["photos"] == 32
