@@ -31,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hashtag_workbench.core.backbones import DEFAULT_BACKBONE
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.linalg import softmax, unit
-from hashtag_workbench.core.wordvectors import PhraseEncoder, tokens
+from hashtag_workbench.core.wordvectors import DEFAULT_WORD_VECTORS, PhraseEncoder, tokens
 
 
 class ConSEError(InputError):
@@ -52,7 +53,7 @@ class ConSEConfig:
     expand: bool = False
     expand_k: int = 5
     temperature: float | None = None        # None: top-T; a value: all names, softmax(logits / temperature)
-    word_vectors: str = "glove"             # glove | minilm | path to a word2vec file
+    word_vectors: str = DEFAULT_WORD_VECTORS  # spacy | glove | minilm | path to a word2vec file
     backbone: str = "efficientnet_lite0"    # whose ImageNet logits it reads
     score_temperature: float = 0.05         # cosine -> pseudo-probability: softmax(cos / this)
     names: str = "mean"                     # mean | head | both: how multi-word ImageNet names are embedded
@@ -271,16 +272,16 @@ def build_conse(config: ConSEConfig, encoder: PhraseEncoder, imagenet_names: lis
 # all 76 words: spaCy centre+temp3 30.0 % top-1 / 64.0 % top-5). MiniLM centre+expand+temp2 measured
 # higher (42.2 % / 67.4 %) but loading it and encoding the 1000 names takes ~40 s of CPU per build,
 # and every vocabulary edit rebuilds; choose it with `train --word-vectors minilm` (README "Zero-shot").
-DEFAULT_SETTINGS = dict(word_vectors="spacy", centre=True, temperature=3.0)
+DEFAULT_SETTINGS = dict(word_vectors=DEFAULT_WORD_VECTORS, centre=True, temperature=3.0)
 
 
-def default_config(word_vectors: str | None = None, backbone: str = "efficientnet_lite0") -> ConSEConfig:
+def default_config(word_vectors: str | None = None, backbone: str = DEFAULT_BACKBONE) -> ConSEConfig:
     """The default zero-shot model's config (other word vectors keep the same variant)."""
     return ConSEConfig(**{**DEFAULT_SETTINGS, "backbone": backbone,
                           "word_vectors": word_vectors or DEFAULT_SETTINGS["word_vectors"]})
 
 
-def standard_variants(word_vectors: str = "spacy", top_t: int = 10, backbone: str = "efficientnet_lite0",
+def standard_variants(word_vectors: str = DEFAULT_WORD_VECTORS, top_t: int = 10, backbone: str = DEFAULT_BACKBONE,
                       temperature: float = 2.0) -> list[ConSEConfig]:
     """The variants `train` builds side by side: plain ConSE first, then each improvement stacked, then the
     default (when it is not one of them already)."""
@@ -293,7 +294,7 @@ def standard_variants(word_vectors: str = "spacy", top_t: int = 10, backbone: st
     return out if best in out else out + [best]
 
 
-def named_variants(word_vectors: str = "glove", backbone: str = "efficientnet_lite0", top_t: int = 10,
+def named_variants(word_vectors: str = DEFAULT_WORD_VECTORS, backbone: str = DEFAULT_BACKBONE, top_t: int = 10,
                    temperature: float = 2.0) -> list[ConSEConfig]:
     """The variants the zero-shot benchmark reports by default: each switch alone, then stacked."""
     base = dict(word_vectors=word_vectors, top_t=top_t, backbone=backbone)

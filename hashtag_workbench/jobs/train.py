@@ -235,7 +235,7 @@ def _cmd(args) -> int:
 
 def register(sub) -> None:
     from hashtag_workbench.core.backbones import available_backbones
-    from hashtag_workbench.core.wordvectors import WORD_VECTOR_CHOICES
+    from hashtag_workbench.core.wordvectors import DEFAULT_WORD_VECTORS, WORD_VECTOR_CHOICES
     p = sub.add_parser("train", help="train the supervised models and build the zero-shot ones",
                        description="Train the chosen model kinds. Supervised ones use the current train/val split "
                                    "(made if missing or out of date); zero-shot ones (ConSE) need no images and "
@@ -250,9 +250,9 @@ def register(sub) -> None:
                    help="CNN for fine-tuning, probe and ConSE (fine-tuning: efficientnet_lite0 or resnet18)")
     p.add_argument("--weights", type=Path, help="backbone weights file (e.g. a torchvision resnet18 state dict)")
     p.add_argument("--train-blocks", type=int, help="trailing CNN blocks to fine-tune (default 3)")
-    p.add_argument("--word-vectors",
-                   help=f"ConSE word vectors: {', '.join(WORD_VECTOR_CHOICES)} (default: the best measured, "
-                        "minilm), or PATH to a word2vec file (binary or text, e.g. GoogleNews-vectors-negative300.bin)")
+    p.add_argument("--word-vectors", default=DEFAULT_WORD_VECTORS,
+                   help=f"ConSE word vectors: {', '.join(WORD_VECTOR_CHOICES)}, or PATH to a word2vec file (binary "
+                        f"or text, e.g. GoogleNews-vectors-negative300.bin) (default: {DEFAULT_WORD_VECTORS})")
     p.add_argument("--top-t", type=int, default=10, help="ConSE: top-T ImageNet classes combined (default 10)")
     p.add_argument("--temperature", type=float, default=2.0,
                    help="ConSE temperature variant: softmax(logits / this) over all classes (default 2)")
