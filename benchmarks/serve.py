@@ -105,15 +105,22 @@ def client(base: str, photo: Path, n: int) -> tuple[list[float], int]:
     return lat, errors
 
 
-def load(base: str, photo: Path, clients: int, per_client: int) -> dict:
-    t = time.perf_counter()
+def load(base: str, photo: Path, clients: int, per_client: int, pid: int | None = None, steps: int = 1) -> dict:
+    """clients x per_client requests in `steps` rounds, the server's RSS (MB) taken after each round."""
+    lat, errors, rss, wall = [], 0, [], 0.0
     with ThreadPoolExecutor(clients) as pool:
-        parts = list(pool.map(lambda _: client(base, photo, per_client), range(clients)))
-    wall = time.perf_counter() - t
-    lat = [x for p, _ in parts for x in p]
-    return {"requests": clients * per_client, "errors": sum(e for _, e in parts), "seconds": wall,
+        for k in range(steps):
+            n = per_client // steps + (1 if k < per_client % steps else 0)
+            t = time.perf_counter()
+            parts = list(pool.map(client, [base] * clients, [photo] * clients, [n] * clients))
+            wall += time.perf_counter() - t
+            lat += [x for p, _ in parts for x in p]
+            errors += sum(e for _, e in parts)
+            if pid:
+                rss.append(round(psutil.Process(pid).memory_info().rss / 2**20, 1))
+    return {"requests": clients * per_client, "errors": errors, "seconds": wall,
             "throughput_rps": clients * per_client / wall, "p50_s": percentile(lat, 0.5),
-            "p95_s": percentile(lat, 0.95)}
+            "p95_s": percentile(lat, 0.95), "rss_mb_after_each_round": rss}
 
 
 def measure(home: Path, photo: Path, *, clients: int, per_client: int, single: int, cli_runs: int,
@@ -125,7 +132,7 @@ def measure(home: Path, photo: Path, *, clients: int, per_client: int, single: i
         load(base, photo, clients, 5)
         one, one_err = client(base, photo, single)
         rss_before = psutil.Process(proc.pid).memory_info().rss
-        many = load(base, photo, clients, per_client)
+        many = load(base, photo, clients, per_client, proc.pid, steps=4)
         rss_after = psutil.Process(proc.pid).memory_info().rss
         health = requests.get(base + "/healthz", timeout=10).json()
     finally:
@@ -161,7 +168,8 @@ def report(r: dict) -> str:
              f"{'API, ' + str(c['clients']) + ' clients':28}{c['p50_s'] * 1e3:9.0f}{c['p95_s'] * 1e3:9.0f}"
              f"{c['throughput_rps']:8.1f}{c['errors']:8d}",
              f"server RSS {m['before']:.0f} MB before, {m['after']:.0f} MB after {c['requests']} requests; "
-             f"predictions recorded {r['recorded']['recorded']} (pending {r['recorded']['pending']})"]
+             f"predictions recorded {r['recorded']['recorded']} (pending {r['recorded']['pending']}); "
+             f"RSS after each quarter: {', '.join(map(str, c['rss_mb_after_each_round']))} MB"]
     lines += [f"goal {name}: {value} {'PASS' if ok else 'MISS'}" for name, ok, value in goals]
     return "\n".join(lines)
 

@@ -153,6 +153,17 @@ def test_several_photos_and_the_hashtag_count(server, http, api_home):
         assert len(tags) == (5 if x["zero_shot"]["confident"] else 0) and not any(t.startswith("#") for t in tags)
 
 
+def test_file_names_are_only_echoed_and_cors_is_off_by_default(server, http, api_home, tmp_path):
+    photo = _photos(api_home, 1)[0]
+    before = sorted(p.name for p in (api_home / "images").rglob("*"))
+    name = "../../../" + str(tmp_path / "evil.jpg")
+    r = http.post(server + "/v1/predict", files=[("image", (name, photo.read_bytes(), "image/jpeg"))],
+                  headers={"Origin": "http://elsewhere.example"}, timeout=60)
+    assert r.status_code == 200 and r.json()["results"][0]["image"] == name
+    assert not (tmp_path / "evil.jpg").exists() and sorted(p.name for p in (api_home / "images").rglob("*")) == before
+    assert not any(h.lower().startswith("access-control-") for h in r.headers)
+
+
 def test_urls_are_fetched_through_the_safe_fetcher(server, http, api_home, httpserver):
     photo = _photos(api_home, 1)[0]
     httpserver.expect_request("/a.jpg").respond_with_data(photo.read_bytes(), content_type="image/jpeg")
