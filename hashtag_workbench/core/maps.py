@@ -8,6 +8,13 @@ from hashtag_workbench.core.errors import InputError
 METHODS = ("pca", "tsne")
 
 
+def principal_components(X: np.ndarray, k: int) -> np.ndarray:
+    """The centred rows of X on their first k principal axes (n x min(k, d, n))."""
+    Xc = X - X.mean(axis=0, keepdims=True)
+    _, _, vt = np.linalg.svd(Xc, full_matrices=False)
+    return Xc @ vt[:k].T
+
+
 def to_2d(X: np.ndarray, *, method: str = "pca", seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
     """n x d -> n x 2. PCA is exact and fast; t-SNE shows local neighbourhoods (slower)."""
     X = np.asarray(X, dtype=np.float32)
@@ -19,19 +26,13 @@ def to_2d(X: np.ndarray, *, method: str = "pca", seed: int = 0, perplexity: floa
     if n == 1:
         return np.zeros((1, 2), dtype=np.float32)
     if method == "pca" or n < 5:
-        Xc = X - X.mean(axis=0, keepdims=True)
-        _, _, vt = np.linalg.svd(Xc, full_matrices=False)
-        out = Xc @ vt[:2].T
+        out = principal_components(X, 2)
         if out.shape[1] < 2:
             out = np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
         return out.astype(np.float32)
     from sklearn.manifold import TSNE
     perp = float(min(perplexity, max(2.0, (n - 1) / 3)))
-    Xr = X
-    if X.shape[1] > 50:
-        Xc = X - X.mean(axis=0, keepdims=True)
-        _, _, vt = np.linalg.svd(Xc, full_matrices=False)
-        Xr = Xc @ vt[:50].T
+    Xr = principal_components(X, 50) if X.shape[1] > 50 else X
     return TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(Xr).astype(np.float32)
 
 
