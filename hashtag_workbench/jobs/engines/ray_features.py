@@ -36,8 +36,8 @@ from hashtag_workbench.warehouse.store import image_file
 
 TASK_RETRIES = 2        # a batch whose actor died is retried this often, then its images fail
 SHARD_MAX = 256         # images per shard (one actor call). benchmarks/scale.py measures the driver's ingest
-                        # per image: 5.4 ms in shards of 16 (one per batch, as before), 1.8 ms of 64, 1.0 ms
-                        # of 256 (2 loaded cores); larger shards only delay progress and lose more to a kill
+                        # per image: 2.3 ms in shards of 16 (one per batch, as before), 0.9 ms of 64, 0.4 ms
+                        # of 256 (2 shared cores); larger shards only delay progress and lose more to a kill
 SHARDS_PER_WORKER = 4   # a small job is cut into at least this many shards per worker, so all stay busy
 CALLS_PER_ACTOR = 2     # concurrent calls in one actor: one runs the model while the other decodes or writes
 
