@@ -23,6 +23,13 @@ from hashtag_workbench.warehouse import features as wh
 from hashtag_workbench.warehouse.images import labelled_images
 from hashtag_workbench.warehouse.store import image_file
 
+HELP = "CNN features and PCA-128 projections for every stored image"
+DESCRIPTION = (
+    "Compute penultimate-layer features (and ImageNet logits) for every stored "
+    "image that has none for the backbone yet, then fit PCA and store the "
+    "projections. Safe to interrupt and re-run: finished images are skipped."
+)
+
 WRITE_EVERY = 256  # rows per warehouse transaction: ~0.15 s of CPU each for 256 rows (open 20 ms, insert
                    # 35 ms, the checkpoint at close 75 ms); rows written are kept if a run is killed
 DEFAULT_BATCH = 16
@@ -238,7 +245,7 @@ def _refresh_pca(home: Path, run, backbone: str, pca_components: int) -> None:
         run.log(f"PCA up to date (fitted in run {fit['run_id']}, {fit['n_images']} images)")
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     # the global --threads (None when not given: local then uses every core, Ray splits the cores)
     compute_features(args.home, backbone=args.backbone, weights=args.weights, batch_size=args.batch_size,
                      workers=args.workers, threads=requested_threads(), retry_failed=args.retry_failed,
@@ -247,11 +254,7 @@ def _cmd(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("features", help="CNN features and PCA-128 projections for every stored image",
-                       description="Compute penultimate-layer features (and ImageNet logits) for every stored "
-                                   "image that has none for the backbone yet, then fit PCA and store the "
-                                   "projections. Safe to interrupt and re-run: finished images are skipped.")
+def add_options(p) -> None:
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=available_backbones(),
                    help=f"CNN to use (default {DEFAULT_BACKBONE}; resnet18/alexnet need --weights or "
                         "torchvision's cache)")
@@ -272,4 +275,3 @@ def register(sub) -> None:
     p.add_argument("--pca-components", type=int, default=DEFAULT_PCA_COMPONENTS,
                    help="PCA dimensions (default 128; capped by the number of images)")
     p.add_argument("--retry-failed", action="store_true", help="try again images that failed before")
-    p.set_defaults(func=_cmd)
