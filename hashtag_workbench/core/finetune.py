@@ -265,19 +265,6 @@ def cached_front(front: Front, backbone, images: Sequence[ImageSource], *, flip:
         yield np.ascontiguousarray(act.reshape(2, b, *act.shape[1:]).swapaxes(0, 1) if flip else act[:, None])
 
 
-@torch.inference_mode()
-def front_activations(front: nn.Module, backbone, images: Sequence[ImageSource], *, flip: bool = False,
-                      batch_size: int = 16, progress: Callable[[int], None] | None = None) -> torch.Tensor:
-    """The frozen front's output for every image (or its mirror image when flip), in torch, in memory."""
-    run = torch_front(front, backbone)
-    out = []
-    for x in _pixel_batches(backbone, images, batch_size, _no_bar, ""):
-        out.append(torch.from_numpy(run(np.ascontiguousarray(x[:, :, ::-1]) if flip else x)))
-        if progress:
-            progress(len(x))
-    return torch.cat(out) if out else torch.empty(0)
-
-
 # --------------------------------------------------------------------------- training
 
 @dataclass
