@@ -75,9 +75,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def _add_command(sub, name: str) -> None:
     """A command from its module: HELP (one line), DESCRIPTION, add_options(parser), run_command(args)."""
     module = importlib.import_module(f"hashtag_workbench.jobs.{JOBS[name]}")
-    if hasattr(module, "register"):  # a module still registering itself
-        module.register(sub)
-        return
     p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP))
     if hasattr(module, "add_options"):
         module.add_options(p)

@@ -39,6 +39,14 @@ from hashtag_workbench.warehouse import curve as wh_curve
 from hashtag_workbench.warehouse import models as wh
 from hashtag_workbench.warehouse.images import word_counts
 
+HELP = "data-efficiency curve: photos per word needed to beat zero-shot"
+DESCRIPTION = (
+    "For each number of photos per word, train the linear probe on that many "
+    "train photos per word (one draw per seed) and score it on the val split, "
+    "beside the best zero-shot model (same words, same val photos) and "
+    "zero-shot + those photos. Stored with its run; drawn on the Evaluation page."
+)
+
 
 def _zero_shot_records(home: Path) -> list[dict]:
     """The newest zero-shot model of each name: they need no split, and are scored on its words here.
@@ -185,7 +193,7 @@ def _strength(text: str) -> float | None:
     return value
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     # With --json, stdout carries the JSON object alone; the job's own lines go to stderr.
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     strength = _strength(args.mix_strength)
@@ -196,12 +204,7 @@ def _cmd(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("curve", help="data-efficiency curve: photos per word needed to beat zero-shot",
-                       description="For each number of photos per word, train the linear probe on that many "
-                                   "train photos per word (one draw per seed) and score it on the val split, "
-                                   "beside the best zero-shot model (same words, same val photos) and "
-                                   "zero-shot + those photos. Stored with its run; drawn on the Evaluation page.")
+def add_options(p) -> None:
     p.add_argument("--per-word", default=DEFAULT_PER_WORD,
                    help=f"photos per word to try, comma-separated, 'all' = every train photo ({DEFAULT_PER_WORD})")
     p.add_argument("--seeds", type=int, default=3, help="draws per size, averaged (default 3)")
@@ -210,4 +213,3 @@ def register(sub) -> None:
                    help="zero-shot + photos: how many photos per word the zero-shot prior is worth "
                         f"(default {PRIOR_STRENGTH:g}), or 'cv' to choose it by cross-validation on the train photos")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.set_defaults(func=_cmd)

@@ -21,6 +21,13 @@ from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready, split_l
 from hashtag_workbench.jobs.runner import JobError, job_run
 from hashtag_workbench.warehouse import models as wh
 
+HELP = "score the trained models and print the comparison table"
+DESCRIPTION = (
+    "Top-1/top-5 accuracy on the val split, per-word precision/recall, confusion "
+    "and misclassified images for each model, stored with the run; ConSE also on "
+    "every stored image. Prints the comparison with the original study."
+)
+
 
 def _readable_batch(home: Path, rows: list[dict], backbones: tuple[str, ...], run) -> tuple[object, list[dict]]:
     """A lazy batch over the rows whose photo decodes (an unreadable file is skipped and logged, not a failure)."""
@@ -144,20 +151,15 @@ def comparison_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     use_runtime(args.home, args.runtime, args.threads)
     ids = [int(x) for x in split_list(args.models) or []] or None
     evaluate(args.home, model_ids=ids, all_scope=not args.val_only, threads=args.threads, runtime=args.runtime)
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="score the trained models and print the comparison table",
-                       description="Top-1/top-5 accuracy on the val split, per-word precision/recall, confusion "
-                                   "and misclassified images for each model, stored with the run; ConSE also on "
-                                   "every stored image. Prints the comparison with the original study.")
+def add_options(p) -> None:
     p.add_argument("--models", help="comma-separated model ids (default: the newest model of each name)")
     p.add_argument("--val-only", action="store_true",
                    help="skip the zero-shot models' 'all' scope (every stored image); val and open are kept")
     add_runtime_arg(p)
-    p.set_defaults(func=_cmd)

@@ -37,6 +37,12 @@ from hashtag_workbench.service.predictions import stored_zero_shot
 from hashtag_workbench.warehouse import models as wh
 from hashtag_workbench.warehouse.words import hashtags_for, list_words
 
+HELP = "train the supervised models and build the zero-shot ones"
+DESCRIPTION = ("Train the chosen model kinds. Supervised ones use the current train/val split (made if missing or "
+               "out of date); zero-shot ones (ConSE) need no images and cover every active vocabulary word. Each "
+               "model is its own recorded run, saved under <data dir>/models/<run_id>/ with the config that "
+               "rebuilds it.")
+
 ALL_MODELS = tuple(name for name, k in KINDS.items() if k.default)
 DEFAULT_BACKBONE = "efficientnet_lite0"  # core.backbones' default, named here so importing train needs no torch
 
@@ -219,7 +225,7 @@ def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DE
     return {"split_run_id": split_run, "model_ids": ids, "failed": sorted(set(failed))}
 
 
-def _cmd(args) -> int:
+def run_command(args) -> int:
     use_runtime(args.home, args.runtime, args.threads)
     names = [resolve(m).name for m in split_list(args.models) or ALL_MODELS]
     out = train(args.home, models=names, epochs=args.epochs, backbone=args.backbone,
@@ -233,14 +239,9 @@ def _cmd(args) -> int:
     return 1 if out["failed"] else 0
 
 
-def register(sub) -> None:
+def add_options(p) -> None:
     from hashtag_workbench.core.backbones import available_backbones
     from hashtag_workbench.core.wordvectors import DEFAULT_WORD_VECTORS, WORD_VECTOR_CHOICES
-    p = sub.add_parser("train", help="train the supervised models and build the zero-shot ones",
-                       description="Train the chosen model kinds. Supervised ones use the current train/val split "
-                                   "(made if missing or out of date); zero-shot ones (ConSE) need no images and "
-                                   "cover every active vocabulary word. Each model is its own recorded run, saved "
-                                   "under <data dir>/models/<run_id>/ with the config that rebuilds it.")
     p.add_argument("--models", default=",".join(ALL_MODELS),
                    help=f"comma-separated subset of {','.join(ALL_MODELS)} (default: all; on request: "
                         f"{', '.join(n for n, k in KINDS.items() if not k.default)}; "
@@ -265,4 +266,3 @@ def register(sub) -> None:
     p.add_argument("--new-split", action="store_true", help="make a new split even if the latest still fits")
     add_runtime_arg(p)
     add_split_args(p)
-    p.set_defaults(func=_cmd)
