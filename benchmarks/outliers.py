@@ -32,6 +32,7 @@ from hashtag_workbench.jobs.features import compute_features
 from hashtag_workbench.jobs.import_folder import import_folder
 from hashtag_workbench.jobs.outliers import find_outliers
 from hashtag_workbench.warehouse import features as wh
+from hashtag_workbench.warehouse import outliers as wh_outliers
 from hashtag_workbench.warehouse.db import connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +113,7 @@ def score_seed(home: Path, truth: dict[int, bool], *, seed: int, k: int, sigma: 
     """Run the real outliers job once and add each detector's (precision, recall, F1) to `scores`."""
     out = find_outliers(home, k=k, sigma=sigma, seed=seed)
     for det in DETECTORS:
-        rows = wh.outlier_scores(home, out["run_id"], detector=det)
+        rows = wh_outliers.outlier_scores(home, out["run_id"], detector=det)
         flags = np.array([r["flagged"] for r in rows])
         scores.setdefault(det, []).append(precision_recall_f1(flags, [truth[r["image_id"]] for r in rows]))
     ids = np.array(sorted(truth))

@@ -127,7 +127,7 @@ def bare_forward(home: Path) -> dict:
 
 def val_top1(home: Path) -> dict[str, float]:
     """{model name: top-1} of the newest evaluate run's val scope."""
-    from hashtag_workbench.warehouse.models import evaluations
+    from hashtag_workbench.warehouse.evaluations import evaluations
     rows = evaluations(home)
     last = max((r["run_id"] for r in rows), default=None)
     return {r["name"]: round(r["top1"], 4) for r in rows if r["run_id"] == last and r["scope"] == "val"}

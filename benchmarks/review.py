@@ -38,13 +38,9 @@ from hashtag_workbench.jobs.dashboard import streamlit_command
 from hashtag_workbench.warehouse import dashboard_queries as q
 from hashtag_workbench.warehouse import runs as wh_runs
 from hashtag_workbench.warehouse.db import connect
-from hashtag_workbench.warehouse.features import (
-    write_duplicate_groups,
-    write_embedding_map,
-    write_outlier_scores,
-    write_pca_fit,
-)
+from hashtag_workbench.warehouse.features import write_embedding_map, write_pca_fit
 from hashtag_workbench.warehouse.images import add_image_rows
+from hashtag_workbench.warehouse.outliers import write_duplicate_groups, write_outlier_scores
 from hashtag_workbench.warehouse.store import put_image
 
 ROOT = Path(__file__).resolve().parent.parent

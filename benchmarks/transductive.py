@@ -31,6 +31,7 @@ from hashtag_workbench.core.predictor import restrict
 from hashtag_workbench.core.transductive import TransductiveConfig, TransductiveModel, self_train
 from hashtag_workbench.jobs._unlabelled import unlabelled_photos
 from hashtag_workbench.warehouse import models as wh
+from hashtag_workbench.warehouse import splits as wh_splits
 
 GRID = {"seed_weight": (0.3, 0.4, 0.5), "temperature": (0.03, 0.05, 0.1), "rounds": (1, 3)}
 
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated zero-shot model ids to seed from (default: the default zero-shot model)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
-    labels = {r["image_id"]: r["word"] for r in wh.all_labelled(args.home)}
+    labels = {r["image_id"]: r["word"] for r in wh_splits.all_labelled(args.home)}
     ids = [int(x) for x in args.seed_models.split(",") if x.strip()]
     recs = [wh.get_model(args.home, i) for i in ids] or [None]
     results = [one_seed(args.home, rec, labels) for rec in recs]

@@ -22,6 +22,7 @@ import pytest
 
 from hashtag_workbench.jobs.import_folder import import_folder
 from hashtag_workbench.warehouse import runs
+from hashtag_workbench.warehouse import splits as wh_splits
 from hashtag_workbench.warehouse.check import check_warehouse
 from hashtag_workbench.warehouse.db import connect
 from tests.conftest import DEMO_PHOTOS, ROOT
@@ -553,12 +554,11 @@ def test_finetune_killed_while_caching_and_mid_epoch_restarts_cleanly(stored_fea
     """kill -9 while the frozen front's activations are written to disk, and in the middle of an epoch:
     the cache file being written exists only under a temp name, the killed runs end 'interrupted', the
     re-run starts over and completes, and no cache file of any run is left behind."""
-    from hashtag_workbench.warehouse import models as wh
     home = tmp_path / "home"
     shutil.copytree(stored_features_template, home)
     _kill_when_running(FINETUNE_CODE, home, "train-finetune", train_zygote)
     killed = [runs.recent_runs(home, 1, kind="train-finetune")[0]["run_id"]]
-    split = wh.split_rows(home, wh.latest_split_run(home))
+    split = wh_splits.split_rows(home, wh_splits.latest_split_run(home))
     n_train = sum(r["part"] == "train" for r in split)
     # the bar counts train photos cached, then val photos, then one step per epoch (under 32 photos)
     for crash, last_name in [(4, None), (n_train + 1, "train.npy"), (len(split) + 2, "val.npy")]:

@@ -15,8 +15,10 @@ from hashtag_workbench.core import curve as cc
 from hashtag_workbench.core.fewshot import align_probs, fold_ids, log_mix, zero_shot_weight
 from hashtag_workbench.core.probe import ProbeModel
 from hashtag_workbench.warehouse import curve as wh_curve
+from hashtag_workbench.warehouse import evaluations as wh_evaluations
 from hashtag_workbench.warehouse import models as wh
 from hashtag_workbench.warehouse import runs
+from hashtag_workbench.warehouse import splits as wh_splits
 
 WORDS = ["bird"] * 7 + ["fruit"] * 3 + ["music"] * 1
 
@@ -120,7 +122,7 @@ def curve_home(demo_home_template, tmp_path_factory):
     clip = save_tiny_clip(base / "tiny-clip")
     assert train(h, models=("conse",), conse_variants=False, clip_model=str(clip), threads=1)["failed"] == []
     evaluate(h, threads=1)
-    split_before = wh.split_rows(h, wh.latest_split_run(h))
+    split_before = wh_splits.split_rows(h, wh_splits.latest_split_run(h))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         rc = main(["--home", str(h), "curve", "--per-word", "1,2,all", "--seeds", "2", "--json"])
@@ -137,7 +139,7 @@ def test_curve_json_shape_storage_and_provenance(curve_home):
         assert p["seeds"] == 2 and p["words_with_k"] == 4
         assert 0 <= p["zero_shot_plus_photos"]["top1"] <= 1
     assert "passes zero-shot" in out["crossing"] or "does not pass" in out["crossing"]
-    assert wh.split_rows(h, wh.latest_split_run(h)) == split_before    # the split is untouched
+    assert wh_splits.split_rows(h, wh_splits.latest_split_run(h)) == split_before    # the split is untouched
     stored = wh_curve.latest_curve(h)
     assert stored["run_id"] == out["run_id"] and stored["config"]["seeds"] == 2
     methods = [p["method"] for p in stored["points"]]
@@ -157,7 +159,7 @@ def test_clip_is_evaluated_in_both_scopes_and_joins_the_curve(curve_home):
     # zero-shot covers the whole active vocabulary, the demo's four words among them
     assert len(clip) == 1 and len(clip[0]["classes"]) == 76
     assert {"bird", "flowers", "fruit", "music"} <= set(clip[0]["classes"])
-    evals = {(e["kind"], e["scope"]): e for e in wh.evaluations(h)}
+    evals = {(e["kind"], e["scope"]): e for e in wh_evaluations.evaluations(h)}
     assert evals[("clip", "val")]["n_images"] == 8 and evals[("clip", "all")]["n_images"] == 32
     assert 0 <= evals[("clip", "val")]["top1"] <= evals[("clip", "val")]["top5"] <= 1
     assert {m["kind"] for m in out["zero_shot_models"]} == {"conse", "clip"}

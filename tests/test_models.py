@@ -12,7 +12,9 @@ from hashtag_workbench.core.fused import fused_configs
 from hashtag_workbench.core.kinds import KINDS, SUPERVISED, ZERO_SHOT
 from hashtag_workbench.core.split import stratified_split
 from hashtag_workbench.core.vocabulary import load_vocabulary
+from hashtag_workbench.warehouse import evaluations as wh_evaluations
 from hashtag_workbench.warehouse import models as wh
+from hashtag_workbench.warehouse import splits as wh_splits
 from hashtag_workbench.warehouse.db import connect
 
 torch.set_num_threads(1)  # the test machine is shared; one thread avoids oversubscription
@@ -32,8 +34,8 @@ def trained_home(demo_home_template, tmp_path_factory):
 
 
 def test_split_is_stratified_seeded_and_recorded(trained_home):
-    run = wh.latest_split_run(trained_home)
-    rows = wh.split_rows(trained_home, run)
+    run = wh_splits.latest_split_run(trained_home)
+    rows = wh_splits.split_rows(trained_home, run)
     assert len(rows) == 32
     for word in ("bird", "fruit", "flowers", "music"):
         parts = [r["part"] for r in rows if r["word"] == word]
@@ -59,7 +61,7 @@ def test_every_model_is_stored_with_config_curve_and_evaluation(trained_home):
     ft = next(r for r in recs if r["kind"] == "finetune")
     curve = wh.learning_curve(trained_home, ft["model_id"])
     assert [c["epoch"] for c in curve] == [1] and curve[0]["val_acc"] is not None
-    evals = wh.evaluations(trained_home)
+    evals = wh_evaluations.evaluations(trained_home)
     assert {(e["model_id"], e["scope"]) for e in evals} >= {(r["model_id"], "val") for r in recs}
     n_zero_shot = n_conse + len(fused_configs())                     # ConSE's and every fitted fused variant
     assert sum(r["kind"] == "fused" for r in recs) == len(fused_configs())
@@ -88,11 +90,11 @@ def test_model_rebuilt_from_the_warehouse_alone_predicts_like_the_evaluation(tra
 
     from hashtag_workbench.core.predictor import ImageBatch, load_model
     from hashtag_workbench.jobs._modeldata import read_photo
-    evals = wh.evaluations(trained_home)
+    evals = wh_evaluations.evaluations(trained_home)
     run_id = evals[0]["run_id"]
     for rec in wh.models(trained_home):
         model = load_model(wh.get_model(trained_home, rec["model_id"]))   # record + artifact, nothing else
-        rows = [r for r in wh.split_rows(trained_home, rec["split_run_id"]) if r["part"] == "val"]
+        rows = [r for r in wh_splits.split_rows(trained_home, rec["split_run_id"]) if r["part"] == "val"]
         probs = model.predict(ImageBatch.of([read_photo(trained_home, r["path"]) for r in rows]))
         # a zero-shot model's own (all-word) answers are its 'open' scope; 'val' restricts it to the split's words
         scope = "open" if KINDS[rec["kind"]].role == ZERO_SHOT else "val"
@@ -108,7 +110,7 @@ def test_model_rebuilt_from_the_warehouse_alone_predicts_like_the_evaluation(tra
 def test_curation_shapes_the_split(demo_home):
     from hashtag_workbench.jobs.split import make_split
     from hashtag_workbench.warehouse.curation import decide
-    imgs = wh.training_images(demo_home)
+    imgs = wh_splits.training_images(demo_home)
     bird = [r["image_id"] for r in imgs if r["word"] == "bird"]
     decide(demo_home, bird[:2], "reject")
     decide(demo_home, bird[2:3], "relabel", new_word="fruit")
@@ -120,12 +122,12 @@ def test_curation_shapes_the_split(demo_home):
         con.executemany("INSERT INTO outlier_scores (image_id, run_id, detector, word, score, flagged) "
                         "VALUES (?, ?, 'kmeans_2sigma', 'bird', 3.0, TRUE)", [[bird[3], finished], [bird[4], killed]])
     run = make_split(demo_home)
-    rows = {r["image_id"]: r for r in wh.split_rows(demo_home, run)}
+    rows = {r["image_id"]: r for r in wh_splits.split_rows(demo_home, run)}
     assert bird[0] not in rows and bird[1] not in rows
     assert rows[bird[2]]["word"] == "fruit"
     assert bird[3] in rows                                           # flagged kept by default
     run2 = make_split(demo_home, exclude_flagged=True)
-    kept = {r["image_id"] for r in wh.split_rows(demo_home, run2)}
+    kept = {r["image_id"] for r in wh_splits.split_rows(demo_home, run2)}
     assert bird[3] not in kept and bird[4] in kept                   # a killed run's flags count nowhere
 
 

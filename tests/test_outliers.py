@@ -18,6 +18,7 @@ from hashtag_workbench.core.outliers import (
     precision_recall_f1,
     run_detectors,
 )
+from hashtag_workbench.warehouse import outliers as wh_outliers
 
 
 @pytest.fixture(autouse=True)
@@ -119,7 +120,6 @@ def test_outliers_job_scores_flags_and_groups(demo_home, tmp_path):
     from hashtag_workbench.jobs.features import compute_features
     from hashtag_workbench.jobs.import_folder import import_folder
     from hashtag_workbench.jobs.outliers import NotReady, find_outliers
-    from hashtag_workbench.warehouse import features as wh
     from hashtag_workbench.warehouse.images import labelled_images
     from tests.conftest import DEMO_PHOTOS
 
@@ -134,20 +134,20 @@ def test_outliers_job_scores_flags_and_groups(demo_home, tmp_path):
     compute_features(demo_home, threads=1)
     out = find_outliers(demo_home, k=1, sigma=2.0)
     images = labelled_images(demo_home)
-    latest = wh.latest_outlier_run(demo_home)
+    latest = wh_outliers.latest_outlier_run(demo_home)
     assert latest["run_id"] == out["run_id"] and latest["detectors"] == sorted(DETECTORS)
     assert latest["config"]["k"] == 1 and latest["config"]["sigma"] == 2.0
     for det in DETECTORS:
-        rows = wh.outlier_scores(demo_home, out["run_id"], detector=det)
+        rows = wh_outliers.outlier_scores(demo_home, out["run_id"], detector=det)
         assert sorted(r["image_id"] for r in rows) == sorted(im["image_id"] for im in images)
         assert all(r["word"] == r["current_word"] and r["path"] for r in rows)
         assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
-    assert {r["word"] for r in wh.outlier_summary(demo_home, out["run_id"])} == {"bird", "fruit", "flowers",
+    assert {r["word"] for r in wh_outliers.outlier_summary(demo_home, out["run_id"])} == {"bird", "fruit", "flowers",
                                                                                   "music"}
-    bird = wh.outlier_scores(demo_home, out["run_id"], word="bird", detector="knn_cosine")
+    bird = wh_outliers.outlier_scores(demo_home, out["run_id"], word="bird", detector="knn_cosine")
     assert {r["word"] for r in bird} == {"bird"}
 
-    groups = wh.duplicate_groups(demo_home, out["run_id"])
+    groups = wh_outliers.duplicate_groups(demo_home, out["run_id"])
     paths = {im["image_id"]: im for im in images}
     copy_id = max(paths)                              # the copy was imported last
     group = next(g for g in groups if copy_id in [m["image_id"] for m in g["members"]])
@@ -156,8 +156,8 @@ def test_outliers_job_scores_flags_and_groups(demo_home, tmp_path):
     # A second run reuses the stored perceptual hashes and writes its own rows.
     again = find_outliers(demo_home, detectors=["kmeans_2sigma"])
     assert again["hashed_now"] == 0 and again["run_id"] != out["run_id"]
-    assert wh.latest_outlier_run(demo_home)["detectors"] == ["kmeans_2sigma"]
-    assert len(wh.outlier_scores(demo_home, out["run_id"])) == 3 * len(images)
+    assert wh_outliers.latest_outlier_run(demo_home)["detectors"] == ["kmeans_2sigma"]
+    assert len(wh_outliers.outlier_scores(demo_home, out["run_id"])) == 3 * len(images)
 
 
 def test_softmax_and_row_normalisation():

@@ -12,6 +12,7 @@ from hashtag_workbench.core.transductive import (
     TransductiveModel,
     self_train,
 )
+from hashtag_workbench.warehouse import splits as wh_splits
 
 
 def clustered(seed: int = 0, per: int = 30, noise: float = 0.6):
@@ -83,7 +84,7 @@ def test_kind_trains_without_labels_and_predicts_photo_by_photo(trained):
     assert rec["name"].startswith(seed["name"]) and "unlabelled photos" in rec["name"]
     assert get_run(h, rec["model_id"])["counts"]["photos"] == 32
     model = load_model(rec)
-    rows = wh.unlabelled_pool(h)
+    rows = wh_splits.unlabelled_pool(h)
     batch, _ = stored_batch(h, rows, ("efficientnet_lite0",))
     probs = model.predict(batch)
     # one photo alone (its CNN outputs computed now) gets the row it gets in the batch
@@ -91,7 +92,7 @@ def test_kind_trains_without_labels_and_predicts_photo_by_photo(trained):
     assert np.allclose(single[0], probs[3], atol=2e-3)
 
     # the labels are never read: relabel every photo of two words, self-train again, same prototypes
-    bird = [r["image_id"] for r in wh.all_labelled(h) if r["word"] == "bird"]
+    bird = [r["image_id"] for r in wh_splits.all_labelled(h) if r["word"] == "bird"]
     curation.decide(h, bird, "relabel", "music")
     from hashtag_workbench.core.kinds import KINDS
     from hashtag_workbench.jobs.train import _Vocabulary

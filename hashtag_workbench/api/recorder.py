@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hashtag_workbench.api.models import log
-from hashtag_workbench.warehouse.models import add_predictions
+from hashtag_workbench.warehouse.evaluations import add_predictions
 
 MAX_PENDING = 100_000  # rows kept while the warehouse is unavailable; beyond this the oldest are dropped
 

@@ -8,8 +8,7 @@ from PIL import Image
 
 from hashtag_workbench.core.features import load_photo
 from hashtag_workbench.core.predictor import ImageBatch
-from hashtag_workbench.warehouse.features import feature_ids
-from hashtag_workbench.warehouse.models import stored_features
+from hashtag_workbench.warehouse.features import feature_ids, stored_features
 
 # Decoded photos are kept at most this short side: enough for the 256-px resize every model does.
 KEEP_SIDE = 320

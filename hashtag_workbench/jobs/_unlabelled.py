@@ -7,7 +7,7 @@ from pathlib import Path
 from hashtag_workbench.core.predictor import load_model
 from hashtag_workbench.jobs._modeldata import stored_batch
 from hashtag_workbench.jobs.runner import JobError
-from hashtag_workbench.warehouse import models as wh
+from hashtag_workbench.warehouse import splits as wh_splits
 
 
 def unlabelled_photos(home: Path, backbone: str, log, seed: dict | None = None) -> dict:
@@ -18,7 +18,7 @@ def unlabelled_photos(home: Path, backbone: str, log, seed: dict | None = None) 
     Features and logits come from the features table when it holds every photo, else the CNN runs.
     """
     from hashtag_workbench.jobs.train import ensure_zero_shot  # train imports this module on demand
-    rows = wh.unlabelled_pool(home)
+    rows = wh_splits.unlabelled_pool(home)
     if len(rows) < 2:
         raise JobError(f"zero-shot + unlabelled photos needs at least 2 stored photos, found {len(rows)}: "
                        "run `hashtags import-folder PATH` first")

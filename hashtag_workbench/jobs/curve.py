@@ -37,6 +37,7 @@ from hashtag_workbench.jobs.runner import JobError, job_run
 from hashtag_workbench.jobs.split import current_split
 from hashtag_workbench.warehouse import curve as wh_curve
 from hashtag_workbench.warehouse import models as wh
+from hashtag_workbench.warehouse import splits as wh_splits
 from hashtag_workbench.warehouse.images import word_counts
 
 HELP = "data-efficiency curve: photos per word needed to beat zero-shot"
@@ -78,7 +79,7 @@ def _score_zero_shot(recs: list[dict], batch, classes: list[str], val: np.ndarra
 
 
 def _read(home: Path, split_run: int, backbone: str, run) -> tuple[CurveData, list[dict]]:
-    rows = wh.split_rows(home, split_run)
+    rows = wh_splits.split_rows(home, split_run)
     recs = _zero_shot_records(home)
     backbones = tuple(sorted({backbone} | {r["backbone"] for r in recs if r.get("backbone")}))
     batch, found = stored_batch(home, rows, backbones)

@@ -19,7 +19,9 @@ from hashtag_workbench.infra.runtime import configure_threads
 from hashtag_workbench.jobs._modeldata import readable_rows, stored_batch
 from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready, split_list
 from hashtag_workbench.jobs.runner import JobError, job_run
+from hashtag_workbench.warehouse import evaluations as wh_evaluations
 from hashtag_workbench.warehouse import models as wh
+from hashtag_workbench.warehouse import splits as wh_splits
 
 HELP = "score the trained models and print the comparison table"
 DESCRIPTION = (
@@ -68,14 +70,14 @@ def _scopes(home: Path, rec: dict, model, all_scope: bool, split_run: int | None
     if model.role != ZERO_SHOT:
         if rec["split_run_id"] is None:
             return []
-        return [("val", [r for r in wh.split_rows(home, rec["split_run_id"]) if r["part"] == "val"], None)]
+        return [("val", [r for r in wh_splits.split_rows(home, rec["split_run_id"]) if r["part"] == "val"], None)]
     out = []
     if split_run is not None:
-        rows = wh.split_rows(home, split_run)
+        rows = wh_splits.split_rows(home, split_run)
         val = [r for r in rows if r["part"] == "val"]
         out += [("val", val, sorted({r["word"] for r in rows})), ("open", val, None)]
     if all_scope:
-        out.append(("all", wh.all_labelled(home), None))
+        out.append(("all", wh_splits.all_labelled(home), None))
     return out
 
 
@@ -89,7 +91,7 @@ def evaluate(home: Path, *, model_ids: list[int] | None = None, all_scope: bool 
                        if not model_ids else f"no models with ids {model_ids}")
     if threads:
         configure_threads(threads)
-    split_run = wh.latest_split_run(home)
+    split_run = wh_splits.latest_split_run(home)
     with job_run(home, "evaluate", {"model_ids": [r["model_id"] for r in recs], "all_scope": all_scope,
                                     "split_run_id": split_run}) as run:
         batches: dict = {}
@@ -118,14 +120,14 @@ def evaluate(home: Path, *, model_ids: list[int] | None = None, all_scope: bool 
                 res = evaluate_scores(probs, words or model.classes, [r["word"] for r in rows])
                 preds = [{"image_id": r["image_id"], "true_word": r["word"], **p}
                          for r, p in zip(rows, res["predictions"])]
-                wh.save_evaluation(home, run_id=run.run_id, model_id=rec["model_id"], scope=scope,
+                wh_evaluations.save_evaluation(home, run_id=run.run_id, model_id=rec["model_id"], scope=scope,
                                    top1=res["top1"], top5=res["top5"], per_word=res["per_word"],
                                    confusion=res["confusion"], predictions=preds,
                                    n_words=len(words or model.classes))
                 run.count("done")
         run.extra["models"] = len(recs)
         run_id = run.run_id
-    print(comparison_table(wh.evaluations(home, run_id)))
+    print(comparison_table(wh_evaluations.evaluations(home, run_id)))
     return run_id
 
 

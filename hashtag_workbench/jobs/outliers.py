@@ -15,6 +15,7 @@ from hashtag_workbench.jobs.common import ensure_ready
 from hashtag_workbench.jobs.options import add_config_options, config_from
 from hashtag_workbench.jobs.runner import JobError, job_run
 from hashtag_workbench.warehouse import features as wh
+from hashtag_workbench.warehouse import outliers as wh_outliers
 from hashtag_workbench.warehouse.images import labelled_images
 from hashtag_workbench.warehouse.store import image_file
 
@@ -41,7 +42,7 @@ def _phash(path: Path) -> str | None:
 
 def ensure_hashes(home: Path, run, images: list[dict], *, workers: int = 2) -> dict[int, str]:
     """Perceptual hashes of `images`, computing (in threads) and storing only the missing ones."""
-    known = wh.image_hashes(home)
+    known = wh_outliers.image_hashes(home)
     todo = [im for im in images if im["image_id"] not in known]
     if todo:
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -51,7 +52,7 @@ def ensure_hashes(home: Path, run, images: list[dict], *, workers: int = 2) -> d
         for im, h in zip(todo, hashes):
             if h is None:
                 run.log(f"could not hash image {im['image_id']} ({im['path']}); left out of duplicate search")
-        wh.write_image_hashes(home, run.run_id, new)
+        wh_outliers.write_image_hashes(home, run.run_id, new)
         known.update(new)
     run.extra["hashed_now"] = len(todo)
     return known
@@ -93,7 +94,7 @@ def find_outliers(home: Path, config: OutliersConfig | None = None, **settings) 
             res, = run_detectors(projections=P_rows, features=X_rows, labels=words,
                                  config=replace(cfg, detectors=(det,)))
             results.append(res)
-            wh.write_outlier_scores(home, run.run_id, res.detector, ids, words, res.scores, res.flagged)
+            wh_outliers.write_outlier_scores(home, run.run_id, res.detector, ids, words, res.scores, res.flagged)
             run.extra[f"flagged_{res.detector}"] = int(res.flagged.sum())
             for note in res.notes:
                 run.log(f"{res.detector}: {note}")
@@ -116,7 +117,7 @@ def _record_duplicates(home: Path, run, images: list[dict], X_rows: np.ndarray, 
                              max_hash_distance=max_hash_distance, min_cosine=min_cosine)
     rows = [{"group_id": g_no, "image_id": int(images[hashed[m]]["image_id"]), "kind": g.kind, "distance": d}
             for g_no, g in enumerate(groups, start=1) for m, d in zip(g.members, g.distances)]
-    wh.write_duplicate_groups(home, run.run_id, rows)
+    wh_outliers.write_duplicate_groups(home, run.run_id, rows)
     run.extra["duplicate_groups"] = len(groups)
     run.extra["duplicate_images"] = len(rows)
     return len(groups)

@@ -18,6 +18,7 @@ from hashtag_workbench.core.predictor import ModelLoadError, load_model
 from hashtag_workbench.infra.onnxrt import use_runtime
 from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready
 from hashtag_workbench.service.predictions import NO_SUPERVISED, Photo, predict_photos, read_photo
+from hashtag_workbench.warehouse import evaluations as wh_evaluations
 from hashtag_workbench.warehouse import models as wh
 from hashtag_workbench.warehouse.words import hashtags_for
 
@@ -95,7 +96,7 @@ def predict_files(home: Path, paths: list[Path], *, as_json: bool = False, seed:
     for r in failed:
         print(f"error: {r['image']}: {r['error']}", file=sys.stderr)
     if rows:
-        wh.add_predictions(home, rows)
+        wh_evaluations.add_predictions(home, rows)
     for r in results:
         if as_json:
             print(json.dumps(r), file=out)

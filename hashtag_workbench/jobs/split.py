@@ -9,8 +9,8 @@ from hashtag_workbench.core.split import VAL, SplitConfig, stratified_split
 from hashtag_workbench.jobs.common import ensure_ready
 from hashtag_workbench.jobs.options import add_config_options, config_from
 from hashtag_workbench.jobs.runner import job_run
-from hashtag_workbench.warehouse import models as wh
 from hashtag_workbench.warehouse import runs
+from hashtag_workbench.warehouse import splits as wh_splits
 
 HELP = "stratified 80:20 train/val split of the curated images"
 DESCRIPTION = (
@@ -24,7 +24,7 @@ def make_split(home: Path, config: SplitConfig | None = None, **settings) -> int
     cfg = config or SplitConfig(**settings)
     ensure_ready(home)
     with job_run(home, "split", asdict(cfg)) as run:
-        rows = wh.training_images(home, exclude_flagged=False)
+        rows = wh_splits.training_images(home, exclude_flagged=False)
         flagged = [r for r in rows if r["flagged"]]
         if cfg.exclude_flagged:
             rows = [r for r in rows if not r["flagged"]]
@@ -34,7 +34,7 @@ def make_split(home: Path, config: SplitConfig | None = None, **settings) -> int
                              "`hashtags import-folder PATH` first")
         parts = stratified_split([r["image_id"] for r in rows], [r["word"] for r in rows],
                                  val_fraction=cfg.val_fraction, seed=cfg.seed)
-        wh.save_split(home, run.run_id, [(r["image_id"], r["word"], parts[r["image_id"]]) for r in rows])
+        wh_splits.save_split(home, run.run_id, [(r["image_id"], r["word"], parts[r["image_id"]]) for r in rows])
         n_val = sum(p == VAL for p in parts.values())
         run.count("train", len(parts) - n_val)
         run.count("val", n_val)
@@ -51,12 +51,12 @@ def current_split(home: Path, config: SplitConfig | None = None, *, new: bool = 
                   **settings) -> int:
     """The latest split if it still matches the curated labels and settings, else a new one."""
     cfg = config or SplitConfig(**settings)
-    latest = wh.latest_split_run(home)
+    latest = wh_splits.latest_split_run(home)
     if latest is not None and not new:
         stored_cfg = (runs.get_run(home, latest) or {}).get("config", {})
         same_cfg = all(stored_cfg.get(k) == v for k, v in asdict(cfg).items())
-        stored = {(r["image_id"], r["word"]) for r in wh.split_rows(home, latest)}
-        now = {(r["image_id"], r["word"]) for r in wh.training_images(home, exclude_flagged=cfg.exclude_flagged)}
+        stored = {(r["image_id"], r["word"]) for r in wh_splits.split_rows(home, latest)}
+        now = {(r["image_id"], r["word"]) for r in wh_splits.training_images(home, exclude_flagged=cfg.exclude_flagged)}
         if same_cfg and stored == now:
             return latest
         log(f"[split] making a new split: {'settings changed' if not same_cfg else 'images or labels changed'} "

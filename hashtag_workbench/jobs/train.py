@@ -35,6 +35,7 @@ from hashtag_workbench.jobs.runner import job_run
 from hashtag_workbench.jobs.split import add_split_args, current_split
 from hashtag_workbench.service.predictions import stored_zero_shot
 from hashtag_workbench.warehouse import models as wh
+from hashtag_workbench.warehouse import splits as wh_splits
 from hashtag_workbench.warehouse.words import hashtags_for, list_words
 
 HELP = "train the supervised models and build the zero-shot ones"
@@ -73,7 +74,7 @@ class _Data(_Vocabulary):
         super().__init__(home)
         self.home, self.runtime, self.run_dir = home, runtime, None
         self.workers = configured_threads()   # BoVW's descriptor processes
-        self.rows = readable_rows(home, wh.split_rows(home, split_run), DEFAULT_BACKBONE, self.log)
+        self.rows = readable_rows(home, wh_splits.split_rows(home, split_run), DEFAULT_BACKBONE, self.log)
         self.train = [r for r in self.rows if r["part"] == "train"]
         self.val = [r for r in self.rows if r["part"] == "val"]
         self.classes = sorted({r["word"] for r in self.rows})
@@ -165,7 +166,7 @@ def ensure_zero_shot(home: Path, config=None, kind: str = DEFAULT_ZERO_SHOT) -> 
     print(f"[zero-shot] building {cfg.label(cfg.word_vectors)} over {len(vocab.vocabulary)} active words "
           "(the vocabulary changed or no such model yet)", file=sys.stderr)
     with contextlib.redirect_stdout(sys.stderr):  # the run's summary line must not mix into predict --json
-        model_id = train_kind(home, k, cfg, vocab, wh.latest_split_run(home))
+        model_id = train_kind(home, k, cfg, vocab, wh_splits.latest_split_run(home))
     return wh.get_model(home, model_id)
 
 
@@ -204,7 +205,7 @@ def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DE
         print(f"[train] split run {split_run}: {len(data.train)} train / {len(data.val)} val images, "
               f"{len(data.classes)} words")
     else:
-        split_run, data = wh.latest_split_run(home), _Vocabulary(home)
+        split_run, data = wh_splits.latest_split_run(home), _Vocabulary(home)
         print(f"[train] zero-shot over {len(data.vocabulary)} active words (no images needed)")
     existing = wh.models(home) if skip_existing else []
     ids, failed = [], []

@@ -1,4 +1,4 @@
-"""Features, PCA fits and projections, outlier scores, duplicate groups and perceptual hashes: all their SQL.
+"""Features, PCA fits, projections and stored 2-D maps, and the stored CNN outputs models reuse: all their SQL.
 
 Vectors travel as Arrow list columns in both directions: a batch of 4096-d rows is
 one INSERT ... SELECT, and a whole feature matrix is one fetch reshaped in numpy.
@@ -172,116 +172,15 @@ def projection_matrix(home: Path, run_id: int) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- perceptual hashes
 
 
-def image_hashes(home: Path) -> dict[int, str]:
-    """image_id -> perceptual hash (16 hex digits) for every image hashed so far."""
-    with connect(home, read_only=True) as con:
-        return dict(con.execute("SELECT image_id, phash FROM image_hashes").fetchall())
-
-
-def write_image_hashes(home: Path, run_id: int, hashes: dict[int, str]) -> None:
-    if not hashes:
-        return
-    with connect(home) as con:
-        con.register("hash_batch", pa.table({"image_id": np.fromiter(hashes, np.int64, len(hashes)),
-                                             "phash": list(hashes.values())}))
-        con.execute("INSERT OR REPLACE INTO image_hashes (image_id, phash, run_id) "
-                    "SELECT image_id, phash, ? FROM hash_batch", [run_id])
-        con.unregister("hash_batch")
-
-
 # --------------------------------------------------------------------------- outliers
 
 
-def write_outlier_scores(home: Path, run_id: int, detector: str, image_ids, words, scores, flagged) -> None:
-    """Store one detector's score and flag for each image of an outliers run (one transaction)."""
-    n = len(image_ids)
-    if not (len(words) == len(scores) == len(flagged) == n):
-        raise InputError("image_ids, words, scores and flagged must have the same length")
-    tbl = pa.table({"image_id": np.asarray(image_ids, np.int64), "word": list(words),
-                    "score": np.asarray(scores, np.float64), "flagged": np.asarray(flagged, bool)})
-    with connect(home) as con:
-        con.execute("DELETE FROM outlier_scores WHERE run_id = ? AND detector = ?", [run_id, detector])
-        con.register("score_batch", tbl)
-        con.execute("INSERT INTO outlier_scores (image_id, run_id, detector, word, score, flagged) "
-                    "SELECT image_id, ?, ?, word, score, flagged FROM score_batch", [run_id, detector])
-        con.unregister("score_batch")
-
-
-def write_duplicate_groups(home: Path, run_id: int, rows: list[dict]) -> None:
-    """Store duplicate groups: rows of group_id, image_id, kind ('exact' | 'near'), distance."""
-    with connect(home) as con:
-        con.execute("DELETE FROM duplicate_groups WHERE run_id = ?", [run_id])
-        if rows:
-            con.register("dup_batch", pa.table({
-                "group_id": np.array([r["group_id"] for r in rows], np.int32),
-                "image_id": np.array([r["image_id"] for r in rows], np.int64),
-                "kind": [r["kind"] for r in rows],
-                "distance": np.array([r["distance"] for r in rows], np.float64)}))
-            con.execute("INSERT INTO duplicate_groups (run_id, group_id, image_id, kind, distance) "
-                        "SELECT ?, group_id, image_id, kind, distance FROM dup_batch", [run_id])
-            con.unregister("dup_batch")
-
-
-def latest_outlier_run(home: Path) -> dict | None:
-    """The newest finished outliers run that stored scores: run_id, config, counts, started_at,
-    finished_at and detectors (sorted names); None when no outliers run has finished yet."""
+def stored_features(home: Path, backbone: str, image_ids: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
+    """image_id -> (penultimate vector, ImageNet logits or None) for the ids the features job has stored."""
+    if not image_ids:
+        return {}
     with connect(home, read_only=True) as con:
-        rows = fetch_dicts(con.execute("""
-            SELECT r.run_id, r.config, r.counts, r.started_at, r.finished_at,
-                   list(DISTINCT s.detector ORDER BY s.detector) AS detectors
-            FROM runs r JOIN outlier_scores s ON s.run_id = r.run_id
-            WHERE r.kind = 'outliers' AND r.status = 'ok'
-            GROUP BY ALL ORDER BY r.run_id DESC LIMIT 1"""))
-    return rows[0] if rows else None
-
-
-def outlier_scores(home: Path, run_id: int, *, word: str | None = None, detector: str | None = None,
-                   flagged_only: bool = False) -> list[dict]:
-    """Scores of one outliers run, most suspicious first within each detector.
-
-    Each row: image_id, detector, word (the label judged), score (higher = more
-    suspicious), flagged, and the image's path, sha256, current_word and review
-    state now (curation may have changed them since the run).
-    """
-    conds, params = ["s.run_id = ?"], [run_id]
-    if word:
-        conds.append("s.word = ?")
-        params.append(word)
-    if detector:
-        conds.append("s.detector = ?")
-        params.append(detector)
-    if flagged_only:
-        conds.append("s.flagged")
-    sql = f"""SELECT s.image_id, s.detector, s.word, s.score, s.flagged,
-                     l.path, l.sha256, l.word AS current_word, l.review
-              FROM outlier_scores s LEFT JOIN image_labels l ON l.image_id = s.image_id
-              WHERE {' AND '.join(conds)} ORDER BY s.detector, s.score DESC, s.image_id"""
-    with connect(home, read_only=True) as con:
-        return fetch_dicts(con.execute(sql, params))
-
-
-def outlier_summary(home: Path, run_id: int) -> list[dict]:
-    """Per word and detector of one outliers run: images scored and images flagged."""
-    with connect(home, read_only=True) as con:
-        return fetch_dicts(con.execute("""SELECT word, detector, count(*) AS images,
-                                           count(*) FILTER (WHERE flagged) AS flagged
-                                    FROM outlier_scores WHERE run_id = ? GROUP BY word, detector
-                                    ORDER BY word, detector""", [run_id]))
-
-
-def duplicate_groups(home: Path, run_id: int) -> list[dict]:
-    """Duplicate groups of one outliers run, largest first.
-
-    Each group: group_id, kind ('exact': identical pixels hash; 'near': similar),
-    and members: list of {image_id, path, word, review, distance}, where distance
-    is the perceptual-hash Hamming distance (bits) to the group's first member.
-    """
-    with connect(home, read_only=True) as con:
-        rows = fetch_dicts(con.execute("""SELECT d.group_id, d.kind, d.image_id, d.distance, l.path, l.word, l.review
-                                    FROM duplicate_groups d LEFT JOIN image_labels l ON l.image_id = d.image_id
-                                    WHERE d.run_id = ? ORDER BY d.group_id, d.distance, d.image_id""", [run_id]))
-    groups: dict[int, dict] = {}
-    for r in rows:
-        g = groups.setdefault(r["group_id"], {"group_id": r["group_id"], "kind": r["kind"], "members": []})
-        g["members"].append({k: r[k] for k in ("image_id", "path", "word", "review", "distance")})
-    return sorted(groups.values(), key=lambda g: (-len(g["members"]), g["group_id"]))
+        rows = con.execute("SELECT image_id, vec, logits FROM features WHERE backbone = ? "
+                           "AND image_id IN (SELECT unnest(?))", [backbone, [int(i) for i in image_ids]]).fetchall()
+    return {r[0]: (np.asarray(r[1], dtype=np.float32), None if r[2] is None else np.asarray(r[2], dtype=np.float32))
+            for r in rows}

@@ -1,10 +1,8 @@
-"""Splits, trained models, learning curves, evaluations and predictions: all their SQL."""
+"""Trained models (records, artifacts, learning curves) and which ones answer by default: all their SQL."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import numpy as np
 
 from hashtag_workbench.core.kinds import SUPERVISED, ZERO_SHOT, kinds_of
 from hashtag_workbench.warehouse.db import connect, decode_json, fetch_dicts
@@ -21,72 +19,8 @@ def model_dir(home: Path, model_id: int) -> Path:
 
 # ---------------------------------------------------------------- images and splits
 
-def training_images(home: Path, *, exclude_flagged: bool = False) -> list[dict]:
-    """Images usable for training: curated label, active word, not rejected (and not flagged, if asked).
-
-    'flagged' means a detector's current score flags the image (view `flagged_images`, as the Review
-    page counts it) and nobody has reviewed it since.
-    """
-    sql = """
-        SELECT l.image_id, l.sha256, l.path, l.word, l.review,
-               (f.image_id IS NOT NULL AND l.review = 'unreviewed') AS flagged
-        FROM image_labels l
-        LEFT JOIN flagged_images f ON f.image_id = l.image_id
-        WHERE l.review <> 'reject' AND l.word IN (SELECT word FROM words WHERE active)
-        ORDER BY l.image_id"""
-    with connect(home, read_only=True) as con:
-        rows = fetch_dicts(con.execute(sql))
-    if exclude_flagged:
-        rows = [r for r in rows if not r["flagged"]]
-    return rows
-
-
-def save_split(home: Path, run_id: int, rows: list[tuple[int, str, str]]) -> None:
-    """rows: (image_id, word, part)."""
-    with connect(home) as con:
-        con.execute("DELETE FROM splits WHERE run_id = ?", [run_id])
-        con.executemany("INSERT INTO splits (run_id, image_id, word, part) VALUES (?, ?, ?, ?)",
-                        [[run_id, int(i), w, p] for i, w, p in rows])
-
-
-def latest_split_run(home: Path) -> int | None:
-    with connect(home, read_only=True) as con:
-        return con.execute("SELECT max(run_id) FROM splits").fetchone()[0]
-
-
-def split_rows(home: Path, run_id: int) -> list[dict]:
-    """The split's images with the label they had when it was made, and their stored file."""
-    with connect(home, read_only=True) as con:
-        return fetch_dicts(con.execute(
-            """SELECT s.image_id, s.word, s.part, i.sha256, i.path FROM splits s
-               JOIN images i ON i.image_id = s.image_id WHERE s.run_id = ? ORDER BY s.image_id""", [run_id]))
-
-
-def all_labelled(home: Path) -> list[dict]:
-    """Every stored, non-rejected image of an active word, with its current label (ConSE's 'all' scope)."""
-    with connect(home, read_only=True) as con:
-        return fetch_dicts(con.execute("SELECT image_id, word, sha256, path FROM image_labels WHERE review <> 'reject' "
-                                 "AND word IN (SELECT word FROM words WHERE active) ORDER BY image_id"))
-
-
-def unlabelled_pool(home: Path) -> list[dict]:
-    """Every stored photo that nobody rejected, without its label: what zero-shot self-training may read."""
-    with connect(home, read_only=True) as con:
-        return fetch_dicts(con.execute("SELECT image_id, sha256, path FROM image_labels WHERE review <> 'reject' "
-                                 "ORDER BY image_id"))
-
 
 # ---------------------------------------------------------------- stored features (the fast path)
-
-def stored_features(home: Path, backbone: str, image_ids: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
-    """image_id -> (penultimate vector, ImageNet logits or None) for the ids the features job has stored."""
-    if not image_ids:
-        return {}
-    with connect(home, read_only=True) as con:
-        rows = con.execute("SELECT image_id, vec, logits FROM features WHERE backbone = ? "
-                           "AND image_id IN (SELECT unnest(?))", [backbone, [int(i) for i in image_ids]]).fetchall()
-    return {r[0]: (np.asarray(r[1], dtype=np.float32), None if r[2] is None else np.asarray(r[2], dtype=np.float32))
-            for r in rows}
 
 
 # ---------------------------------------------------------------- models
@@ -182,50 +116,8 @@ def best_models(home: Path) -> dict[str, dict | None]:
 
 # ---------------------------------------------------------------- evaluations
 
-def save_evaluation(home: Path, *, run_id: int, model_id: int, scope: str, top1: float, top5: float,
-                    per_word: list[dict], confusion: list[tuple[str, str, int]], predictions: list[dict],
-                    n_words: int | None = None) -> None:
-    """One model's evaluation on one scope, all tables in one transaction."""
-    with connect(home) as con:
-        for table in ("evaluations", "per_word_metrics", "confusion", "eval_predictions"):
-            con.execute(f"DELETE FROM {table} WHERE run_id = ? AND model_id = ? AND scope = ?",
-                        [run_id, model_id, scope])
-        con.execute("INSERT INTO evaluations (run_id, model_id, scope, n_images, top1, top5, n_words) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", [run_id, model_id, scope, len(predictions), top1, top5, n_words])
-        con.executemany("INSERT INTO per_word_metrics (run_id, model_id, scope, word, precision, recall, support) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [[run_id, model_id, scope, r["word"], r["precision"], r["recall"], r["support"]]
-                         for r in per_word])
-        con.executemany("INSERT INTO confusion (run_id, model_id, scope, true_word, pred_word, n) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", [[run_id, model_id, scope, t, p, n] for t, p, n in confusion])
-        con.executemany("INSERT INTO eval_predictions (run_id, model_id, scope, image_id, true_word, pred_word, "
-                        "prob, top5) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [[run_id, model_id, scope, p["image_id"], p["true_word"], p["pred_word"], p["prob"],
-                          json.dumps(p["top5"])] for p in predictions])
-
-
-def evaluations(home: Path, run_id: int | None = None) -> list[dict]:
-    """Evaluation rows with model names; one evaluate run (default: the latest)."""
-    with connect(home, read_only=True) as con:
-        if run_id is None:
-            run_id = con.execute("SELECT max(run_id) FROM evaluations").fetchone()[0]
-        if run_id is None:
-            return []
-        return fetch_dicts(con.execute(
-            """SELECT e.run_id, e.model_id, m.kind, m.name, e.scope, e.n_images,
-                      coalesce(e.n_words, json_array_length(m.classes)) AS n_words, e.top1, e.top5
-               FROM evaluations e JOIN models m USING (model_id) WHERE e.run_id = ?
-               ORDER BY e.scope DESC, e.model_id""", [run_id]))
-
 
 # ---------------------------------------------------------------- ad-hoc predictions
-
-def add_predictions(home: Path, rows: list[dict]) -> None:
-    """rows: run_id, model_id, sha256, top [[word, prob]], hashtags [str]."""
-    with connect(home) as con:
-        con.executemany("INSERT INTO predictions (run_id, model_id, sha256, top, hashtags) VALUES (?, ?, ?, ?, ?)",
-                        [[r.get("run_id"), r["model_id"], r["sha256"], json.dumps(r["top"]), json.dumps(r["hashtags"])]
-                         for r in rows])
 
 
 def count_predictions(home: Path, run_id: int) -> int:

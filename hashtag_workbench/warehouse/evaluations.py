@@ -1,0 +1,51 @@
+"""Model evaluations (per scope) and the predictions recorded for them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hashtag_workbench.warehouse.db import connect, fetch_dicts
+
+
+def save_evaluation(home: Path, *, run_id: int, model_id: int, scope: str, top1: float, top5: float,
+                    per_word: list[dict], confusion: list[tuple[str, str, int]], predictions: list[dict],
+                    n_words: int | None = None) -> None:
+    """One model's evaluation on one scope, all tables in one transaction."""
+    with connect(home) as con:
+        for table in ("evaluations", "per_word_metrics", "confusion", "eval_predictions"):
+            con.execute(f"DELETE FROM {table} WHERE run_id = ? AND model_id = ? AND scope = ?",
+                        [run_id, model_id, scope])
+        con.execute("INSERT INTO evaluations (run_id, model_id, scope, n_images, top1, top5, n_words) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", [run_id, model_id, scope, len(predictions), top1, top5, n_words])
+        con.executemany("INSERT INTO per_word_metrics (run_id, model_id, scope, word, precision, recall, support) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [[run_id, model_id, scope, r["word"], r["precision"], r["recall"], r["support"]]
+                         for r in per_word])
+        con.executemany("INSERT INTO confusion (run_id, model_id, scope, true_word, pred_word, n) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", [[run_id, model_id, scope, t, p, n] for t, p, n in confusion])
+        con.executemany("INSERT INTO eval_predictions (run_id, model_id, scope, image_id, true_word, pred_word, "
+                        "prob, top5) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [[run_id, model_id, scope, p["image_id"], p["true_word"], p["pred_word"], p["prob"],
+                          json.dumps(p["top5"])] for p in predictions])
+
+
+def evaluations(home: Path, run_id: int | None = None) -> list[dict]:
+    """Evaluation rows with model names; one evaluate run (default: the latest)."""
+    with connect(home, read_only=True) as con:
+        if run_id is None:
+            run_id = con.execute("SELECT max(run_id) FROM evaluations").fetchone()[0]
+        if run_id is None:
+            return []
+        return fetch_dicts(con.execute(
+            """SELECT e.run_id, e.model_id, m.kind, m.name, e.scope, e.n_images,
+                      coalesce(e.n_words, json_array_length(m.classes)) AS n_words, e.top1, e.top5
+               FROM evaluations e JOIN models m USING (model_id) WHERE e.run_id = ?
+               ORDER BY e.scope DESC, e.model_id""", [run_id]))
+
+
+def add_predictions(home: Path, rows: list[dict]) -> None:
+    """rows: run_id, model_id, sha256, top [[word, prob]], hashtags [str]."""
+    with connect(home) as con:
+        con.executemany("INSERT INTO predictions (run_id, model_id, sha256, top, hashtags) VALUES (?, ?, ?, ?, ?)",
+                        [[r.get("run_id"), r["model_id"], r["sha256"], json.dumps(r["top"]), json.dumps(r["hashtags"])]
+                         for r in rows])
