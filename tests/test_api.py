@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import time
@@ -21,16 +20,10 @@ import requests
 
 from hashtag_workbench.api.settings import MAX_IMAGE_BYTES, MAX_IMAGES, check_bind, is_loopback
 from hashtag_workbench.warehouse.db import connect
-from tests.conftest import CLI
+from tests.conftest import CLI, free_port
 
 TOKEN = "test-token-7f3a"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +53,7 @@ def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 180) -> No
 @pytest.fixture(scope="module")
 def server(api_home):
     """`hashtags serve --token T` on a free port, private URLs allowed (the Predict page tests' switch)."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HASHTAG_ALLOW_PRIVATE_URLS": "1", "HASHTAG_HOME": str(api_home)}
     env.pop("HASHTAG_API_TOKEN", None)
     proc = subprocess.Popen(CLI + ["--home", str(api_home), "serve", "--port", str(port), "--token", TOKEN,

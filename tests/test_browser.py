@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -24,7 +23,7 @@ from hashtag_workbench.dashboard.common import n_images
 from hashtag_workbench.jobs.dashboard import streamlit_command
 from hashtag_workbench.warehouse import curation
 from hashtag_workbench.warehouse import dashboard_queries as q
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 from tests.dashboard_seed import build_seeded, copy_home
 
 pytestmark = pytest.mark.browser
@@ -40,12 +39,6 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
                "--disable-sync"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(demo_home_template, tmp_path_factory):
     """The seeded warehouse served by a real Streamlit server; yields (base_url, home)."""
@@ -53,7 +46,7 @@ def served(demo_home_template, tmp_path_factory):
         pytest.fail("Debian's chromium is missing: apt-get install -y chromium (make browser does it)")
     seeded = build_seeded(demo_home_template, tmp_path_factory.getbasetemp())
     home = copy_home(seeded, tmp_path_factory.mktemp("browser") / "home")
-    port = _free_port()
+    port = free_port()
     log = open(home.parent / "streamlit.log", "wb")  # noqa: SIM115 (the server writes to it until teardown)
     env = {**os.environ, "HASHTAG_HOME": str(home)}
     proc = subprocess.Popen(streamlit_command(host="127.0.0.1", port=port),
@@ -323,7 +316,7 @@ def test_review_keys_pressed_while_the_server_is_down_land_once_when_it_is_back(
                                                                                 tmp_path_factory, page):
     seeded = build_seeded(demo_home_template, tmp_path_factory.getbasetemp())
     home = copy_home(seeded, tmp_path_factory.mktemp("dropped") / "home")
-    port = _free_port()
+    port = free_port()
     log = open(home.parent / "streamlit.log", "wb")  # noqa: SIM115
     proc = _start_server(home, port, log)
     try:

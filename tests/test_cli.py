@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from hashtag_workbench.jobs.cli import JOBS, build_parser, main
-from tests.conftest import CLI
+from tests.conftest import CLI, free_port
 
 
 def _minimal_argv(parser: argparse.ArgumentParser, command: str) -> list[str]:
@@ -74,13 +74,10 @@ def test_a_bug_keeps_its_traceback(tmp_path):
 
 
 def test_dashboard_command_serves_the_installed_app(tmp_path):
-    import socket
     import time
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([*CLI, "--home", str(tmp_path), "dashboard", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
