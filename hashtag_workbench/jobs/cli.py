@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.home = resolve_home(args.home)
     args.threads = configure_threads(args.threads)
+    # Only the user's mistakes are caught below: any other exception is a bug, and Python prints its
+    # traceback and exits with status 1.
     try:
         return int(args.func(args) or 0)
     except WarehouseLocked as exc:
@@ -98,7 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, FileNotFoundError) as exc:  # the user's input: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # Anything else is a bug: Python prints its traceback and exits with status 1.
     except KeyboardInterrupt:
         print("interrupted: work done so far is saved; run the same command again to resume.", file=sys.stderr)
         return 130
