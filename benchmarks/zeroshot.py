@@ -82,7 +82,7 @@ def photo_logits(photos: list[dict], backbone: str, cache: Path) -> tuple[np.nda
     if todo:
         import torch
 
-        from hashtag_workbench.core.predictor import compute_features, get_backbone
+        from hashtag_workbench.core.backbones import compute_features, get_backbone
         torch.set_num_threads(2)
         print(f"computing {backbone} logits for {len(todo)} photos ...", file=sys.stderr)
         _, out = compute_features(get_backbone(backbone), [t[2] for t in todo])

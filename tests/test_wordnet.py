@@ -85,8 +85,8 @@ def demo_logits():
     """ImageNet logits of 5 demo photos per word (105 photos) and their folder words."""
     import torch
 
+    from hashtag_workbench.core.backbones import compute_features, get_backbone
     from hashtag_workbench.core.images import decode_rgb
-    from hashtag_workbench.core.predictor import compute_features, get_backbone
     torch.set_num_threads(1)
     files = [(d.name, f) for d in sorted(DEMO.iterdir()) for f in sorted(d.iterdir())[:5]]
     _, logits = compute_features(get_backbone("efficientnet_lite0"), [decode_rgb(f.read_bytes()) for _, f in files])

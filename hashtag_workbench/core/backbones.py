@@ -7,8 +7,9 @@ input preparation, where weights live) serves the torch-free ONNX path too.
 """
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from hashtag_workbench.core.preprocess import CAFFE_INPUT, IMAGENET_INPUT, TF_IN
 
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
     from torch import nn
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
@@ -278,3 +280,38 @@ def load_backbone(name: str = DEFAULT_BACKBONE, weights: Path | str | None = Non
     """Load a backbone (torch) by name; `weights` overrides where its weights file is read from."""
     spec = backbone_spec(name)
     return spec.build(spec.find_weights(Path(weights) if weights else None))
+
+
+# Set by infra.onnxrt.use_runtime: (name, weights) -> backbone in the chosen runtime. None: torch.
+_backbone_loader: Callable[[str, str | None], object] | None = None
+
+
+def use_backbone_loader(loader: Callable[[str, str | None], object] | None) -> None:
+    """Make get_backbone load through `loader` (e.g. ONNX Runtime); None restores plain torch."""
+    global _backbone_loader
+    _backbone_loader = loader
+    get_backbone.cache_clear()
+
+
+@functools.lru_cache(maxsize=4)
+def get_backbone(name: str, weights: str | None = None, runtime: str | None = None):
+    """A loaded backbone, shared by every model in this process that needs it.
+
+    runtime='torch' insists on the torch network (fine-tuning needs its modules);
+    otherwise the loader installed by use_backbone_loader decides.
+    """
+    if _backbone_loader is not None and runtime != "torch":
+        return _backbone_loader(name, weights)
+    return load_backbone(name, weights)
+
+
+def compute_features(backbone, images: Sequence[Image.Image], batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """(penultimate features, ImageNet logits) for PIL images, batch by batch (torch or ONNX backbone)."""
+    feats, logits = [], []
+    for i in range(0, len(images), batch_size):
+        f, lg = backbone.features_and_logits(np.stack([backbone.preprocess(im) for im in images[i:i + batch_size]]))
+        feats.append(f)
+        logits.append(lg)
+    if not feats:
+        return np.zeros((0, backbone.feature_dim), np.float32), np.zeros((0, 1000), np.float32)
+    return np.concatenate(feats), np.concatenate(logits)

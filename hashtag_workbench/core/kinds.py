@@ -140,8 +140,8 @@ def _finetune_fit(cfg, data):
 
 
 def _finetune_load(path, cfg, classes):
+    from hashtag_workbench.core.backbones import get_backbone
     from hashtag_workbench.core.finetune import FinetuneModel
-    from hashtag_workbench.core.predictor import get_backbone
     backbone = get_backbone(cfg.get("backbone"), cfg.get("weights"), "torch")
     return FinetuneModel.load(path, cfg, classes, backbone=backbone)
 

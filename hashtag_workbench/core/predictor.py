@@ -8,7 +8,6 @@ and pass it in; nothing here touches the database. The dashboard's Predict page 
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hashtag_workbench.core.backbones import compute_features, get_backbone
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.hashtags import DEFAULT_N_TAGS, SUPERVISED_K, ZERO_SHOT_K, ranked_hashtags, sample_hashtags
 from hashtag_workbench.core.kinds import KINDS, ZERO_SHOT, predict_with
@@ -25,42 +25,6 @@ from hashtag_workbench.core.kinds import KINDS, ZERO_SHOT, predict_with
 
 class ModelLoadError(InputError):
     """A stored model cannot be rebuilt (unknown kind, missing or mismatched artifact)."""
-
-
-# Set by infra.onnxrt.use_runtime: (name, weights) -> backbone in the chosen runtime. None: torch.
-_backbone_loader: Callable[[str, str | None], object] | None = None
-
-
-def use_backbone_loader(loader: Callable[[str, str | None], object] | None) -> None:
-    """Make get_backbone load through `loader` (e.g. ONNX Runtime); None restores plain torch."""
-    global _backbone_loader
-    _backbone_loader = loader
-    get_backbone.cache_clear()
-
-
-@functools.lru_cache(maxsize=4)
-def get_backbone(name: str, weights: str | None = None, runtime: str | None = None):
-    """A loaded backbone, shared by every model in this process that needs it.
-
-    runtime='torch' insists on the torch network (fine-tuning needs its modules);
-    otherwise the loader installed by use_backbone_loader decides.
-    """
-    if _backbone_loader is not None and runtime != "torch":
-        return _backbone_loader(name, weights)
-    from hashtag_workbench.core.backbones import load_backbone
-    return load_backbone(name, weights)
-
-
-def compute_features(backbone, images: Sequence[Image.Image], batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """(penultimate features, ImageNet logits) for PIL images, batch by batch (torch or ONNX backbone)."""
-    feats, logits = [], []
-    for i in range(0, len(images), batch_size):
-        f, lg = backbone.features_and_logits(np.stack([backbone.preprocess(im) for im in images[i:i + batch_size]]))
-        feats.append(f)
-        logits.append(lg)
-    if not feats:
-        return np.zeros((0, backbone.feature_dim), np.float32), np.zeros((0, 1000), np.float32)
-    return np.concatenate(feats), np.concatenate(logits)
 
 
 @dataclass

@@ -352,16 +352,16 @@ _installed: tuple | None = None
 
 
 def use_runtime(home: Path | str, runtime: str = DEFAULT_RUNTIME, threads: int | None = None) -> None:
-    """Route core.predictor.get_backbone (predict, evaluate, train, the Predict page) through `runtime`.
+    """Route core.backbones.get_backbone (predict, evaluate, train, the Predict page) through `runtime`.
 
     Calling it again with the same settings keeps the backbones already loaded.
     """
     global _installed
-    from hashtag_workbench.core import predictor
+    from hashtag_workbench.core import backbones
     if runtime not in RUNTIMES:
         raise InputError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if _installed == (str(home), runtime, threads):
         return
-    predictor.use_backbone_loader(
+    backbones.use_backbone_loader(
         lambda name, weights: load_for_runtime(Path(home), name, weights, runtime=runtime, threads=threads))
     _installed = (str(home), runtime, threads)

@@ -91,7 +91,7 @@ class _Data(_Vocabulary):
 
     def backbone(self, name: str, weights: str | None):
         """The torch network (fine-tuning trains its modules, so never the ONNX runtime)."""
-        from hashtag_workbench.core.predictor import get_backbone
+        from hashtag_workbench.core.backbones import get_backbone
         return get_backbone(name, weights, "torch")
 
     def frozen_front(self, cfg):
