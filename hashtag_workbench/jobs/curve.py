@@ -6,9 +6,7 @@ validate -> read (split, stored features, zero-shot models) -> core.curve.comput
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -195,12 +193,9 @@ def _strength(text: str) -> float | None:
 
 
 def run_command(args) -> int:
-    # With --json, stdout carries the JSON object alone; the job's own lines go to stderr.
-    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    strength = _strength(args.mix_strength)
-    with quiet:
-        out = run_curve(args.home, per_word=args.per_word, seeds=args.seeds, backbone=args.backbone,
-                        mix_strength=strength)
+    # The job's own lines go to stderr, so with --json stdout carries the JSON object alone.
+    out = run_curve(args.home, per_word=args.per_word, seeds=args.seeds, backbone=args.backbone,
+                    mix_strength=_strength(args.mix_strength))
     print(json.dumps(out, indent=1) if args.json else format_curve(out))
     return 0
 

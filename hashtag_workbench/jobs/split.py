@@ -1,6 +1,7 @@
 """`split`: a stratified, seeded 80:20 train/val split of the curated images, recorded with its run."""
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -47,10 +48,11 @@ def make_split(home: Path, config: SplitConfig | None = None, **settings) -> int
         return run.run_id
 
 
-def current_split(home: Path, config: SplitConfig | None = None, *, new: bool = False, log=print,
+def current_split(home: Path, config: SplitConfig | None = None, *, new: bool = False, log=None,
                   **settings) -> int:
     """The latest split if it still matches the curated labels and settings, else a new one."""
     cfg = config or SplitConfig(**settings)
+    log = log or (lambda message: print(message, file=sys.stderr))  # a note, like every job's log: never stdout
     latest = wh_splits.latest_split_run(home)
     if latest is not None and not new:
         stored_cfg = (runs.get_run(home, latest) or {}).get("config", {})

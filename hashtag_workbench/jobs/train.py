@@ -9,7 +9,6 @@ fingerprint of the vocabulary it covers, so a vocabulary edit makes a new one
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -165,8 +164,7 @@ def ensure_zero_shot(home: Path, config=None, kind: str = DEFAULT_ZERO_SHOT) -> 
     vocab = _Vocabulary(home)
     print(f"[zero-shot] building {cfg.label(cfg.word_vectors)} over {len(vocab.vocabulary)} active words "
           "(the vocabulary changed or no such model yet)", file=sys.stderr)
-    with contextlib.redirect_stdout(sys.stderr):  # the run's summary line must not mix into predict --json
-        model_id = train_kind(home, k, cfg, vocab, wh_splits.latest_split_run(home))
+    model_id = train_kind(home, k, cfg, vocab, wh_splits.latest_split_run(home))
     return wh.get_model(home, model_id)
 
 
