@@ -166,7 +166,7 @@ names[zs_default] = f"Default zero-shot over the {len(vocab_words)} active words
 c1, c2 = st.columns(2)
 sup_id = c1.selectbox("Supervised model", sup_opts, format_func=names.get, key="pred_sup",
                       index=sup_opts.index(best.get("supervised")) if best.get("supervised") in sup_opts else 0)
-zs_id = c2.selectbox("Zero-shot model (ConSE)", zs_opts, format_func=names.get, key="pred_zs", index=0)
+zs_id = c2.selectbox("Zero-shot model", zs_opts, format_func=names.get, key="pred_zs", index=0)
 for col, mid in ((c1, sup_id), (c2, zs_id)):
     words = by_id[mid]["classes"] if mid in by_id else (vocab_words if mid == DEFAULT_ZS else [])
     if words:
