@@ -26,7 +26,7 @@ def run_command(args) -> int:
     ensure_ready(args.home)
     with job_run(args.home, "stats", {"json": args.json, "all": args.all}) as run:  # shown in the run history
         rows = word_counts(args.home)
-        run.count("words", sum(1 for r in rows if r["stored"] or r["failed"]))
+        run.count("done", sum(1 for r in rows if r["stored"] or r["failed"]))  # words counted
         run.count("stored", sum(r["stored"] for r in rows))
         run.count("failed_images", sum(r["failed"] for r in rows))
     if args.json:
