@@ -59,6 +59,12 @@ def measure(seconds: float, hold: float, readers: int, gap: float) -> dict:
             "reader_mean_s": sum(reader_waits) / max(1, len(reader_waits))}
 
 
+def summary(r: dict, args) -> str:
+    return (f"locks: {r['writer_transactions']} writer transactions of {args.hold * 1000:.0f} ms, {r['reads']} "
+            f"reads by {args.readers} reader(s) in {args.seconds:.0f} s; reader wait max {r['reader_max_s']:.3f} s, "
+            f"p95 {r['reader_p95_s'] * 1000:.0f} ms, mean {r['reader_mean_s'] * 1000:.0f} ms")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=8.0, help="how long both sides run (default 8)")
@@ -66,10 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("--readers", type=int, default=1, help="reader processes (default 1)")
     ap.add_argument("--gap", type=float, default=0.02, help="seconds between one reader's reads (default 0.02)")
     args = ap.parse_args(argv)
-    r = measure(args.seconds, args.hold, args.readers, args.gap)
-    print(f"locks: {r['writer_transactions']} writer transactions of {args.hold * 1000:.0f} ms, {r['reads']} reads "
-          f"by {args.readers} reader(s) in {args.seconds:.0f} s; reader wait max {r['reader_max_s']:.3f} s, "
-          f"p95 {r['reader_p95_s'] * 1000:.0f} ms, mean {r['reader_mean_s'] * 1000:.0f} ms")
+    print(summary(measure(args.seconds, args.hold, args.readers, args.gap), args))
     return 0
 
 

@@ -11,19 +11,15 @@ idle second is not counted). Prints one line per page and saves a full-page scre
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hashtag_workbench.jobs.dashboard import streamlit_command  # noqa: E402
+from hashtag_workbench.jobs.dashboard import serving  # noqa: E402
 
 PAGES = {"overview": "", "words": "words", "review": "review", "embedding": "embedding",
          "evaluation": "evaluation", "predict": "predict", "word_space": "word_space", "jobs": "jobs"}
@@ -36,30 +32,6 @@ IDLE_JS = """() => !!document.querySelector('h1')
                   && !document.querySelector('[data-testid="stSpinner"]')"""
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(home: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = {**os.environ, "HASHTAG_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(streamlit_command(host="127.0.0.1", port=port), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc, base
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("streamlit did not start")
 
 
 def until_idle(pg, t0: float, ready: str | None, timeout: float = 240) -> float:
@@ -87,6 +59,33 @@ def shot(pg, path: Path) -> None:
     pg.set_viewport_size({"width": 1440, "height": 900})
 
 
+def time_pages(pg, base: str, pages: list[str], shots: Path | None, upload: str | None) -> None:
+    # boot: the first page a browser opens also loads Streamlit's frontend and the server's imports;
+    # timed apart, so each page's "first load" is its own cold caches only
+    t0 = time.perf_counter()
+    pg.goto(f"{base}/", timeout=240_000)
+    print(f"{'(boot)':<11} first page (overview) {until_idle(pg, t0, READY['overview']):6.2f} s", flush=True)
+    for name in pages:
+        times = []
+        for _ in range(2):                       # first load, then warm
+            t0 = time.perf_counter()
+            pg.goto(f"{base}/{PAGES[name]}", timeout=240_000)
+            times.append(until_idle(pg, t0, READY.get(name)))
+        errors = pg.locator('[data-testid="stException"]').count()
+        print(f"{name:<11} first load {times[0]:6.2f} s   warm {times[1]:6.2f} s"
+              + (f"   {errors} exception(s) shown!" if errors else ""), flush=True)
+        if shots:
+            shot(pg, shots / f"{name}.png")
+        if name == "predict" and upload:
+            t0 = time.perf_counter()
+            pg.set_input_files("input[type=file]", upload)
+            pg.wait_for_selector('[data-testid="stCode"]', timeout=240_000)
+            took = until_idle(pg, t0, None)
+            print(f"{'':<11} upload {Path(upload).name} -> hashtags {took:6.2f} s", flush=True)
+            if shots:
+                shot(pg, shots / "predict-upload.png")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--home", required=True, help="the data directory to serve (a copy)")
@@ -98,44 +97,12 @@ def main(argv=None) -> int:
     shots = Path(args.shots) if args.shots else None
     if shots:
         shots.mkdir(parents=True, exist_ok=True)
-    proc, base = serve(Path(args.home))
-    try:
-        with sync_playwright() as p:
-            b = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=LAUNCH_ARGS)
-            ctx = b.new_context(viewport={"width": 1440, "height": 900})
-            pg = ctx.new_page()
-            # boot: the first page a browser opens also loads Streamlit's frontend and the server's imports;
-            # timed apart, so each page's "first load" is its own cold caches only
-            t0 = time.perf_counter()
-            pg.goto(f"{base}/", timeout=240_000)
-            print(f"{'(boot)':<11} first page (overview) {until_idle(pg, t0, READY['overview']):6.2f} s", flush=True)
-            for name in args.pages.split(","):
-                times = []
-                for _ in range(2):                       # first load, then warm
-                    t0 = time.perf_counter()
-                    pg.goto(f"{base}/{PAGES[name]}", timeout=240_000)
-                    times.append(until_idle(pg, t0, READY.get(name)))
-                errors = pg.locator('[data-testid="stException"]').count()
-                print(f"{name:<11} first load {times[0]:6.2f} s   warm {times[1]:6.2f} s"
-                      + (f"   {errors} exception(s) shown!" if errors else ""), flush=True)
-                if shots:
-                    shot(pg, shots / f"{name}.png")
-                if name == "predict" and args.upload:
-                    t0 = time.perf_counter()
-                    pg.set_input_files("input[type=file]", args.upload)
-                    pg.wait_for_selector('[data-testid="stCode"]', timeout=240_000)
-                    took = until_idle(pg, t0, None)
-                    print(f"{'':<11} upload {Path(args.upload).name} -> hashtags {took:6.2f} s", flush=True)
-                    if shots:
-                        shot(pg, shots / "predict-upload.png")
-            ctx.close()
-            b.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with serving(Path(args.home)) as base, sync_playwright() as p:
+        b = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=LAUNCH_ARGS)
+        ctx = b.new_context(viewport={"width": 1440, "height": 900})
+        time_pages(ctx.new_page(), base, args.pages.split(","), shots, args.upload)
+        ctx.close()
+        b.close()
     return 0
 
 

@@ -22,9 +22,7 @@ import argparse
 import io
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +32,7 @@ from PIL import Image
 
 from hashtag_workbench.core.images import sha256_bytes
 from hashtag_workbench.core.maps import maps_2d
-from hashtag_workbench.jobs.dashboard import streamlit_command
+from hashtag_workbench.jobs.dashboard import serving
 from hashtag_workbench.warehouse import dashboard_queries as q
 from hashtag_workbench.warehouse import runs as wh_runs
 from hashtag_workbench.warehouse.db import connect
@@ -147,28 +145,13 @@ def _grid_cells(at) -> list[dict]:
     return []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # the grid is one component whose images live in its shadow root
 IMGS_JS = """(() => { const host = [...document.querySelectorAll('.st-key-review_grid *')].find(e => e.shadowRoot);
                       return host ? [...host.shadowRoot.querySelectorAll('img')] : []; })()"""
 
 
-def _open_review(page, port: int) -> None:
-    """Load the Review page, retrying while the server starts."""
-    deadline = time.time() + 90
-    while True:
-        try:
-            page.goto(f"http://127.0.0.1:{port}/review", timeout=15000)
-            return
-        except Exception:
-            if time.time() > deadline:
-                raise
-            time.sleep(1)
+def _open_review(page, base: str) -> None:
+    page.goto(f"{base}/review", timeout=15000)
 
 
 def _page_turns(page, reps: int) -> list[float]:
@@ -212,21 +195,21 @@ READY_JS = {
 }
 
 
-def _load(page, port: int, path: str) -> float:
+def _load(page, base: str, path: str) -> float:
     """Seconds from navigation until the page is drawn (thumbnails loaded / map drawn) and the app idle."""
     t = time.perf_counter()
-    page.goto(f"http://127.0.0.1:{port}/{path}", timeout=120000)
+    page.goto(f"{base}/{path}", timeout=120000)
     page.wait_for_function(READY_JS[path], timeout=180000, polling=50)
     return time.perf_counter() - t
 
 
-def _page_loads(browser, port: int, shots: Path | None) -> dict[str, tuple[float, float]]:
+def _page_loads(browser, base: str, shots: Path | None) -> dict[str, tuple[float, float]]:
     """Per page: (first load on a fresh server, warm median of 3 reloads)."""
     out = {}
     for path in ("review", "embedding"):
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        first = _load(page, port, path)
-        warm = [_load(page, port, path) for _ in range(3)]
+        first = _load(page, base, path)
+        warm = [_load(page, base, path) for _ in range(3)]
         out[path] = (first, statistics.median(warm))
         if shots:
             page.screenshot(path=str(shots / f"bench-{path}.png"))
@@ -262,28 +245,20 @@ def time_browser(home: Path, word: str, reps: int = 2, shots: Path | None = None
         print("browser timing skipped: Debian's chromium is not installed (apt-get install chromium)")
         return None
     from playwright.sync_api import sync_playwright
-    port = _free_port()
-    env = {**os.environ, "HASHTAG_HOME": str(home)}
-    proc = subprocess.Popen(streamlit_command(host="127.0.0.1", port=port), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync"])
-            page = browser.new_page(viewport={"width": 1600, "height": 1200})
-            _open_review(page, port)          # waits for the server; the first load is timed below
-            page.close()
-            loads = _page_loads(browser, port, shots)
-            page = browser.new_page(viewport={"width": 1600, "height": 1200})
-            _open_review(page, port)
-            times = _page_turns(page, reps)
-            burst = _key_burst(page, home, word)
-            browser.close()
-            return {"turns": times, "loads": loads, "burst": burst}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    with serving(home) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1200})
+        _open_review(page, base)          # the first load is timed below
+        page.close()
+        loads = _page_loads(browser, base, shots)
+        page = browser.new_page(viewport={"width": 1600, "height": 1200})
+        _open_review(page, base)
+        times = _page_turns(page, reps)
+        burst = _key_burst(page, home, word)
+        browser.close()
+        return {"turns": times, "loads": loads, "burst": burst}
 
 
 def main() -> int:

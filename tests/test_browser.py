@@ -9,18 +9,15 @@ photo, see hashtags. Every page: a screenshot in test-artifacts/screenshots/.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from hashtag_workbench.dashboard.common import n_images
-from hashtag_workbench.jobs.dashboard import streamlit_command
+from hashtag_workbench.jobs.dashboard import serving
 from hashtag_workbench.warehouse import curation
 from hashtag_workbench.warehouse import dashboard_queries as q
 from tests.conftest import ROOT, free_port
@@ -46,33 +43,8 @@ def served(demo_home_template, tmp_path_factory):
         pytest.fail("Debian's chromium is missing: apt-get install -y chromium (make browser does it)")
     seeded = build_seeded(demo_home_template, tmp_path_factory.getbasetemp())
     home = copy_home(seeded, tmp_path_factory.mktemp("browser") / "home")
-    port = free_port()
-    log = open(home.parent / "streamlit.log", "wb")  # noqa: SIM115 (the server writes to it until teardown)
-    env = {**os.environ, "HASHTAG_HOME": str(home)}
-    proc = subprocess.Popen(streamlit_command(host="127.0.0.1", port=port),
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            raise RuntimeError("streamlit did not start: " + (home.parent / "streamlit.log").read_text()[-2000:])
-        time.sleep(0.5)
-    try:
+    with serving(home, log=home.parent / "streamlit.log") as base:
         yield base, home
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +111,13 @@ def _open_review(page, base: str, word: str | None = None) -> None:
         page.get_by_role("option", name=re.compile(rf"^{word} ")).click()
 
 
+def _open_birds(page, served) -> tuple[Path, list[int], set[int]]:
+    """Review opened on its first word (bird): (home, bird's order, the decisions standing before)."""
+    base, home = served
+    _open_review(page, base)
+    return home, _order(home, "bird"), _ids_now(home)
+
+
 def _since(home, before: set[int]) -> list[dict]:
     """Decisions (standing) made since `before`, oldest first."""
     return [r for r in curation.recent_decisions(home, limit=1000) if r["decision_id"] not in before][::-1]
@@ -155,10 +134,8 @@ def _press(page, key: str, times: int, gap_ms: int) -> None:
 
 
 def test_review_reject_with_keyboard_then_undo(served, page):
-    base, home = served
-    _open_review(page, base)
-    first = _order(home, "bird")[0]
-    before = _ids_now(home)
+    home, order, before = _open_birds(page, served)
+    first = order[0]
     page.locator("h1").first.click()           # focus the app (not an input) so the key reaches the grid
     page.keyboard.press("x")                        # reject the current image
     rec = wait_until(lambda: _since(home, before), what="a decision in the warehouse")
@@ -233,10 +210,7 @@ def test_review_ten_keys_at_100_ms_keep_ten_images(served, page):
 
 
 def test_review_bulk_reject_then_one_undo_restores_all(served, page):
-    base, home = served
-    _open_review(page, base)
-    order = _order(home, "bird")
-    before = _ids_now(home)
+    home, order, before = _open_birds(page, served)
     page.locator(f'.cell[data-id="{order[1]}"] button[data-act="select"]').click()
     page.locator(f'.cell[data-id="{order[3]}"] button[data-act="select"]').click(modifiers=["Shift"])   # a range
     page.get_by_text("3 selected").wait_for(timeout=10_000)
@@ -273,10 +247,7 @@ def test_review_four_fast_undos_undo_exactly_the_last_four_actions(served, page)
 
 
 def test_review_lightbox_keys_act_on_the_image_shown(served, page):
-    base, home = served
-    _open_review(page, base)
-    order = _order(home, "bird")
-    before = _ids_now(home)
+    home, order, before = _open_birds(page, served)
     page.locator(f'.cell[data-id="{order[0]}"] img').click()
     page.wait_for_selector(f'.lbfig[data-id="{order[0]}"]', timeout=10_000)
     page.keyboard.press("ArrowRight")
@@ -297,46 +268,24 @@ def test_review_lightbox_keys_act_on_the_image_shown(served, page):
     wait_until(lambda: _since(home, before) == [], what="the undo after the lightbox")
 
 
-def _start_server(home: Path, port: int, log) -> subprocess.Popen:
-    proc = subprocess.Popen(streamlit_command(host="127.0.0.1", port=port), cwd=ROOT,
-                            env={**os.environ, "HASHTAG_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT)
-    wait_until(lambda: _healthy(f"http://127.0.0.1:{port}"), timeout=120, what="the server")
-    return proc
-
-
-def _healthy(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 def test_review_keys_pressed_while_the_server_is_down_land_once_when_it_is_back(demo_home_template,
                                                                                 tmp_path_factory, page):
     seeded = build_seeded(demo_home_template, tmp_path_factory.getbasetemp())
     home = copy_home(seeded, tmp_path_factory.mktemp("dropped") / "home")
-    port = free_port()
-    log = open(home.parent / "streamlit.log", "wb")  # noqa: SIM115
-    proc = _start_server(home, port, log)
-    try:
-        _open_review(page, f"http://127.0.0.1:{port}")
+    port = free_port()                          # the same address before and after the drop
+    with serving(home, port=port, log=home.parent / "streamlit.log") as base:
+        _open_review(page, base)
         order = _order(home, "bird")
-        proc.terminate()
-        proc.wait(timeout=20)                   # the connection drops
-        page.locator("h1").first.click()
-        _press(page, "k", 3, 120)
-        page.get_by_text("3 sending").first.wait_for(timeout=10_000)   # shown as not applied yet
-        assert curation.recent_decisions(home) == []
-        proc = _start_server(home, port, log)   # back: the browser reconnects and sends its queue again
+    page.locator("h1").first.click()            # the server has stopped: the connection drops
+    _press(page, "k", 3, 120)
+    page.get_by_text("3 sending").first.wait_for(timeout=10_000)   # shown as not applied yet
+    assert curation.recent_decisions(home) == []
+    with serving(home, port=port, log=home.parent / "streamlit-again.log"):
+        # back: the browser reconnects and sends its queue again
         wait_until(lambda: len(curation.recent_decisions(home)) >= 3, timeout=90, what="the queued keeps")
         page.wait_for_timeout(3000)
         rec = curation.recent_decisions(home, limit=100)[::-1]
-        assert [(r["image_id"], r["decision"]) for r in rec] == [(i, "keep") for i in order[:3]]   # once each
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
+    assert [(r["image_id"], r["decision"]) for r in rec] == [(i, "keep") for i in order[:3]]   # once each
 
 
 def test_evaluation_cell_click_shows_its_images(served, page):

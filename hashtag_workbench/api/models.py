@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.kinds import KINDS, ZERO_SHOT, vocabulary_fingerprint
 from hashtag_workbench.core.predictor import LoadedModel, load_model
+from hashtag_workbench.infra.ticker import Ticker
 from hashtag_workbench.service.predictions import stored_zero_shot
 from hashtag_workbench.warehouse import models as wh
 from hashtag_workbench.warehouse.dashboard_queries import model_comparison
@@ -64,8 +65,7 @@ class ModelStore:
         self.reloads = 0
         self._cache: OrderedDict[int, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker("model-watcher", settings.reload_every, self._check_quietly)
         self.current = self._snapshot(*self._read())
 
     def _read(self) -> tuple[tuple, list[str], dict]:
@@ -124,18 +124,14 @@ class ModelStore:
         log("models now: " + ", ".join(f"{role} {m.model_id if m else None}" for role, m in snap.defaults().items()))
         return True
 
-    def _watch(self) -> None:
-        while not self._stop.wait(self.settings.reload_every):
-            try:
-                self.check()
-            except Exception as exc:  # a busy or broken warehouse: keep serving what is loaded
-                log(f"model check failed ({type(exc).__name__}: {str(exc)[:200]}); still serving the loaded models")
+    def _check_quietly(self) -> None:
+        try:
+            self.check()
+        except Exception as exc:  # a busy or broken warehouse: keep serving what is loaded
+            log(f"model check failed ({type(exc).__name__}: {str(exc)[:200]}); still serving the loaded models")
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._watch, name="model-watcher", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=30)
+        self._ticker.stop(timeout=30)

@@ -1,7 +1,7 @@
 """Predictions are recorded as `predict` records them, but in batches, off the request path.
 
 Requests hand their rows to `add` (a list append under a lock) and return. A thread writes
-what has gathered every `flush_every` seconds through warehouse.models.add_predictions, whose
+what has gathered every `flush_every` seconds through warehouse.evaluations.add_predictions, whose
 connect waits out another process's lock with backoff; if the warehouse stays busy the rows
 wait for the next flush. So a busy warehouse delays the record, never a response.
 """
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hashtag_workbench.api.models import log
+from hashtag_workbench.infra.ticker import Ticker
 from hashtag_workbench.warehouse.evaluations import add_predictions
 
 MAX_PENDING = 100_000  # rows kept while the warehouse is unavailable; beyond this the oldest are dropped
@@ -25,8 +26,7 @@ class Recorder:
         self._pending: list[dict] = []
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker("prediction-recorder", flush_every, self.flush)
         self.recorded = self.dropped = self.failed_flushes = 0
         self._in_flight = 0  # rows being written now (still pending until the write lands)
 
@@ -70,17 +70,10 @@ class Recorder:
         return {"recorded": self.recorded, "pending": pending, "dropped": self.dropped,
                 "failed_flushes": self.failed_flushes}
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.flush_every):
-            self.flush()
-
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="prediction-recorder", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
         """Stop the thread and write what is left (one last try)."""
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=120)
+        self._ticker.stop(timeout=120)
         self.flush()

@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HELP = "serve the dashboard (Streamlit) on 127.0.0.1"
@@ -16,6 +22,50 @@ def streamlit_command(*, host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host,
             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--client.toolbarMode", "minimal"]  # no Deploy button or developer menu for users
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(home: Path, *, host: str = "127.0.0.1", port: int | None = None, log: Path | None = None,
+            timeout: float = 120) -> Iterator[str]:
+    """The dashboard served over `home` in a child process while the block runs; yields its base URL
+    once the server answers its health check (benchmarks and browser tests drive it this way)."""
+    port = port or _free_port(host)
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (the server writes until it stops)
+    proc = subprocess.Popen(streamlit_command(host=host, port=port), env={**os.environ, "HASHTAG_HOME": str(home)},
+                            stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://{host}:{port}"
+    try:
+        _wait_healthy(proc, base, timeout, log)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if log:
+            out.close()
+
+
+def _wait_healthy(proc: subprocess.Popen, base: str, timeout: float, log: Path | None) -> None:
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            tail = log.read_text(errors="replace")[-2000:] if log else ""
+            raise RuntimeError(f"the dashboard did not start at {base}. {tail}")
+        time.sleep(0.5)
 
 
 def run_command(args) -> int:
