@@ -46,7 +46,7 @@ def scores(probs: np.ndarray, classes: list[str], truth: list[str], words: list[
 
 def transductive(feats, seed, cfg) -> np.ndarray:
     protos, mean, has, _ = self_train(feats, seed, cfg)
-    return TransductiveModel(cfg, [""] * seed.shape[1], protos, mean, has).predict_proba(feats, seed)
+    return TransductiveModel(cfg, [""] * seed.shape[1], protos, mean, has).predict_features(feats, seed)
 
 
 def new_photos(feats, seed, cfg, folds: int = 5) -> np.ndarray:
@@ -57,7 +57,7 @@ def new_photos(feats, seed, cfg, folds: int = 5) -> np.ndarray:
         fit, held = part != f, part == f
         protos, mean, has, _ = self_train(feats[fit], seed[fit], cfg)
         model = TransductiveModel(cfg, [""] * seed.shape[1], protos, mean, has)
-        out[held] = model.predict_proba(feats[held], seed[held])
+        out[held] = model.predict_features(feats[held], seed[held])
     return out
 
 

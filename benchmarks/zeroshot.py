@@ -129,7 +129,7 @@ def build(cfg, encoder, names, words, hashtags):
 
 def score(name: str, cfg, encoder, names, words, hashtags, logits, photos) -> dict:
     model = build(cfg, encoder, names, words, hashtags)
-    probs = model.predict_proba(logits)
+    probs = model.predict_logits(logits)
     truth = [p["true_word"] for p in photos]
     res = evaluate_scores(probs, model.classes, truth)
     own = sorted(set(truth))

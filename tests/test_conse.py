@@ -44,8 +44,8 @@ def test_plain_conse_matches_hand_computation():
     dog, beach = np.array([0.9, 0.1]), np.array([-1.0, 1.0])
     cos = [f @ dog / np.linalg.norm(f) / np.linalg.norm(dog), f @ beach / np.linalg.norm(f) / np.linalg.norm(beach)]
     np.testing.assert_allclose(model.similarities(logits), [cos], atol=1e-6)
-    assert model.predict_proba(logits)[0].argmax() == 0          # dog
-    np.testing.assert_allclose(model.predict_proba(logits).sum(), 1.0)
+    assert model.predict_logits(logits)[0].argmax() == 0          # dog
+    np.testing.assert_allclose(model.predict_logits(logits).sum(), 1.0)
 
 
 def test_centring_and_temperature_change_the_arithmetic_as_documented():
@@ -79,7 +79,7 @@ def test_targets_without_vectors_are_dropped_and_bad_inputs_refused(tmp_path):
     m.save(tmp_path / "c.npz")
     back = ConSEModel.load(tmp_path / "c.npz", {**ConSEConfig().__dict__, "word_vectors_name": "x"}, m.classes)
     logits = np.random.default_rng(0).normal(size=(3, 4))
-    np.testing.assert_allclose(back.predict_proba(logits), m.predict_proba(logits))
+    np.testing.assert_allclose(back.predict_logits(logits), m.predict_logits(logits))
 
 
 def test_word2vec_text_and_binary_files_load(tmp_path):
@@ -123,7 +123,7 @@ def test_hierse_label_vectors_mix_in_wordnet_ancestors():
     assert cos[3] > 0.9999                                # selfie has no WordNet noun: its own vector only
     logits = np.zeros((1, 1000))
     logits[0, names.index("golden retriever")] = 12.0
-    assert hier.classes[int(np.argmax(hier.predict_proba(logits)))] == "dog"
+    assert hier.classes[int(np.argmax(hier.predict_logits(logits)))] == "dog"
     assert hier.config.variant.endswith("hierse0.5")
     with pytest.raises(ConSEError, match="hierse"):
         ConSEConfig(hierse=1.5)

@@ -75,12 +75,12 @@ def _synthetic(seed: int = 0) -> cc.CurveData:
 def test_curve_trains_only_on_train_photos_and_averages_seeds(monkeypatch):
     data = _synthetic()
     seen = []
-    real_fit = ProbeModel.fit
+    real_fit = ProbeModel.fit_features
 
     def spy(self, feats, labels):
         seen.append(np.asarray(feats).copy())
         return real_fit(self, feats, labels)
-    monkeypatch.setattr(ProbeModel, "fit", spy)
+    monkeypatch.setattr(ProbeModel, "fit_features", spy)
     val_before = data.val_feats.copy()
     out = cc.compute_curve(data, per_word=[1, 2, None], seeds=2)
     assert all((f[:, -1] == 0).all() for f in seen)                   # no val photo ever trained on

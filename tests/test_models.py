@@ -135,9 +135,9 @@ def test_bovw_and_probe_refuse_bad_training_data():
     from hashtag_workbench.core.bovw import BoVWConfig, BoVWModel
     from hashtag_workbench.core.probe import ProbeConfig, ProbeModel
     with pytest.raises(ValueError, match="no training images for"):
-        ProbeModel(ProbeConfig(), ["a", "b"]).fit(np.zeros((2, 3)), ["a", "a"])
+        ProbeModel(ProbeConfig(), ["a", "b"]).fit_features(np.zeros((2, 3)), ["a", "a"])
     with pytest.raises(ValueError, match="descriptor sets"):
-        BoVWModel(BoVWConfig(), ["a", "b"]).fit([np.zeros((4, 104))], ["a", "b"])
+        BoVWModel(BoVWConfig(), ["a", "b"]).fit_descriptors([np.zeros((4, 104))], ["a", "b"])
 
 
 def test_finetune_resnet18_with_a_given_weights_file(tmp_path):
@@ -204,12 +204,12 @@ def test_finetune_cached_on_disk_trains_like_in_memory_and_stops_early(tmp_path)
 
 def test_bovw_from_photos_matches_bovw_from_descriptors_in_parallel_too():
     """fit_images (sampled codebook, photos straight to histograms, in worker processes) gives the model
-    fit() gives when every photo is in the codebook sample."""
+    fit_descriptors() gives when every photo is in the codebook sample."""
     from hashtag_workbench.core.bovw import BoVWConfig, BoVWModel, image_descriptors, image_histograms
     images, words = _demo_photos(per_word=5)
     cfg = BoVWConfig(codebook_size=16)
     classes = sorted(set(words))
-    a = BoVWModel(cfg, classes).fit([image_descriptors(im, cfg) for im in images], words)
+    a = BoVWModel(cfg, classes).fit_descriptors([image_descriptors(im, cfg) for im in images], words)
     b = BoVWModel(cfg, classes).fit_images(images, words)
     np.testing.assert_allclose(a.centers, b.centers)
     np.testing.assert_allclose(a.predict_images(images), b.predict_images(images), atol=1e-9)

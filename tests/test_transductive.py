@@ -33,17 +33,17 @@ def test_self_training_fixes_scattered_mistakes_without_labels():
     before = (probs.argmax(1) == truth).mean()
     protos, mean, has, rep = self_train(feats, probs, TransductiveConfig())
     model = TransductiveModel(TransductiveConfig(), list("abcde"), protos, mean, has)
-    after = (model.predict_proba(feats, probs).argmax(1) == truth).mean()
+    after = (model.predict_features(feats, probs).argmax(1) == truth).mean()
     assert before < 0.75 and after > before + 0.15
     assert rep["photos"] == 90 and rep["top_word_changed"] > 0
     # a new photo is scored alone, from its own features and the seed's scores of it
-    one = model.predict_proba(feats[:1], probs[:1])
+    one = model.predict_features(feats[:1], probs[:1])
     assert one.shape == (1, 5) and np.allclose(one.sum(), 1.0)
-    assert np.allclose(one, model.predict_proba(feats, probs)[:1])
+    assert np.allclose(one, model.predict_features(feats, probs)[:1])
     # the seed's weight matters: all of it gives back the zero-shot ranking
     cfg = TransductiveConfig(seed_weight=1.0)
     p, m, h, _ = self_train(feats, probs, cfg)
-    assert (TransductiveModel(cfg, list("abcde"), p, m, h).predict_proba(feats, probs).argmax(1)
+    assert (TransductiveModel(cfg, list("abcde"), p, m, h).predict_features(feats, probs).argmax(1)
             == probs.argmax(1)).all()
 
 

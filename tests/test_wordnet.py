@@ -176,7 +176,7 @@ def test_an_added_word_gets_hierarchy_evidence_at_once(fresh_home, capsys, word,
     assert senses[word]["imagenet_classes"] >= 1 and word not in model.model.report.get("words_without_hierarchy", [])
     logits = np.zeros((1, 1000))
     logits[0, imagenet_classes().index(imagenet_name)] = 12.0
-    probs = model.model.predict_proba(logits)[0]
+    probs = model.model.predict_logits(logits)[0]
     assert model.classes[int(np.argmax(probs))] == word
     assert model.model.member[:, model.classes.index(word)].any()
 

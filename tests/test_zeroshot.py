@@ -68,7 +68,7 @@ def test_words_add_castle_then_zero_shot_can_rank_castle(zs_home, tmp_path, caps
     logits = np.zeros((1, 1000))
     logits[0, imagenet_classes().index("castle")] = 12.0
     model = load_model(newest)
-    probs = model.model.predict_proba(logits)[0]
+    probs = model.model.predict_logits(logits)[0]
     assert model.classes[int(np.argmax(probs))] == "castle"
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from hashtag_workbench.core.errors import InputError
+from hashtag_workbench.core.kinds import KindModel
 from hashtag_workbench.core.linalg import softmax
 
 
@@ -98,10 +99,11 @@ def image_histograms(images: Sequence, cfg: BoVWConfig, centers: np.ndarray, *, 
         return np.concatenate(list(bar(done, total=len(chunks), desc=label, unit="step")))
 
 
-class BoVWModel:
+class BoVWModel(KindModel):
     """Codebook + SVM over visual-word histograms."""
 
-    def __init__(self, config: BoVWConfig, classes: list[str], centers: np.ndarray | None = None, svm=None):
+    def __init__(self, config: BoVWConfig, classes: Sequence[str] = (), centers: np.ndarray | None = None,
+                 svm=None):
         self.config = config
         self.classes = list(classes)
         self.centers = centers
@@ -153,8 +155,16 @@ class BoVWModel:
         self.svm.fit(hist, np.array([self.classes.index(w) for w in labels]))
         return self
 
-    def fit(self, descriptors: Sequence[np.ndarray], labels: Sequence[str],
-            progress: Callable[[str], None] | None = None) -> BoVWModel:
+    def fit(self, data) -> BoVWModel:
+        """On the train part's photos, in `data.workers` processes (see fit_images)."""
+        self.classes = list(data.classes)
+        self.fit_images(data.train_images(), data.train_words, progress=data.log,
+                        workers=getattr(data, "workers", 1), bar=data.progress)
+        self.name = f"BoVW SVM (DAISY, k={len(self.centers)})"
+        return self
+
+    def fit_descriptors(self, descriptors: Sequence[np.ndarray], labels: Sequence[str],
+                        progress: Callable[[str], None] | None = None) -> BoVWModel:
         """Fit on every photo's descriptors, all given (small sets; `fit_images` streams)."""
         self._check_labels(len(descriptors), labels)
         self._fit_codebook(descriptors, progress)
@@ -190,7 +200,10 @@ class BoVWModel:
         out[:, self.svm.classes_] = d
         return out
 
-    def predict_proba(self, descriptors: Sequence[np.ndarray]) -> np.ndarray:
+    def predict_proba(self, batch) -> np.ndarray:
+        return self.predict_images(batch.images())
+
+    def predict_descriptors(self, descriptors: Sequence[np.ndarray]) -> np.ndarray:
         return softmax(self.decision(descriptors) / self.config.score_temperature, axis=1)
 
     def predict_images(self, images: Sequence[Image.Image], *, workers: int = 1, bar=_no_bar) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from hashtag_workbench.core.errors import InputError
+from hashtag_workbench.core.kinds import KindModel
 from hashtag_workbench.core.linalg import softmax, unit
 
 DEFAULT_PROMPTS = ("a photo of a {}.", "{}")
@@ -128,15 +129,26 @@ def word_vectors(net, processor, config: CLIPZeroShotConfig, classes: Sequence[s
     return unit(unit(prompted) + unit(per_word)), used
 
 
-class CLIPZeroShot:
+class CLIPZeroShot(KindModel):
     """A built CLIP zero-shot model: one unit text vector per word; images are embedded on demand."""
 
-    def __init__(self, config: CLIPZeroShotConfig, classes: list[str], text: np.ndarray, logit_scale: float,
-                 report: dict | None = None):
-        if len(text) != len(classes):
+    def __init__(self, config: CLIPZeroShotConfig, classes: Sequence[str] = (), text: np.ndarray | None = None,
+                 logit_scale: float = 1.0, report: dict | None = None):
+        if text is not None and len(text) != len(classes):
             raise CLIPError(f"{len(text)} text vectors for {len(classes)} words")
-        self.config, self.classes, self.text = config, list(classes), unit(np.asarray(text, dtype=np.float32))
+        self.config, self.classes = config, list(classes)
+        self.text = unit(np.asarray(text, dtype=np.float32)) if text is not None else None
         self.logit_scale, self.report = float(logit_scale), report or {}
+
+    def fit(self, data) -> CLIPZeroShot:
+        """Every active vocabulary word's text vector (no photos)."""
+        # sklearn's shape: the built model's text vectors become this model's
+        vars(self).update(vars(self.build(self.config, list(data.vocabulary), hashtags=data.hashtags)))
+        self.name, self.counts = self.config.label(), {"words": len(self.classes)}
+        return self
+
+    def predict_proba(self, batch) -> np.ndarray:
+        return self.predict_images(batch.images())
 
     @classmethod
     def build(cls, config: CLIPZeroShotConfig, classes: Sequence[str], *,

@@ -33,6 +33,7 @@ import numpy as np
 
 from hashtag_workbench.core.backbones import DEFAULT_BACKBONE
 from hashtag_workbench.core.errors import InputError
+from hashtag_workbench.core.kinds import KindModel
 from hashtag_workbench.core.linalg import softmax, unit
 from hashtag_workbench.core.wordvectors import DEFAULT_WORD_VECTORS, PhraseEncoder, tokens
 
@@ -107,15 +108,38 @@ class ConSEConfig:
 
 
 @dataclass
-class ConSEModel:
+class ConSEModel(KindModel):
     """A built ConSE model: the kept ImageNet names' vectors and the target words' vectors."""
     config: ConSEConfig
-    classes: list[str]                 # target words, in score order
-    kept: np.ndarray                   # indices (into the 1000 ImageNet classes) of names with a vector
-    name_vectors: np.ndarray           # (len(kept), d)
-    targets: np.ndarray                # (len(classes), d), before centring
+    classes: list[str] = field(default_factory=list)   # target words, in score order
+    kept: np.ndarray | None = None     # indices (into the 1000 ImageNet classes) of names with a vector
+    name_vectors: np.ndarray | None = None  # (len(kept), d)
+    targets: np.ndarray | None = None  # (len(classes), d), before centring
     n_imagenet: int = 1000
     report: dict = field(default_factory=dict)
+    reads = "logits"
+
+    def fit(self, data) -> ConSEModel:
+        """Over every active vocabulary word (no photos); words and ImageNet names with no vector are dropped
+        and said once."""
+        from hashtag_workbench.core.backbones import imagenet_classes
+        from hashtag_workbench.core.wordvectors import cached_word_vectors
+        enc = cached_word_vectors(self.config.word_vectors)
+        # sklearn's shape: the built model's fields become this model's
+        vars(self).update(vars(build_conse(self.config, enc, imagenet_classes(), list(data.vocabulary),
+                                           hashtags=data.hashtags)))
+        rep = self.report
+        if rep["imagenet_names_dropped"]:
+            shown = ", ".join(rep["imagenet_names_dropped"][:12])
+            more = len(rep["imagenet_names_dropped"]) - 12
+            data.log(f"{len(rep['imagenet_names_dropped'])} ImageNet names have no {enc.name} vector and are "
+                     f"dropped: {shown}{f' and {more} more' if more > 0 else ''}")
+        say_dropped(rep, enc.name, data.log)
+        self.counts = {"imagenet_names_kept": rep["imagenet_names_kept"],
+                       "imagenet_names_dropped": len(rep["imagenet_names_dropped"]),
+                       "words": len(self.classes), "words_without_vector": len(rep["targets_dropped"])}
+        self.name, self.notes = self.config.label(enc.name), {"word_vectors_name": enc.name}
+        return self
 
     @property
     def mean_name(self) -> np.ndarray:
@@ -164,7 +188,10 @@ class ConSEModel:
         cos = unit(self.name_vectors - centre) @ unit(self.targets - centre).T
         return softmax(cos / float(self.config.vote_temperature), axis=1)
 
-    def predict_proba(self, logits: np.ndarray) -> np.ndarray:
+    def predict_proba(self, batch) -> np.ndarray:
+        return self.predict_logits(batch.outputs(self.config.backbone)[1])
+
+    def predict_logits(self, logits: np.ndarray) -> np.ndarray:
         """Pseudo-probabilities: a softmax of the cosines (ranking is the cosine ranking), or the votes."""
         if self.config.combine == "vote":
             return self.name_weights(logits) @ self.votes()
@@ -185,6 +212,13 @@ class ConSEModel:
         if len(model.targets) != len(model.classes):
             raise ConSEError(f"{path} holds {len(model.targets)} target vectors for {len(classes)} classes")
         return model
+
+
+def say_dropped(report: dict, vectors_name: str, log) -> None:
+    """One line naming the vocabulary words a model never predicts for want of a vector."""
+    if report["targets_dropped"]:
+        log(f"words with no {vectors_name} vector (never predicted by this model): "
+            f"{', '.join(report['targets_dropped'])}")
 
 
 def target_vectors(encoder: PhraseEncoder, words: list[str], *, hashtags: dict[str, list[str]] | None = None,
@@ -292,6 +326,14 @@ def standard_variants(word_vectors: str = DEFAULT_WORD_VECTORS, top_t: int = 10,
            ConSEConfig(**base, centre=True, expand=True, temperature=temperature)]
     best = default_config(word_vectors, backbone)
     return out if best in out else out + [best]
+
+
+def train_configs(options: dict) -> list[ConSEConfig]:
+    """The configs `train` builds from its options: the variants side by side, or the default alone."""
+    if options.get("conse_variants", True):
+        return standard_variants(options["word_vectors"], options["top_t"], options["backbone"],
+                                 options["temperature"])
+    return [default_config(options["word_vectors"], options["backbone"])]
 
 
 def named_variants(word_vectors: str = DEFAULT_WORD_VECTORS, backbone: str = DEFAULT_BACKBONE, top_t: int = 10,

@@ -123,8 +123,8 @@ def one_draw(data: CurveData, k: int | None, seed: int, probe_config: ProbeConfi
     cfg = ProbeConfig(**{**probe_config.to_dict(), "seed": seed})
 
     def fit(f, w):
-        return ProbeModel(cfg, data.classes).fit(f, w)
-    p_probe = fit(feats, words).predict_proba(data.val_feats)
+        return ProbeModel(cfg, data.classes).fit_features(f, w)
+    p_probe = fit(feats, words).predict_features(data.val_feats)
     # None: how many photos the zero-shot model is worth is cross-validated on these photos alone
     strength, cv = ((mix_strength, {"folds": 0}) if mix_strength is not None
                     else choose_strength(feats, words, zs, data.classes, fit=fit))
@@ -186,7 +186,7 @@ def unlabelled_point(data: CurveData, config=None) -> dict:
     cfg = config or TransductiveConfig()
     feats, seed = np.concatenate([data.train_feats, data.val_feats]), np.concatenate([data.zs_train, data.zs_val])
     protos, mean, has, _ = self_train(feats, seed, cfg)
-    probs = TransductiveModel(cfg, data.classes, protos, mean, has).predict_proba(data.val_feats, data.zs_val)
+    probs = TransductiveModel(cfg, data.classes, protos, mean, has).predict_features(data.val_feats, data.zs_val)
     top1, top5 = _scores(probs, data.classes, data.val_words)
     return {"per_word": "0", "photos_per_word": 0.0, "words": len(data.classes), "words_with_k": len(data.classes),
             "seeds": 1, "top1": round(top1, 4), "top5": round(top5, 4), "unlabelled_photos": len(feats),

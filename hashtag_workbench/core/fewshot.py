@@ -98,7 +98,7 @@ def choose_strength(feats: np.ndarray, words: Sequence[str], zero_shot: np.ndarr
     chosen: fold f scores weight zero_shot_weight(s, photos per word in f's training part),
     and the final model then uses zero_shot_weight(s, all photos per word). Best cross-validated
     top-1 wins (ties: lower log-loss, then the strength nearest the prior). `fit(feats, words)`
-    returns a model with `predict_proba(feats)` over `classes`; `zero_shot` holds the zero-shot
+    returns a model with `predict_features(feats)` over `classes`; `zero_shot` holds the zero-shot
     scores of the same photos, aligned to `classes`. Returns (strength, {'folds', 'held_out', 'top1'}).
     """
     words = list(words)
@@ -113,7 +113,7 @@ def choose_strength(feats: np.ndarray, words: Sequence[str], zero_shot: np.ndarr
     for f in sorted(set(folds[held])):
         test = folds == f
         train_words = [w for w, t in zip(words, test) if not t]
-        p_probe[test] = fit(feats[~test], train_words).predict_proba(feats[test])
+        p_probe[test] = fit(feats[~test], train_words).predict_features(feats[test])
         seen[test] = photos_per_word(train_words)
     best, best_key, table = PRIOR_STRENGTH, None, {}
     for s in strengths:

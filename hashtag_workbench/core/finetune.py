@@ -31,8 +31,9 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from hashtag_workbench.core.backbones import load_backbone, network_input
+from hashtag_workbench.core.backbones import get_backbone, network_input
 from hashtag_workbench.core.errors import InputError
+from hashtag_workbench.core.kinds import KindModel, pretty_backbone
 
 SUPPORTED = ("efficientnet_lite0", "resnet18")
 EPOCH_THREADS = 1   # torch threads while training on cached activations (see _epochs)
@@ -278,13 +279,45 @@ class EpochStats:
     stop_loss: float | None = None    # loss on the held-out stop set (early stopping), if any
 
 
-class FinetuneModel:
+class FinetuneModel(KindModel):
     """A fine-tuned network over `classes`; `predict_images` gives class probabilities."""
 
-    def __init__(self, config: FinetuneConfig, classes: list[str], backbone, net: FinetuneNet):
+    def __init__(self, config: FinetuneConfig, classes: Sequence[str] = (), backbone=None,
+                 net: FinetuneNet | None = None):
         self.config, self.classes, self.backbone, self.net = config, list(classes), backbone, net
         self.front: Front | None = None   # set to run the frozen front elsewhere (e.g. ONNX Runtime)
         self.epochs_run = self.epoch_kept = int(config.epochs)
+
+    def fit(self, data) -> FinetuneModel:
+        """On the train part (val scored each epoch, never used to choose); the job's ONNX front and on-disk
+        activation cache when it hands them over, else torch and memory."""
+        cfg = self.config
+
+        def on_epoch(s):
+            val = f", val loss {s.val_loss:.3f} acc {s.val_acc:.1%}" if s.val_acc is not None else ""
+            stop = f", stop-set loss {s.stop_loss:.3f}" if s.stop_loss is not None else ""
+            data.log(f"epoch {s.epoch}/{cfg.epochs}: train loss {s.train_loss:.3f} acc {s.train_acc:.1%}{val}"
+                     f"{stop} ({s.seconds:.1f} s)")
+        front = data.frozen_front(cfg) if hasattr(data, "frozen_front") else None
+        store = data.activation_store() if hasattr(data, "activation_store") else None
+        try:
+            trained, curve = finetune(data.backbone(cfg.backbone, cfg.weights), cfg, data.classes,
+                                      data.train_images(), data.train_words, data.val_images(), data.val_words,
+                                      on_epoch=on_epoch, progress=data.log, front=front, store=store,
+                                      bar=getattr(data, "progress", None) or _no_bar)
+        finally:
+            if store is not None:
+                store.clear()
+        vars(self).update(vars(trained))   # sklearn's shape: the trained network becomes this model's
+        run = {"epochs_run": len(curve), "epoch_kept": self.epoch_kept}   # epochs = the maximum
+        self.counts, self.notes = {"epochs": cfg.epochs, **run}, run
+        if curve and curve[self.epoch_kept - 1].val_acc is not None:
+            self.counts["final_val_acc"] = round(curve[self.epoch_kept - 1].val_acc, 4)
+        self.name, self.curve = f"Fine-tuned {pretty_backbone(cfg.backbone)}", [vars(s) for s in curve]
+        return self
+
+    def predict_proba(self, batch) -> np.ndarray:
+        return self.predict_images(batch.images())
 
     @torch.inference_mode()
     def predict_tensor(self, x: torch.Tensor, batch_size: int = 16) -> np.ndarray:
@@ -311,12 +344,12 @@ class FinetuneModel:
         torch.save(self.net.trained_state(), path)
 
     @classmethod
-    def load(cls, path: Path | str, config: FinetuneConfig | dict, classes: list[str],
-             backbone=None) -> FinetuneModel:
-        """Rebuild from the stored config + artifact: a fresh pretrained backbone with the trained tail and head."""
+    def load(cls, path: Path | str, config: FinetuneConfig | dict, classes: list[str]) -> FinetuneModel:
+        """Rebuild from the stored config + artifact: a copy of the pretrained backbone (the torch network this
+        process shares) with the trained tail and head."""
         cfg = config if isinstance(config, FinetuneConfig) else FinetuneConfig(
             **{k: v for k, v in config.items() if k in FinetuneConfig.__dataclass_fields__})
-        backbone = copy.deepcopy(backbone) if backbone is not None else load_backbone(cfg.backbone, cfg.weights)
+        backbone = copy.deepcopy(get_backbone(cfg.backbone, cfg.weights, "torch"))
         net = FinetuneNet(backbone, cfg, len(classes))
         state = torch.load(path, map_location="cpu", weights_only=True)
         try:

@@ -10,15 +10,16 @@ is scored on its word vector alone (the `baseline` of core.fusion).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from hashtag_workbench.core.conse import ConSEConfig, ConSEModel, build_conse
+from hashtag_workbench.core.conse import ConSEConfig, ConSEModel, build_conse, say_dropped
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.fusion import FusionParams, calibrated, fused_scores, hierarchy_evidence
 from hashtag_workbench.core.hierarchy import membership, word_senses
+from hashtag_workbench.core.kinds import KindModel
 from hashtag_workbench.core.linalg import softmax
 
 FUSION_FILE = Path(__file__).resolve().parent.parent / "data" / "zeroshot_fusion.json"
@@ -83,6 +84,13 @@ def fused_configs(path: Path | str | None = None, *, only_default: bool = False)
     return [FusedConfig(**{k: v for k, v in data["variants"][n]["config"].items() if k in keys}) for n in names]
 
 
+def train_configs(options: dict) -> list[FusedConfig]:
+    """The configs `train` builds: every fitted variant (or the default alone) for the options' backbone; the fit
+    was made on one backbone's logits, so other backbones keep ConSE alone."""
+    cfgs = fused_configs(only_default=not options.get("conse_variants", True))
+    return [c for c in cfgs if c.backbone == options.get("backbone", c.backbone)]
+
+
 def default_fused_config(backbone: str | None = None) -> FusedConfig:
     cfg = fused_configs(only_default=True)[0]
     if backbone and backbone != cfg.backbone:
@@ -91,12 +99,32 @@ def default_fused_config(backbone: str | None = None) -> FusedConfig:
 
 
 @dataclass
-class FusedModel:
+class FusedModel(KindModel):
     config: FusedConfig
-    classes: list[str]
-    conse: ConSEModel
-    member: np.ndarray          # (1000, len(classes)): 1/|subtree|**alpha under each word's sense
-    report: dict
+    classes: list[str] = field(default_factory=list)
+    conse: ConSEModel | None = None
+    member: np.ndarray | None = None   # (1000, len(classes)): 1/|subtree|**alpha under each word's sense
+    report: dict = field(default_factory=dict)
+    reads = "logits"
+
+    def fit(self, data) -> FusedModel:
+        """Over every active vocabulary word (no photos): each word's vector and WordNet sense."""
+        from hashtag_workbench.core.backbones import imagenet_classes
+        from hashtag_workbench.core.wordvectors import cached_word_vectors
+        enc = cached_word_vectors(self.config.word_vectors)
+        # sklearn's shape: the built model's fields become this model's
+        vars(self).update(vars(build_fused(self.config, enc, imagenet_classes(), list(data.vocabulary),
+                                           hashtags=data.hashtags)))
+        rep = self.report
+        say_dropped(rep, enc.name, data.log)
+        if rep["words_without_hierarchy"]:
+            data.log(f"{len(rep['words_without_hierarchy'])} words have no WordNet noun sense with ImageNet "
+                     f"classes beneath it and use the word-vector evidence alone: "
+                     f"{', '.join(rep['words_without_hierarchy'])}")
+        self.counts = {"words": len(self.classes), "words_without_vector": len(rep["targets_dropped"]),
+                       "words_with_hierarchy": len(self.classes) - len(rep["words_without_hierarchy"])}
+        self.name, self.notes = self.config.label(enc.name), {"word_vectors_name": enc.name}
+        return self
 
     @property
     def threshold(self) -> float:
@@ -109,7 +137,10 @@ class FusedModel:
         hier = hierarchy_evidence(softmax(logits, axis=1), self.member, cfg.eps, cfg.baseline)
         return fused_scores(self.conse.similarities(logits) if cfg.cosine else None, hier, cfg.params())
 
-    def predict_proba(self, logits: np.ndarray) -> np.ndarray:
+    def predict_proba(self, batch) -> np.ndarray:
+        return self.predict_logits(batch.outputs(self.config.backbone)[1])
+
+    def predict_logits(self, logits: np.ndarray) -> np.ndarray:
         return calibrated(self.scores(logits), self.config.calibration)
 
     def save(self, path: Path | str) -> None:

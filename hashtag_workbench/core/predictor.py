@@ -18,7 +18,7 @@ from PIL import Image
 from hashtag_workbench.core.backbones import compute_features, get_backbone
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.hashtags import DEFAULT_N_TAGS, SUPERVISED_K, ZERO_SHOT_K, ranked_hashtags, sample_hashtags
-from hashtag_workbench.core.kinds import KINDS, ZERO_SHOT, predict_with
+from hashtag_workbench.core.kinds import KINDS, ZERO_SHOT
 
 # torch is imported only where a CNN runs, so predicting from stored or ONNX outputs needs no torch
 
@@ -62,7 +62,7 @@ class ImageBatch:
 
 @dataclass
 class LoadedModel:
-    """A rebuilt model: `predict(batch)` -> (n, len(classes)) probabilities."""
+    """A rebuilt model (a core.kinds.KindModel) and its record: `predict(batch)` -> (n, len(classes))."""
     model_id: int | None
     kind: str
     name: str
@@ -82,9 +82,7 @@ class LoadedModel:
 
     def predict(self, batch: ImageBatch, words: Sequence[str] | None = None) -> np.ndarray:
         """Probabilities over `classes`, or only over `words` (a zero-shot model answering a smaller question)."""
-        if self.kind not in KINDS:
-            raise ModelLoadError(f"unknown model kind {self.kind!r}")
-        probs = predict_with(KINDS[self.kind], self.model, batch, self.backbone)
+        probs = self.model.predict_proba(batch)
         return probs if words is None else restrict(probs, self.classes, words)
 
 

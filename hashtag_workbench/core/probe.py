@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hashtag_workbench.core.errors import InputError
+from hashtag_workbench.core.kinds import KindModel, pretty_backbone
 from hashtag_workbench.core.linalg import softmax
 
 
@@ -22,15 +23,23 @@ class ProbeConfig:
         return asdict(self)
 
 
-class ProbeModel:
+class ProbeModel(KindModel):
     """Standardise, then softmax(W x + b); stored as plain arrays (no pickle)."""
+    reads = "features"
 
-    def __init__(self, config: ProbeConfig, classes: list[str], mean=None, scale=None, coef=None, intercept=None):
+    def __init__(self, config: ProbeConfig, classes: Sequence[str] = (), mean=None, scale=None, coef=None,
+                 intercept=None):
         self.config = config
         self.classes = list(classes)
         self.mean, self.scale, self.coef, self.intercept = mean, scale, coef, intercept
 
-    def fit(self, feats: np.ndarray, labels: Sequence[str]) -> ProbeModel:
+    def fit(self, data) -> ProbeModel:
+        """On the train part's penultimate features (stored ones when the features job made them)."""
+        self.classes = list(data.classes)
+        self.name = f"Linear probe ({pretty_backbone(self.config.backbone)} features)"
+        return self.fit_features(data.features(self.config.backbone, data.weights), data.train_words)
+
+    def fit_features(self, feats: np.ndarray, labels: Sequence[str]) -> ProbeModel:
         from sklearn.linear_model import LogisticRegression
         feats = np.asarray(feats, dtype=np.float64)
         if feats.ndim != 2 or len(feats) != len(labels):
@@ -51,7 +60,10 @@ class ProbeModel:
         self.coef, self.intercept = coef, intercept
         return self
 
-    def predict_proba(self, feats: np.ndarray) -> np.ndarray:
+    def predict_proba(self, batch) -> np.ndarray:
+        return self.predict_features(batch.outputs(self.config.backbone, need_logits=False)[0])
+
+    def predict_features(self, feats: np.ndarray) -> np.ndarray:
         return softmax(((np.atleast_2d(feats) - self.mean) / self.scale) @ self.coef.T + self.intercept, axis=1)
 
     def save(self, path: Path | str) -> None:

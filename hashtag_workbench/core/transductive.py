@@ -18,18 +18,20 @@ the full distribution) keep the many absent words from getting blurred, generic 
 on the demo photos they held up with both a weak and a strong seed (benchmarks/transductive.py).
 
 The model stores the prototypes and the collection's mean, so a new photo is scored alone:
-`predict_proba(features, seed_probs)` needs only its own features and the seed model's scores.
+`predict_features(features, seed_probs)` needs only its own features and the seed model's scores
+(`predict_proba(batch)` reads both from the batch: the seed model travels with this one).
 No label is ever read.
 """
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from hashtag_workbench.core.errors import InputError
+from hashtag_workbench.core.kinds import KINDS, KindModel
 from hashtag_workbench.core.linalg import softmax, unit
 
 EPS = 1e-9
@@ -112,22 +114,46 @@ def seed_path(artifact: Path | str, seed_artifact: str) -> Path:
 
 
 @dataclass
-class TransductiveModel:
+class TransductiveModel(KindModel):
     """Prototypes learnt from unlabelled photos, applied to any photo together with the seed model's scores."""
     config: TransductiveConfig
-    classes: list[str]
-    prototypes: np.ndarray        # (len(classes), d)
-    mean: np.ndarray              # (d,) the collection's feature mean
-    has: np.ndarray               # (len(classes),) bool: words some photo voted for
-    seed_predict: object = None   # batch -> seed probabilities over `classes` (set when loaded)
+    classes: list[str] = field(default_factory=list)
+    prototypes: np.ndarray | None = None  # (len(classes), d)
+    mean: np.ndarray | None = None        # (d,) the collection's feature mean
+    has: np.ndarray | None = None         # (len(classes),) bool: words some photo voted for
+    seed_predict: object = None   # batch -> seed probabilities over `classes` (set by fit and load)
     seed_source: Path | None = None  # the seed model's artifact, copied beside this one on save
     report: dict | None = None
+    reads = "features"
 
     def __post_init__(self):
-        if len(self.prototypes) != len(self.classes) or len(self.has) != len(self.classes):
+        if self.prototypes is not None and (len(self.prototypes) != len(self.classes)
+                                            or len(self.has) != len(self.classes)):
             raise TransductiveError(f"{len(self.prototypes)} prototypes for {len(self.classes)} words")
 
-    def predict_proba(self, features: np.ndarray, seed_probs: np.ndarray) -> np.ndarray:
+    def fit(self, data) -> TransductiveModel:
+        """Self-train on every stored photo, labels unread, seeded by the default zero-shot model (data.unlabelled)."""
+        pool = data.unlabelled(self.config.backbone)
+        seed = pool["seed"]
+        self.prototypes, self.mean, self.has, rep = self_train(pool["features"], pool["probs"], self.config)
+        self.classes = list(seed["classes"])
+        self.seed_source = Path(seed["artifact_path"]) / KINDS[seed["kind"]].artifact
+        self.seed_predict = _seed_model(self.seed_source, seed, self.classes).predict_proba
+        data.log(f"self-trained on {rep['photos']} unlabelled photos (labels not read), seeded by model "
+                 f"{seed['model_id']} ({seed['name']}): {rep['words_with_photos']} words got a prototype, "
+                 f"{rep['top_word_changed']} photos changed their top word")
+        self.notes = {"seed": {k: seed[k] for k in ("model_id", "kind", "name", "config", "classes")},
+                      "photos": rep["photos"], "photos_fingerprint": pool["fingerprint"]}
+        self.name, self.report, self.counts = self.config.label(seed["name"]), rep, rep
+        return self
+
+    def predict_proba(self, batch) -> np.ndarray:
+        if self.seed_predict is None:
+            raise TransductiveError("this model has no seed model to score photos with (load it from its record)")
+        return self.predict_features(batch.outputs(self.config.backbone, need_logits=False)[0],
+                                     self.seed_predict(batch))
+
+    def predict_features(self, features: np.ndarray, seed_probs: np.ndarray) -> np.ndarray:
         """(n, len(classes)) probabilities of photos from their own features and the seed's scores of them."""
         feats = np.atleast_2d(np.asarray(features, dtype=np.float64))
         seed = np.atleast_2d(np.asarray(seed_probs, dtype=np.float64))
@@ -144,10 +170,22 @@ class TransductiveModel:
             shutil.copy2(self.seed_source, seed_path(path, Path(self.seed_source).name))
 
     @classmethod
-    def load(cls, path: Path | str, config: TransductiveConfig | dict, classes: list[str],
-             seed_predict=None) -> TransductiveModel:
+    def load(cls, path: Path | str, config: TransductiveConfig | dict, classes: list[str]) -> TransductiveModel:
+        """From the stored record; its config's `seed` notes name the seed model kept beside the artifact."""
+        seed = config.get("seed") if isinstance(config, dict) else None
         if not isinstance(config, TransductiveConfig):
             config = TransductiveConfig(**{k: v for k, v in config.items()
                                            if k in TransductiveConfig.__dataclass_fields__})
         with np.load(path) as z:
-            return cls(config, list(classes), z["prototypes"], z["mean"], z["has"].astype(bool), seed_predict)
+            model = cls(config, list(classes), z["prototypes"], z["mean"], z["has"].astype(bool))
+        if seed is not None:
+            model.seed_predict = _seed_model(seed_path(path, KINDS[seed["kind"]].artifact), seed,
+                                             model.classes).predict_proba
+        return model
+
+
+def _seed_model(artifact: Path, seed: dict, classes: list[str]) -> KindModel:
+    """The seed zero-shot model (from its record's notes), which must cover exactly this model's words."""
+    if list(seed["classes"]) != list(classes):
+        raise InputError("the stored seed model covers other words than this model")
+    return KINDS[seed["kind"]].load(artifact, seed["config"], seed["classes"])

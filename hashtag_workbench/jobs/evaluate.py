@@ -51,7 +51,7 @@ def _with_front(home: Path, model, runtime: str, log) -> None:
 
 def _scored(model, batch, rows, words, run, label: str):
     """The model's probabilities; models that read photos count them on a progress bar as they decode them."""
-    if KINDS[model.kind].reads != "images":
+    if model.model.reads != "images":
         return model.predict(batch, words)
     with run.progress(total=len(rows), desc=f"evaluate {label}", unit="img") as bar:
         batch.photos.on_read = lambda: bar.update(1)

@@ -138,14 +138,14 @@ def train_kind(home: Path, kind: ModelKind, cfg, data, split_run: int | None) ->
     with job_run(home, kind.run_kind, {"split_run_id": split_run, **cfg.to_dict(), **extra_cfg}) as run:
         data.log, data.progress = run.log, run.progress
         data.run_dir = wh.model_dir(home, run.run_id) if not zero_shot else None
-        model, name, extra = kind.fit(cfg, data)
+        model = kind.fit(cfg, data)
         run.count("done", len(model.classes) if zero_shot else len(data.train))
-        run.extra.update(extra.get("counts", {}))
-        full_cfg = {**cfg.to_dict(), **extra.get("notes", {}), **extra_cfg}
-        art = _save(home, run.run_id, kind, full_cfg, model.classes, model, extra.get("report"))
-        wh.add_model(home, model_id=run.run_id, kind=kind.name, name=name, backbone=getattr(cfg, "backbone", None),
-                     split_run_id=split_run, config=full_cfg, classes=model.classes, artifact=art,
-                     curve=extra.get("curve"))
+        run.extra.update(model.counts or {})
+        full_cfg = {**cfg.to_dict(), **(model.notes or {}), **extra_cfg}
+        art = _save(home, run.run_id, kind, full_cfg, model.classes, model, model.report)
+        wh.add_model(home, model_id=run.run_id, kind=kind.name, name=model.name,
+                     backbone=getattr(cfg, "backbone", None), split_run_id=split_run, config=full_cfg,
+                     classes=model.classes, artifact=art, curve=model.curve)
         return run.run_id
 
 

@@ -85,8 +85,8 @@ def _default_zero_shot(h: str, fingerprint: str):
     data = SimpleNamespace(vocabulary=words, hashtags=_hashtags(h), log=lambda m: None,
                            progress=lambda it, desc=None: it)
     kind, cfg = default_zero_shot()
-    model, name, _ = KINDS[kind].fit(cfg, data)
-    return LoadedModel(None, kind, f"{name}, built now", model.classes, model, cfg.backbone)
+    model = KINDS[kind].fit(cfg, data)
+    return LoadedModel(None, kind, f"{model.name}, built now", model.classes, model, cfg.backbone)
 
 
 @st.cache_resource(show_spinner="Loading the model ...", max_entries=6)
