@@ -20,8 +20,10 @@ the whole-vocabulary probabilities.
   with its cluster's mean log-scores, and a linear probe self-trained on the most confident half of
   each word's pseudo-labels (class-balanced), pooled half and half with the seed;
 - ceilings (labels read, not methods): the per-word bias fitted ON THE LABELS (the best any prior or
-  bias method can do), and the share of photos whose true word is the seed's second choice among the
-  demo words (what fixing every such photo, and breaking none, would gain).
+  bias method can do), the share of photos whose true word is the seed's second choice among the
+  demo words (what fixing every such photo, and breaking none, would gain), and the purity of k-means
+  clusters of the features (one cluster per demo word, each named by its majority TRUE word): how well
+  the features alone separate the words, whatever names the clusters get.
 
     hashtags --home DIR demo                # or: import-folder datasets/demo/photos && features
     python benchmarks/transductive.py --home DIR [--seed-models 3,4] [--json]
@@ -160,6 +162,15 @@ def second_choice_share(seed, classes, truth, words) -> float:
     return round(float((rank == 1).mean()), 4)
 
 
+def cluster_purity(feats, truth, words) -> float:
+    """k-means, one cluster per word, each named by its majority true word: the share right (labels read)."""
+    from sklearn.cluster import KMeans
+    which = KMeans(len(words), n_init=4, random_state=0).fit_predict(unit(feats - feats.mean(axis=0)))
+    truth = np.array(truth)
+    right = sum(np.unique(truth[which == c], return_counts=True)[1].max() for c in np.unique(which))
+    return round(float(right / len(truth)), 4)
+
+
 def bias_ceiling(seed, classes, truth) -> np.ndarray:
     """NOT a method: the per-word log-bias fitted on the labels (cross-entropy), the best any prior method can do."""
     logp, onehot = np.log(seed + EPS), np.eye(len(classes))[[classes.index(t) for t in truth]]
@@ -194,6 +205,7 @@ def one_seed(home: Path, rec: dict | None, labels: dict[int, str]) -> dict:
             "nested_cv_picks": picks, "tiny_pool": tiny_pool(feats, seed, classes, truth, words, TransductiveConfig()),
             "tiny_pool_previous": tiny_pool(feats, seed, classes, truth, words, PREVIOUS),
             "second_choice_share": second_choice_share(seed, classes, truth, words),
+            "cluster_purity": cluster_purity(feats, truth, words),
             "self_train_seconds": round(seconds, 3)}
 
 
@@ -217,7 +229,8 @@ def report(r: dict) -> str:
         f"self-training took {r['self_train_seconds']:.2f} s",
         f"ceiling: the true word is the seed's second choice among the demo words for "
         f"{r['second_choice_share']:.1%} of the photos; fixing all of them and breaking none would gain "
-        f"{100 * r['second_choice_share']:+.1f} points"])
+        f"{100 * r['second_choice_share']:+.1f} points; k-means with {r['words']} clusters, each named by its "
+        f"majority true word, is right for {r['cluster_purity']:.1%} of the photos"])
 
 
 def main(argv: list[str] | None = None) -> int:
