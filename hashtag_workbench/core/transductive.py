@@ -10,14 +10,13 @@ look alike. Self-training uses that:
    the collection's mean and length-normalised);
 3. each photo's new score is a log-linear pool of the zero-shot model and its cosine to the
    prototypes: seed_weight * log p_zero_shot + (1 - seed_weight) * cos / temperature;
-4. repeat for a few rounds.
+4. repeat for `rounds` rounds (1 by default).
 
 A word fewer than `min_votes` photos vote for gets no prototype and a cosine term of 0 (what an
 unrelated direction gets in centred features): no reward and no penalty, so a word that a small
 pool happens to miss is not pushed down, and a prototype is never the mean of one or two photos.
-A pool so small that no word reaches `min_votes` gives back the seed's own probabilities.
-(Giving such words the photo's weakest cosine instead, as before, cost up to 2.7 points with a
-20-photo pool; benchmarks/transductive.py.) Hard votes (argmax, not the full
+A pool so small that no word reaches `min_votes` gives back the seed's own probabilities
+(benchmarks/transductive.py measures a 20-photo pool). Hard votes (argmax, not the full
 distribution) keep the many absent words from getting blurred, generic prototypes.
 
 Calibration: the pooled scores are sharpened or softened by one factor fitted on the pool, so
