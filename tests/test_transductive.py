@@ -49,7 +49,7 @@ def test_self_training_fixes_scattered_mistakes_without_labels():
 
 def test_self_training_checks_its_inputs():
     feats, probs, _ = clustered()
-    for bad in (dict(rounds=0), dict(seed_weight=1.5), dict(temperature=0)):
+    for bad in (dict(rounds=0), dict(seed_weight=1.5), dict(temperature=0), dict(min_votes=0)):
         with pytest.raises(TransductiveError):
             TransductiveConfig(**bad)
     with pytest.raises(TransductiveError, match="one score row per photo"):
@@ -103,6 +103,49 @@ def test_kind_trains_without_labels_and_predicts_photo_by_photo(trained):
     # the seed travels with the model: removing the seed model's own folder changes nothing
     shutil.rmtree(wh.model_dir(h, seed["model_id"]))
     assert np.allclose(load_model(rec).predict(batch), probs)
+
+
+def test_the_pool_shapes_the_model_a_tiny_pool_gives_back_the_seed_and_save_load_is_exact(trained, tmp_path):
+    """Real demo photos, real EfficientNet-Lite0 features and the real default zero-shot seed."""
+    from hashtag_workbench.core.predictor import load_model
+    from hashtag_workbench.jobs._modeldata import stored_batch
+    from hashtag_workbench.jobs._unlabelled import unlabelled_photos
+    h, rec = trained
+    pool = unlabelled_photos(h, "efficientnet_lite0", lambda m: None)
+    feats, seed, classes = pool["features"], pool["probs"], list(pool["seed"]["classes"])
+    assert pool["seed"]["model_id"] == rec["config"]["seed"]["model_id"]
+    cfg = TransductiveConfig()
+
+    def fit(rows):
+        protos, mean, has, rep = self_train(feats[rows], seed[rows], cfg)
+        return TransductiveModel(cfg, classes, protos, mean, has, report=rep)
+    whole = fit(np.arange(len(feats)))
+    probs = whole.predict_features(feats, seed)
+    assert whole.has.sum() >= 2 and not np.allclose(probs, seed, atol=1e-3)
+    # calibration: one factor, fitted without labels, keeps the seed's mean top probability on the pool
+    assert whole.sharpness != 1.0 and abs(probs.max(axis=1).mean() - seed.max(axis=1).mean()) < 1e-3
+    # the stored kind is this same model: its artifact carries the factor, its scores match
+    rows = wh_splits.unlabelled_pool(h)
+    assert [r["image_id"] for r in rows] == pool["image_ids"]
+    batch, _ = stored_batch(h, rows, ("efficientnet_lite0",))
+    assert np.allclose(load_model(rec).predict(batch), probs, atol=1e-5)
+
+    # another pool, another model: the photos of two words only
+    word = {r["image_id"]: r["word"] for r in wh_splits.all_labelled(h)}
+    two = np.array([i for i, image_id in enumerate(pool["image_ids"]) if word[image_id] in ("bird", "fruit")])
+    other = fit(two)
+    assert not np.allclose(other.prototypes, whole.prototypes) or (other.has != whole.has).any()
+    assert not np.allclose(other.predict_features(feats, seed), probs, atol=1e-3)
+
+    # a pool too small for any prototype (2 photos < min_votes) gives back the seed exactly
+    tiny = fit(np.array([0, len(feats) - 1]))
+    assert not tiny.has.any() and tiny.sharpness == 1.0
+    assert np.allclose(tiny.predict_features(feats, seed), seed / seed.sum(axis=1, keepdims=True))
+
+    # save -> load gives the very same probabilities (the calibration factor included)
+    whole.save(tmp_path / "m.npz")
+    back = TransductiveModel.load(tmp_path / "m.npz", cfg.to_dict(), classes)
+    assert back.sharpness == whole.sharpness and np.array_equal(back.predict_features(feats, seed), probs)
 
 
 def test_kind_without_photos_says_so_in_one_line(seeded_home, capsys):

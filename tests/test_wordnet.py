@@ -161,6 +161,23 @@ def test_words_list_says_which_words_have_hierarchy_evidence(fresh_home, capsys)
     assert "[hierarchy: 118 ImageNet classes under 'dog']" in lines["dog"]
 
 
+def test_a_word_without_a_noun_sense_is_scored_by_its_word_vector(fresh_home):
+    """'selfie' has no WordNet noun: no ImageNet class counts for it, yet the word-vector path ranks it."""
+    from hashtag_workbench.core.backbones import imagenet_classes
+    from hashtag_workbench.core.predictor import load_model
+    from hashtag_workbench.jobs.train import ensure_zero_shot
+    model = load_model(ensure_zero_shot(fresh_home))
+    j, names = model.classes.index("selfie"), imagenet_classes()
+    assert not model.model.member[:, j].any()
+
+    def probs(name):
+        logits = np.zeros((1, 1000))
+        logits[0, names.index(name)] = 12.0
+        return model.model.predict_logits(logits)[0]
+    camera, burger = probs("Polaroid camera"), probs("cheeseburger")
+    assert j in np.argsort(-camera)[:3] and camera[j] > 100 * burger[j]
+
+
 @pytest.mark.parametrize("word, imagenet_name", [("reptile", "common iguana"), ("castle", "castle")])
 def test_an_added_word_gets_hierarchy_evidence_at_once(fresh_home, capsys, word, imagenet_name):
     from hashtag_workbench.core.backbones import imagenet_classes

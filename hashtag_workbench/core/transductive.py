@@ -10,16 +10,23 @@ look alike. Self-training uses that:
    the collection's mean and length-normalised);
 3. each photo's new score is a log-linear pool of the zero-shot model and its cosine to the
    prototypes: seed_weight * log p_zero_shot + (1 - seed_weight) * cos / temperature;
-4. repeat for a few rounds.
+4. repeat for `rounds` rounds (1 by default).
 
-A word no photo votes for gets no prototype: its cosine term is the photo's weakest prototype
-cosine, so words absent from the collection stop winning by default. Hard votes (argmax, not
-the full distribution) keep the many absent words from getting blurred, generic prototypes;
-on the demo photos they held up with both a weak and a strong seed (benchmarks/transductive.py).
+A word fewer than `min_votes` photos vote for gets no prototype and a cosine term of 0 (what an
+unrelated direction gets in centred features): no reward and no penalty, so a word that a small
+pool happens to miss is not pushed down, and a prototype is never the mean of one or two photos.
+A pool so small that no word reaches `min_votes` gives back the seed's own probabilities
+(benchmarks/transductive.py measures a 20-photo pool). Hard votes (argmax, not the full
+distribution) keep the many absent words from getting blurred, generic prototypes.
 
-The model stores the prototypes and the collection's mean, so a new photo is scored alone:
-`predict_features(features, seed_probs)` needs only its own features and the seed model's scores
-(`predict_proba(batch)` reads both from the batch: the seed model travels with this one).
+Calibration: the pooled scores are sharpened or softened by one factor fitted on the pool, so
+that their mean top probability equals the seed's mean top probability on the same photos (the
+seed is calibrated and the refinement changes few top words; no label is read). Ranking is
+unchanged by it.
+
+The model stores the prototypes, the collection's mean and that factor, so a new photo is scored
+alone: `predict_features(features, seed_probs)` needs only its own features and the seed model's
+scores (`predict_proba(batch)` reads both from the batch: the seed model travels with this one).
 No label is ever read.
 """
 from __future__ import annotations
@@ -44,9 +51,11 @@ class TransductiveError(InputError):
 @dataclass
 class TransductiveConfig:
     backbone: str = "efficientnet_lite0"   # whose penultimate features the prototypes live in
-    rounds: int = 3                        # vote -> prototypes -> rescore rounds
-    seed_weight: float = 0.4               # the zero-shot model's share of the pooled log-score
-    temperature: float = 0.05              # cosine -> log-score scale
+    rounds: int = 1                        # vote -> prototypes -> rescore rounds
+    seed_weight: float = 0.6               # the zero-shot model's share of the pooled log-score
+    temperature: float = 0.1               # cosine -> log-score scale
+    min_votes: int = 3                     # photos a word's prototype needs (fewer: no prototype)
+    match_confidence: bool = True          # fit one sharpness so the mean top probability stays the seed's
 
     def __post_init__(self):
         if int(self.rounds) < 1:
@@ -55,6 +64,8 @@ class TransductiveConfig:
             raise TransductiveError(f"seed_weight must be between 0 and 1, got {self.seed_weight}")
         if float(self.temperature) <= 0:
             raise TransductiveError(f"temperature must be positive, got {self.temperature}")
+        if int(self.min_votes) < 1:
+            raise TransductiveError(f"min_votes must be at least 1, got {self.min_votes}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,22 +75,32 @@ class TransductiveConfig:
 
 
 def _pool(z: np.ndarray, log_seed: np.ndarray, protos: np.ndarray, has: np.ndarray,
-          cfg: TransductiveConfig) -> np.ndarray:
+          cfg: TransductiveConfig, sharpness: float = 1.0) -> np.ndarray:
     """Probabilities from the zero-shot log-scores pooled with the cosines to the prototypes."""
-    cos = z @ protos.T
-    if has.any():
-        cos[:, ~has] = cos[:, has].min(axis=1, keepdims=True)
+    if not has.any():  # a pool too small for any prototype: the seed alone
+        return softmax(log_seed, axis=1)
+    cos = z @ protos.T   # rows of words without a prototype are 0, so their cosine is 0
     w = float(cfg.seed_weight)
-    return softmax(w * log_seed + (1.0 - w) * cos / float(cfg.temperature), axis=1)
+    return softmax(sharpness * (w * log_seed + (1.0 - w) * cos / float(cfg.temperature)), axis=1)
 
 
-def _prototypes(z: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(len(words), d) unit prototypes from hard, confidence-weighted votes; mask of words that got a vote."""
+def _prototypes(z: np.ndarray, probs: np.ndarray, min_votes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(len(words), d) unit prototypes from hard, confidence-weighted votes; mask of words with enough votes."""
     pick = probs.argmax(axis=1)
     sums = np.zeros((probs.shape[1], z.shape[1]))
     np.add.at(sums, pick, probs[np.arange(len(probs)), pick][:, None] * z)
-    has = np.bincount(pick, minlength=probs.shape[1]) > 0
-    return unit(sums), has
+    has = np.bincount(pick, minlength=probs.shape[1]) >= int(min_votes)
+    return unit(sums) * has[:, None], has
+
+
+def match_confidence(probs: np.ndarray, target: float) -> float:
+    """The factor s for which softmax(s * log probs) has mean top probability `target` (bisection on log s)."""
+    logp = np.log(np.asarray(probs, dtype=np.float64) + EPS)
+    lo, hi = -4.0, 4.0
+    for _ in range(40):   # mean top probability grows with s, so halve the bracket
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if softmax(np.exp(mid) * logp, axis=1).max(axis=1).mean() < target else (lo, mid)
+    return float(np.exp((lo + hi) / 2))
 
 
 def self_train(features: np.ndarray, seed_probs: np.ndarray, config: TransductiveConfig | None = None,
@@ -101,10 +122,14 @@ def self_train(features: np.ndarray, seed_probs: np.ndarray, config: Transductiv
     z, log_seed = unit(feats - mean), np.log(seed + EPS)
     probs = seed
     for _ in range(int(cfg.rounds)):
-        protos, has = _prototypes(z, probs)
+        protos, has = _prototypes(z, probs, cfg.min_votes)
         probs = _pool(z, log_seed, protos, has, cfg)
+    sharpness = 1.0
+    if cfg.match_confidence and has.any():
+        sharpness = match_confidence(probs, float(seed.max(axis=1).mean()))
     report = {"photos": int(len(feats)), "words_with_photos": int(has.sum()),
-              "top_word_changed": int((probs.argmax(axis=1) != seed.argmax(axis=1)).sum())}
+              "top_word_changed": int((probs.argmax(axis=1) != seed.argmax(axis=1)).sum()),
+              "sharpness": round(sharpness, 6)}
     return protos.astype(np.float32), mean.astype(np.float32), has, report
 
 
@@ -125,11 +150,14 @@ class TransductiveModel(KindModel):
     seed_source: Path | None = None  # the seed model's artifact, copied beside this one on save
     report: dict | None = None
     reads = "features"
+    sharpness: float | None = None   # the calibration factor; by default self_train's (report["sharpness"])
 
     def __post_init__(self):
         if self.prototypes is not None and (len(self.prototypes) != len(self.classes)
                                             or len(self.has) != len(self.classes)):
             raise TransductiveError(f"{len(self.prototypes)} prototypes for {len(self.classes)} words")
+        if self.sharpness is None:
+            self.sharpness = float((self.report or {}).get("sharpness", 1.0))
 
     def fit(self, data) -> TransductiveModel:
         """Self-train on every stored photo, labels unread, seeded by the default zero-shot model (data.unlabelled)."""
@@ -145,6 +173,7 @@ class TransductiveModel(KindModel):
         self.notes = {"seed": {k: seed[k] for k in ("model_id", "kind", "name", "config", "classes")},
                       "photos": rep["photos"], "photos_fingerprint": pool["fingerprint"]}
         self.name, self.report, self.counts = self.config.label(seed["name"]), rep, rep
+        self.sharpness = float(rep.get("sharpness", 1.0))
         return self
 
     def predict_proba(self, batch) -> np.ndarray:
@@ -161,10 +190,10 @@ class TransductiveModel(KindModel):
             raise TransductiveError(f"expected {self.mean.shape[0]}-d features and {len(self.classes)} seed "
                                     f"scores per photo, got {feats.shape[1]} and {seed.shape[1]}")
         return _pool(unit(feats - self.mean), np.log(seed + EPS), self.prototypes.astype(np.float64),
-                     self.has, self.config)
+                     self.has, self.config, self.sharpness)
 
     def save(self, path: Path | str) -> None:
-        np.savez(path, prototypes=self.prototypes, mean=self.mean, has=self.has)
+        np.savez(path, prototypes=self.prototypes, mean=self.mean, has=self.has, sharpness=self.sharpness)
         if self.seed_source is not None:
             # the seed travels with the model, so a later rebuild of the default zero-shot model cannot change it
             shutil.copy2(self.seed_source, seed_path(path, Path(self.seed_source).name))
@@ -176,8 +205,10 @@ class TransductiveModel(KindModel):
         if not isinstance(config, TransductiveConfig):
             config = TransductiveConfig(**{k: v for k, v in config.items()
                                            if k in TransductiveConfig.__dataclass_fields__})
-        with np.load(path) as z:
-            model = cls(config, list(classes), z["prototypes"], z["mean"], z["has"].astype(bool))
+        with np.load(path) as z:   # artifacts from before calibration have no sharpness: 1 is what they used
+            sharpness = float(z["sharpness"]) if "sharpness" in z.files else 1.0
+            model = cls(config, list(classes), z["prototypes"], z["mean"], z["has"].astype(bool),
+                        sharpness=sharpness)
         if seed is not None:
             model.seed_predict = _seed_model(seed_path(path, KINDS[seed["kind"]].artifact), seed,
                                              model.classes).predict_proba
