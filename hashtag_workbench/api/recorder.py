@@ -1,7 +1,7 @@
 """Predictions are recorded as `predict` records them, but in batches, off the request path.
 
 Requests hand their rows to `add` (a list append under a lock) and return. A thread writes
-what has gathered every `flush_every` seconds through warehouse.models.add_predictions, whose
+what has gathered every `flush_every` seconds through warehouse.evaluations.add_predictions, whose
 connect waits out another process's lock with backoff; if the warehouse stays busy the rows
 wait for the next flush. So a busy warehouse delays the record, never a response.
 """

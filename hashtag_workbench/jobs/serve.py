@@ -17,7 +17,7 @@ from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.infra.locks import turn
 from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready
 from hashtag_workbench.jobs.runner import job_run
-from hashtag_workbench.warehouse.models import count_predictions
+from hashtag_workbench.warehouse.evaluations import count_predictions
 
 HELP = "serve the prediction API over HTTP (FastAPI + uvicorn) on 127.0.0.1"
 DESCRIPTION = (

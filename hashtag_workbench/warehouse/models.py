@@ -115,12 +115,3 @@ def best_models(home: Path) -> dict[str, dict | None]:
 
 
 # ---------------------------------------------------------------- evaluations
-
-
-# ---------------------------------------------------------------- ad-hoc predictions
-
-
-def count_predictions(home: Path, run_id: int) -> int:
-    """How many prediction rows name run `run_id` (e.g. everything a `serve` run recorded)."""
-    with connect(home, read_only=True) as con:
-        return con.execute("SELECT count(*) FROM predictions WHERE run_id = ?", [int(run_id)]).fetchone()[0]
