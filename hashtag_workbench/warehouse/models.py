@@ -112,6 +112,3 @@ def best_models(home: Path) -> dict[str, dict | None]:
             row = con.execute(sql, [list(kinds)]).fetchone()
         out[role] = get_model(home, row[0]) if row else None
     return out
-
-
-# ---------------------------------------------------------------- evaluations
