@@ -18,7 +18,7 @@ def streamlit_command(*, host: str, port: int) -> list[str]:
             "--client.toolbarMode", "minimal"]  # no Deploy button or developer menu for users
 
 
-def run_command(args) -> int:
+def run_command(args):  # never returns: the process becomes Streamlit
     print(f"Dashboard over {args.home}: open http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr,
           flush=True)
     # This process becomes Streamlit, so Ctrl-C and a plain `kill` reach the server itself and never
