@@ -54,7 +54,8 @@ def _add_flag(parser: argparse.ArgumentParser, f: dataclasses.Field, base) -> No
         parser.add_argument(flag, dest=f.name, action=action, default=default, help=meta["help"])
         return
     choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
-    shown = "" if default is None else f" (default: {_shown(default)})"  # None: the help says what happens
+    # None or empty: the help says what happens then
+    shown = "" if default is None or default in ((), []) else f" (default: {_shown(default)})"
     kwargs = {"default": default, "metavar": meta["metavar"], "help": meta["help"] + shown}
     if base in (tuple, list):
         kwargs["type"] = lambda text, base=base: base(split_list(text) or ())
