@@ -260,6 +260,8 @@ def test_dry_run_lists_and_writes_nothing(home, ddg, capsys):
     ddg.set_results("bird", [urls])
     plan = scrape_images(home, words=["bird"], settings=fast(per_class=3), dry_run=True)
     assert plan["would_fetch"]["bird"] == urls[:3]
+    assert main(["--home", str(home), "scrape-images", "--words", "bird", "--per-class", "3", "--search-delay", "0",
+                 "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "bird: need 3, would fetch 3" in out and urls[0] in out
     assert not ddg.image_hits
