@@ -140,9 +140,9 @@ def run_curve(home: Path, config: CurveConfig | None = None, *, log=None, **fiel
     split_run = current_split(home)
     probe_cfg = ProbeConfig(backbone=cfg.backbone)
     seeds = cfg.seeds
-    config = {"split_run_id": split_run, "per_word": cfg.per_word, "seeds": seeds, "probe": probe_cfg.to_dict(),
-              "mix_strength": "cv" if mix_strength is None else mix_strength}
-    with job_run(home, "curve", config) as run:
+    recorded = {"split_run_id": split_run, "per_word": cfg.per_word, "seeds": seeds, "probe": probe_cfg.to_dict(),
+                "mix_strength": "cv" if mix_strength is None else mix_strength}
+    with job_run(home, "curve", recorded) as run:
         data, scored = _read(home, split_run, probe_cfg.backbone, run)
         best = next(s for s in scored if s.get("best"))
         result = compute_curve(data, per_word=sizes, seeds=seeds, probe_config=probe_cfg,
