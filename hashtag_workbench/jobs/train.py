@@ -233,8 +233,7 @@ def train(home: Path, config: TrainConfig | None = None, *, split: SplitConfig |
     if any(k.role == SUPERVISED for k in chosen):
         if threads:
             configure_threads(threads)
-        split_run = current_split(home, val_fraction=split.val_fraction, seed=split.seed,
-                                  exclude_flagged=split.exclude_flagged, new=cfg.new_split)
+        split_run = current_split(home, split, new=cfg.new_split)
         data = _Data(home, split_run, runtime)
         data.weights = cfg.weights
         print(f"[train] split run {split_run}: {len(data.train)} train / {len(data.val)} val images, "
