@@ -237,10 +237,10 @@ def train(home: Path, config: TrainConfig | None = None, *, split: SplitConfig |
         data = _Data(home, split_run, runtime)
         data.weights = cfg.weights
         print(f"[train] split run {split_run}: {len(data.train)} train / {len(data.val)} val images, "
-              f"{len(data.classes)} words")
+              f"{len(data.classes)} words", file=sys.stderr)
     else:
         split_run, data = wh_splits.latest_split_run(home), _Vocabulary(home)
-        print(f"[train] zero-shot over {len(data.vocabulary)} active words (no images needed)")
+        print(f"[train] zero-shot over {len(data.vocabulary)} active words (no images needed)", file=sys.stderr)
     ids, failed = _train_chosen(home, chosen, opts, data, split_run, cfg.skip_existing)
     return {"split_run_id": split_run, "model_ids": ids, "failed": sorted(set(failed))}
 
@@ -256,7 +256,7 @@ def _train_chosen(home: Path, chosen: list[ModelKind], opts: dict, data, split_r
             same = [r for r in existing if kind.matches(r, cfg, split_run, data.fingerprint)]
             if same:
                 print(f"[train] {kind.name}: already built with these settings (model {same[-1]['model_id']}); "
-                      "skipped")
+                      "skipped", file=sys.stderr)
                 continue
             try:
                 ids.append(train_kind(home, kind, cfg, data, split_run))
