@@ -10,7 +10,6 @@ per setting; images/s counts stored images over the job's wall time.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import os
@@ -88,8 +87,7 @@ def run_once(workers: int, n: int) -> tuple[float, int]:
         ensure_ready(home)   # seed the vocabulary outside the timed part
         settings = ScrapeSettings(per_class=n, workers=workers, search_delay=0.0)
         t0 = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):   # the job's own summary line
-            counts = scrape_images(home, words=["bird"], settings=settings)
+        counts = scrape_images(home, words=["bird"], settings=settings)   # its summary line goes to stderr
         elapsed = time.perf_counter() - t0
         return elapsed, counts.get("done", 0)
     finally:

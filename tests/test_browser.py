@@ -20,6 +20,7 @@ from hashtag_workbench.dashboard.common import n_images
 from hashtag_workbench.jobs.dashboard import serving
 from hashtag_workbench.warehouse import curation
 from hashtag_workbench.warehouse import dashboard_queries as q
+from hashtag_workbench.warehouse import models as wh_models
 from tests.conftest import ROOT, free_port
 from tests.dashboard_seed import build_seeded, copy_home
 
@@ -324,7 +325,7 @@ def test_evaluation_cell_click_shows_its_images(served, page):
 def test_predict_upload_shows_hashtags(served, page):
     base, home = served
     goto(page, base, "predict")
-    if not q.list_models(home):
+    if not wh_models.models(home):
         assert page.get_by_text("hashtags train").count() > 0
         pytest.skip("no trained models in this build yet")
     photo = next((ROOT / "datasets" / "demo" / "photos" / "bird").glob("*.jpg"))

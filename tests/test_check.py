@@ -26,9 +26,10 @@ def _kinds(report):
     return sorted(f.kind for f in report.problems)
 
 
-def test_clean_warehouse_has_no_problems(demo_home, capsys):
-    assert run_check(demo_home) == 0
-    assert "check: no problems (32 files hashed)" in capsys.readouterr().out
+def test_clean_warehouse_has_no_problems(demo_home):
+    result = run_check(demo_home)
+    assert result.exit_code == 0 and result.data["files_hashed"] == 32 and result.data["remaining"] == []
+    assert "check: no problems (32 files hashed)" in result.text
 
 
 def _damage(home):
@@ -61,17 +62,17 @@ def _damage(home):
                 dup_of=dup_of)
 
 
-def test_every_kind_of_damage_found_then_repaired(demo_home, tmp_path, capsys):
+def test_every_kind_of_damage_found_then_repaired(demo_home, tmp_path):
     d = _damage(demo_home)
     found = check_warehouse(demo_home)
     assert _kinds(found) == sorted(["missing_file", "missing_file", "orphan_file", "orphan_file", "temp_file",
                                     "hash_mismatch", "stale_run", "duplicate_failed", "duplicate_ok"])
-    assert run_check(demo_home) == 1                          # report only: nothing changed
+    assert run_check(demo_home).exit_code == 1               # report only: nothing changed
     assert d["tmp"].exists() and runs.get_run(demo_home, d["dead"])["status"] == "running"
-    capsys.readouterr()
 
-    assert run_check(demo_home, repair=True) == 0
-    out = capsys.readouterr().out
+    repaired = run_check(demo_home, repair=True)
+    assert repaired.exit_code == 0
+    out = repaired.text
     for expected in ("re-attached to the same bytes", "marked failed (the source can be imported",
                      "moved to lost+found/", "deleted", "marked interrupted", "kept the newest",
                      "failed as duplicates", "0 problem(s) remain"):
@@ -100,7 +101,7 @@ def test_lost_files_come_back_with_the_next_import(tmp_path, home):
     import_folder(home, tree)
     row = _ok_rows(home)[0]
     (home / row[2]).unlink()
-    assert run_check(home, repair=True) == 0
+    assert run_check(home, repair=True).exit_code == 0
     again = import_folder(home, tree)                         # the lost source is tried again
     assert again.get("done") == 1
     assert len(_ok_rows(home)) == 4 and check_warehouse(home).problems == []
@@ -112,7 +113,7 @@ def test_curated_duplicates_are_left_for_a_person(demo_home):
         extra = con.execute("INSERT INTO images (sha256, path, word, origin, status) VALUES (?, ?, 'bird', "
                             "'import', 'ok') RETURNING image_id", [rows[0][1], rows[0][2]]).fetchone()[0]
     decide(demo_home, [extra], "keep")
-    assert run_check(demo_home, repair=True) == 1
+    assert run_check(demo_home, repair=True).exit_code == 1
     remaining = check_warehouse(demo_home).problems
     assert [f.kind for f in remaining] == ["duplicate_ok"]
 
@@ -128,7 +129,7 @@ def test_files_left_alone_while_a_job_runs(demo_home):
     assert any(f.kind == "live_run" and f"run {live}" in f.detail for f in notes)
     assert any(f.kind == "temp_file" and "left alone while run" in (f.action or "") for f in notes)
     runs.finish_run(demo_home, live, "ok", {})
-    assert run_check(demo_home, repair=True) == 0 and not stray.exists()
+    assert run_check(demo_home, repair=True).exit_code == 0 and not stray.exists()
 
 
 def test_reused_pid_is_not_taken_for_the_dead_job(home):

@@ -51,9 +51,58 @@ def test_every_help_default_is_the_default_the_code_uses():
     for name, sub in commands.items():
         for action in sub._actions:
             match = _SHOWN_DEFAULT.search(action.help or "")
-            if match and action.default not in (None, argparse.SUPPRESS) and not _same(match[1], action.default):
+            if match and action.default not in (None, argparse.SUPPRESS, ()) and not _same(match[1], action.default):
                 wrong.append(f"{name} {action.option_strings}: help says {match[1]!r}, default is {action.default!r}")
     assert not wrong, "\n".join(wrong)
+
+
+def _config_commands():
+    import importlib
+    out = []
+    for name, module in JOBS.items():
+        for config_cls in getattr(importlib.import_module(f"hashtag_workbench.jobs.{module}"), "CONFIGS", ()):
+            out.append((name, config_cls))
+    return out
+
+
+@pytest.mark.parametrize("command,config_cls", _config_commands(), ids=lambda v: getattr(v, "__name__", v))
+def test_every_config_field_is_a_flag_with_the_fields_default(command, config_cls):
+    from hashtag_workbench.jobs.options import _default, cli_fields
+    sub = next(a for a in build_parser(only=command)._actions if isinstance(a, argparse._SubParsersAction))
+    actions = {a.dest: a for a in sub.choices[command]._actions}
+    for f in cli_fields(config_cls):
+        action = actions.get(f.name)
+        assert action is not None, f"`{command}` has no flag for {config_cls.__name__}.{f.name}"
+        default = _default(f)
+        assert action.default == default, f"{command} {action.option_strings}"
+        if isinstance(default, bool) or default is None or default in ((), []):
+            continue  # a switch, or a flag whose help says what happens without it
+        shown = re.search(r"\(default: ([^()]*)\)$", action.help)
+        assert shown and _same(shown[1], default), f"{command} {action.option_strings}: {action.help!r}"
+
+
+def test_the_train_flags_name_the_defaults_the_models_use():
+    from hashtag_workbench.core.conse import ConSEConfig, default_config, standard_variants
+    from hashtag_workbench.core.finetune import FinetuneConfig
+    from hashtag_workbench.jobs.train import TrainConfig
+    args = build_parser(only="train").parse_args(["train"])
+    assert args.epochs == TrainConfig().epochs == FinetuneConfig().epochs
+    assert args.train_blocks == FinetuneConfig().train_blocks and args.top_t == ConSEConfig().top_t
+    assert args.word_vectors == default_config().word_vectors
+    temperatures = {c.temperature for c in standard_variants()} - {None, default_config().temperature}
+    assert temperatures == {args.temperature}
+    assert args.conse_variants is True
+    assert build_parser(only="train").parse_args(["train", "--plain-conse-only"]).conse_variants is False
+
+
+def test_one_place_prints_a_result_text_or_json_and_returns_its_status(tmp_path, capsys):
+    assert main(["--home", str(tmp_path), "stats", "--all"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("word") and "total" in out and "stats: done" in err
+    assert main(["--home", str(tmp_path), "stats", "--json", "--all"]) == 0
+    out = capsys.readouterr().out
+    import json
+    assert json.loads(out)["bird"] == {"stored": 0, "failed": 0}
 
 
 def test_input_error_is_one_line_and_status_2(tmp_path, capsys):

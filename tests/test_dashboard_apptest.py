@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from hashtag_workbench.warehouse import curation
 from hashtag_workbench.warehouse import dashboard_queries as q
+from hashtag_workbench.warehouse import models as wh_models
 from hashtag_workbench.warehouse import words as wh_words
 from hashtag_workbench.warehouse.runs import recent_runs
 from tests.conftest import ROOT
@@ -63,7 +64,7 @@ def start_button(at: AppTest):
 
 
 def has_models(h) -> bool:
-    return bool(q.list_models(h))
+    return bool(wh_models.models(h))
 
 
 # ---------------------------------------------------------------- empty warehouse

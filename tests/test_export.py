@@ -14,12 +14,13 @@ from hashtag_workbench.warehouse import dashboard_queries as q
 from hashtag_workbench.warehouse import runs as wh_runs
 from hashtag_workbench.warehouse.export import CSV_COLUMNS
 from hashtag_workbench.warehouse.features import write_features, write_pca_fit
+from hashtag_workbench.warehouse.images import labelled_images
 
 
 @pytest.fixture
 def curated(demo_home):
     """The small demo warehouse with vectors for every image and a few decisions."""
-    ids = [r["image_id"] for r in q.image_paths(demo_home)]
+    ids = [r["image_id"] for r in labelled_images(demo_home)]
     rid = wh_runs.start_run(demo_home, "features", {"test": True})
     rng = np.random.default_rng(0)
     write_features(demo_home, rid, "tiny", ids, rng.normal(size=(len(ids), 6)).astype(np.float32))
@@ -57,7 +58,7 @@ def test_export_writes_folders_csv_and_parquet(curated, tmp_path, capsys):
     assert by_id[birds[3]]["review"] == "keep" and by_id[birds[3]]["n_decisions"] == "1"
     assert sorted(os.listdir(out / "images")) == ["bird", "flowers", "fruit", "music"]
     assert len(os.listdir(out / "images" / "bird")) == 5 and len(os.listdir(out / "images" / "music")) == 9
-    src = home / next(r for r in q.image_paths(home, [birds[3]]))["path"]
+    src = home / next(r for r in labelled_images(home) if r["image_id"] == birds[3])["path"]
     assert os.path.samefile(src, out / by_id[birds[3]]["file"])   # a hard link, not a copy, on one file system
     con = duckdb.connect()
     feats = con.execute(f"SELECT count(*), count(DISTINCT image_id), min(len(vec)) FROM '{out}/features.parquet'"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hashtag_workbench.core.backbones import WeightsError, backbone_spec, imagenet_classes, load_backbone, weights_file
+from hashtag_workbench.core.backbones import WeightsError, backbone_spec, imagenet_classes, load_backbone
 from hashtag_workbench.core.features import load_photo
 from hashtag_workbench.infra import onnxrt
 from hashtag_workbench.infra.files import sha256_file
@@ -69,7 +69,7 @@ def _sidecar(cache: Path) -> dict:
 def test_export_is_checked_and_described(exported):
     cache, data = exported
     meta = _sidecar(cache)
-    sha = sha256_file(weights_file(LITE0))
+    sha = sha256_file(backbone_spec(LITE0).find_weights(None))
     assert meta["weights_sha256"] == sha and meta["onnx_file"] == f"{LITE0}-{sha[:16]}.onnx"
     assert meta["onnx_sha256"] == sha256_file(cache / meta["onnx_file"])
     assert meta["check"]["ok"] and max(meta["check"]["max_abs_diff"].values()) <= 1e-3
@@ -99,7 +99,7 @@ def test_cache_is_reused_and_follows_the_weights(cache, no_real_export, tmp_path
     import torch
     first = onnxrt.load_onnx(cache, LITE0, threads=1)
     assert first.runtime == "onnx" and no_real_export == []            # the cached file, no export
-    state = torch.load(weights_file(LITE0), weights_only=True)
+    state = torch.load(backbone_spec(LITE0).find_weights(None), weights_only=True)
     # Another weights file (a counter eval mode ignores, so the stand-in export still passes the check).
     state["_bn0.num_batches_tracked"] += 1
     changed = tmp_path / "lite0-changed.pth"
@@ -255,7 +255,7 @@ def test_frozen_front_exported_checked_cached_and_equal_to_torch(cache, tmp_path
     said = []
     run = onnxrt.load_front(cache, LITE0, None, stop, front, threads=1, say=said.append)
     assert run is not None and said == []
-    sha = sha256_file(weights_file(LITE0))
+    sha = sha256_file(backbone_spec(LITE0).find_weights(None))
     meta = json.loads((cache / f"{LITE0}_front{stop}-{sha[:16]}.json").read_text())
     assert meta["check"]["ok"] and meta["onnx_sha256"] == sha256_file(cache / meta["onnx_file"])
     assert _sidecar(cache)["backbone"] == LITE0                        # the whole backbone's export is apart

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hashtag_workbench.core.duplicates import find_duplicates, hamming, phash_hex
+from hashtag_workbench.core.duplicates import find_duplicates, phash_hex
 from hashtag_workbench.core.outliers import (
     DETECTORS,
     OutliersConfig,
@@ -19,6 +19,7 @@ from hashtag_workbench.core.outliers import (
     run_detectors,
 )
 from hashtag_workbench.warehouse import outliers as wh_outliers
+from hashtag_workbench.warehouse import runs
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +104,7 @@ def test_duplicate_groups_from_hashes_and_features():
     cat, coffee, rocket = (Image.fromarray(a) for a in (data.chelsea(), data.coffee(), data.rocket()))
     hashes = [phash_hex(cat), phash_hex(_jpeg(cat.resize((200, 150)), 40)), phash_hex(coffee),
               phash_hex(coffee), phash_hex(rocket), "0" * 16]
-    assert hamming(hashes[0], hashes[1]) <= 6
+    assert bin(int(hashes[0], 16) ^ int(hashes[1], 16)).count("1") <= 6   # bits that differ
     groups = find_duplicates(hashes=hashes, max_hash_distance=6)
     assert [g.members for g in groups] == [[0, 1], [2, 3]] and groups[1].kind == "exact"
     feats = np.eye(6)
@@ -134,16 +135,17 @@ def test_outliers_job_scores_flags_and_groups(demo_home, tmp_path):
     compute_features(demo_home, threads=1)
     out = find_outliers(demo_home, k=1, sigma=2.0)
     images = labelled_images(demo_home)
-    latest = wh_outliers.latest_outlier_run(demo_home)
-    assert latest["run_id"] == out["run_id"] and latest["detectors"] == sorted(DETECTORS)
+    (latest,) = runs.recent_runs(demo_home, 1, kind="outliers")
+    assert latest["run_id"] == out["run_id"] and latest["status"] == "ok"
     assert latest["config"]["k"] == 1 and latest["config"]["sigma"] == 2.0
     for det in DETECTORS:
         rows = wh_outliers.outlier_scores(demo_home, out["run_id"], detector=det)
         assert sorted(r["image_id"] for r in rows) == sorted(im["image_id"] for im in images)
         assert all(r["word"] == r["current_word"] and r["path"] for r in rows)
         assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
-    assert {r["word"] for r in wh_outliers.outlier_summary(demo_home, out["run_id"])} == {"bird", "fruit", "flowers",
-                                                                                  "music"}
+    scored = wh_outliers.outlier_scores(demo_home, out["run_id"])
+    assert {r["detector"] for r in scored} == set(DETECTORS)
+    assert {r["word"] for r in scored} == {"bird", "fruit", "flowers", "music"}
     bird = wh_outliers.outlier_scores(demo_home, out["run_id"], word="bird", detector="knn_cosine")
     assert {r["word"] for r in bird} == {"bird"}
 
@@ -156,7 +158,7 @@ def test_outliers_job_scores_flags_and_groups(demo_home, tmp_path):
     # A second run reuses the stored perceptual hashes and writes its own rows.
     again = find_outliers(demo_home, detectors=["kmeans_2sigma"])
     assert again["hashed_now"] == 0 and again["run_id"] != out["run_id"]
-    assert wh_outliers.latest_outlier_run(demo_home)["detectors"] == ["kmeans_2sigma"]
+    assert {r["detector"] for r in wh_outliers.outlier_scores(demo_home, again["run_id"])} == {"kmeans_2sigma"}
     assert len(wh_outliers.outlier_scores(demo_home, out["run_id"])) == 3 * len(images)
 
 

@@ -106,7 +106,7 @@ def test_per_class_limit_then_resume_from_next_page(home, ddg):
     assert scrape_images(home, words=["bird"], settings=fast(per_class=12))["done"] == 8
     assert ijs_offsets(ddg, "bird") == [100, 200]           # the search goes on where it stopped
     assert max(ddg.image_hits.values()) == 1                 # nothing fetched twice
-    assert collect.stored_count(home, "bird") == 12
+    assert collect.stored_counts(home, ["bird"]) == {"bird": 12}
     # Enough images: a third run neither searches nor downloads.
     ddg.search_log.clear()
     counts = scrape_images(home, words=["bird"], settings=fast(per_class=12))
@@ -260,11 +260,14 @@ def test_dry_run_lists_and_writes_nothing(home, ddg, capsys):
     ddg.set_results("bird", [urls])
     plan = scrape_images(home, words=["bird"], settings=fast(per_class=3), dry_run=True)
     assert plan["would_fetch"]["bird"] == urls[:3]
+    assert main(["--home", str(home), "scrape-images", "--words", "bird", "--per-class", "3", "--search-delay", "0",
+                 "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "bird: need 3, would fetch 3" in out and urls[0] in out
     assert not ddg.image_hits
     assert runs.recent_runs(home) == [] and image_rows(home) == []
-    assert collect.candidate_counts(home, "bird") == {}
+    with connect(home, read_only=True) as con:   # the dry run stored no candidate either
+        assert con.execute("SELECT count(*) FROM scrape_candidates WHERE word = 'bird'").fetchone()[0] == 0
 
 
 def test_cli_rejects_unknown_word(home, capsys):

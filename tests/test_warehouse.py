@@ -6,8 +6,13 @@ from hashtag_workbench.core.vocabulary import load_vocabulary
 from hashtag_workbench.warehouse import db, runs, words
 
 
+def _applied_migrations(home) -> list[str]:
+    with db.connect(home, read_only=True) as con:   # connecting migrates a new warehouse first
+        return [r[0] for r in con.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()]
+
+
 def test_fresh_database_gets_every_migration_in_order(home):
-    applied = db.applied_migrations(home)
+    applied = _applied_migrations(home)
     assert applied == [f.name for f in db.migration_files()]
     assert applied[0] == "001_foundation.sql"
     con = duckdb.connect(str(db.db_path(home)), read_only=True)
@@ -82,7 +87,7 @@ def test_run_lifecycle_and_stale_runs_marked_interrupted(home):
 
 
 def test_locked_database_waits_then_says_so(home):
-    db.applied_migrations(home)
+    _applied_migrations(home)
     holder = duckdb.connect(str(db.db_path(home)))  # this process holds it; another process would be locked out
     holder.close()
     import multiprocessing as mp

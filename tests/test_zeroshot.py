@@ -147,7 +147,8 @@ def test_predict_bad_files_one_line_each_others_predicted_exit_1(zs_home, tmp_pa
 
 def test_train_conse_on_an_empty_warehouse(home, capsys):
     assert main(["--home", str(home), "train", "--models", "conse", "--plain-conse-only"]) == 0
-    assert "zero-shot over 76 active words" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "zero-shot over 76 active words" in err and out.startswith("[train] models ")   # notes, then the report
     (model,) = wh.models(home)
     assert model["kind"] == "conse" and len(model["classes"]) == 76 and model["split_run_id"] is None
     assert main(["--home", str(home), "evaluate"]) == 0        # no photos: says so, no traceback

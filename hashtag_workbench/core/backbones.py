@@ -271,11 +271,6 @@ def backbone_spec(name: str) -> BackboneSpec:
     return SPECS[name]
 
 
-def weights_file(name: str, weights: Path | str | None = None) -> Path:
-    """The weights file `name` loads from (`weights`, else its bundled or cached default)."""
-    return backbone_spec(name).find_weights(Path(weights) if weights else None)
-
-
 def load_backbone(name: str = DEFAULT_BACKBONE, weights: Path | str | None = None) -> Backbone:
     """Load a backbone (torch) by name; `weights` overrides where its weights file is read from."""
     spec = backbone_spec(name)

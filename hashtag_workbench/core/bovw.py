@@ -24,6 +24,7 @@ from PIL import Image
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.kinds import KindModel
 from hashtag_workbench.core.linalg import softmax
+from hashtag_workbench.core.model_defaults import CODEBOOK
 
 
 @dataclass
@@ -31,7 +32,7 @@ class BoVWConfig:
     image_size: int = 128          # images are resized to this square before description
     step: int = 6                  # DAISY sampling step in pixels
     radius: int = 12               # DAISY radius in pixels
-    codebook_size: int = 256
+    codebook_size: int = CODEBOOK
     max_kmeans_descriptors: int = 60_000
     svm_c: float = 10.0
     score_temperature: float = 1.0  # decision values -> softmax scores

@@ -12,13 +12,15 @@ from typing import Any
 
 
 def option(default: Any, help: str, *, choices: Sequence[str] | Callable[[], Sequence[str]] | None = None,
-           metavar: str | None = None, cli: bool = True) -> Any:
+           metavar: str | None = None, cli: bool = True, flag: str | None = None) -> Any:
     """A dataclass field: `default`, and the `help` the CLI shows (its default is appended for it).
 
     `choices` may be a callable (evaluated when the parser is built); tuples and lists are given on the
-    command line comma-separated; `cli=False` keeps a field out of the command line.
+    command line comma-separated; `cli=False` keeps a field out of the command line; `flag` names the
+    flag when it is not `--field-name` (a bool field on by default is then a switch that turns it off,
+    e.g. `conse_variants` <- `--plain-conse-only`).
     """
-    meta = {"help": help, "choices": choices, "metavar": metavar, "cli": cli}
+    meta = {"help": help, "choices": choices, "metavar": metavar, "cli": cli, "flag": flag}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

@@ -35,6 +35,7 @@ from hashtag_workbench.core.backbones import DEFAULT_BACKBONE
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.kinds import KindModel
 from hashtag_workbench.core.linalg import softmax, unit
+from hashtag_workbench.core.model_defaults import TEMPERATURE, TOP_T
 from hashtag_workbench.core.wordvectors import DEFAULT_WORD_VECTORS, PhraseEncoder, tokens
 
 
@@ -49,7 +50,7 @@ COMBINE_MODES = ("embed", "vote")
 @dataclass
 class ConSEConfig:
     """Everything that defines a ConSE model besides the vectors themselves."""
-    top_t: int = 10
+    top_t: int = TOP_T
     centre: bool = False
     expand: bool = False
     expand_k: int = 5
@@ -315,8 +316,8 @@ def default_config(word_vectors: str | None = None, backbone: str = DEFAULT_BACK
                           "word_vectors": word_vectors or DEFAULT_SETTINGS["word_vectors"]})
 
 
-def standard_variants(word_vectors: str = DEFAULT_WORD_VECTORS, top_t: int = 10, backbone: str = DEFAULT_BACKBONE,
-                      temperature: float = 2.0) -> list[ConSEConfig]:
+def standard_variants(word_vectors: str = DEFAULT_WORD_VECTORS, top_t: int = TOP_T, backbone: str = DEFAULT_BACKBONE,
+                      temperature: float = TEMPERATURE) -> list[ConSEConfig]:
     """The variants `train` builds side by side: plain ConSE first, then each improvement stacked, then the
     default (when it is not one of them already)."""
     base = dict(word_vectors=word_vectors, top_t=top_t, backbone=backbone)
@@ -336,8 +337,8 @@ def train_configs(options: dict) -> list[ConSEConfig]:
     return [default_config(options["word_vectors"], options["backbone"])]
 
 
-def named_variants(word_vectors: str = DEFAULT_WORD_VECTORS, backbone: str = DEFAULT_BACKBONE, top_t: int = 10,
-                   temperature: float = 2.0) -> list[ConSEConfig]:
+def named_variants(word_vectors: str = DEFAULT_WORD_VECTORS, backbone: str = DEFAULT_BACKBONE, top_t: int = TOP_T,
+                   temperature: float = TEMPERATURE) -> list[ConSEConfig]:
     """The variants the zero-shot benchmark reports by default: each switch alone, then stacked."""
     base = dict(word_vectors=word_vectors, top_t=top_t, backbone=backbone)
     stacked = dict(base, centre=True, expand=True, temperature=temperature)

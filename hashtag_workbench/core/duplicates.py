@@ -28,11 +28,6 @@ def _hash_ints(hashes: Sequence[str]) -> np.ndarray:
         raise InputError(f"perceptual hashes must be hex strings of up to 16 digits ({exc})") from None
 
 
-def hamming(a: str, b: str) -> int:
-    """Bits that differ between two hex hashes."""
-    return int(bin(int(a, 16) ^ int(b, 16)).count("1"))
-
-
 def _hash_links(ints: np.ndarray, max_distance: int) -> np.ndarray:
     """(i, j) pairs, i < j, whose hashes differ in at most `max_distance` bits; compared block by block."""
     pairs = []

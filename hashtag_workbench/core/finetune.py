@@ -34,6 +34,7 @@ from torch.nn import functional as F
 from hashtag_workbench.core.backbones import get_backbone, network_input
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.kinds import KindModel, pretty_backbone
+from hashtag_workbench.core.model_defaults import EPOCHS, TRAIN_BLOCKS
 
 SUPPORTED = ("efficientnet_lite0", "resnet18")
 EPOCH_THREADS = 1   # torch threads while training on cached activations (see _epochs)
@@ -47,8 +48,8 @@ class FinetuneError(InputError):
 class FinetuneConfig:
     backbone: str = "efficientnet_lite0"
     weights: str | None = None        # backbone weights file (needed for resnet18; efficientnet is bundled)
-    epochs: int = 13
-    train_blocks: int = 3             # trailing blocks trained (efficientnet-lite0 has 16, resnet18 8)
+    epochs: int = EPOCHS
+    train_blocks: int = TRAIN_BLOCKS  # trailing blocks trained (efficientnet-lite0 has 16, resnet18 8)
     mode: str = "cached"              # cached | full (naive: every layer, from raw images, each epoch)
     lr: float = 1e-3                  # head learning rate; trained blocks get lr * block_lr_scale
     block_lr_scale: float = 0.3

@@ -205,14 +205,18 @@ class OutliersConfig:
     """The `outliers` job's settings: detectors and their thresholds, and the duplicate search."""
     backbone: str = option(DEFAULT_BACKBONE, "whose features and PCA fit to use", choices=available_backbones)
     detectors: tuple[str, ...] = option(tuple(DETECTORS), "comma-separated detectors, of: " + ", ".join(DETECTORS))
-    k: int = option(1, "K-means clusters per word")
-    sigma: float = option(2.0, "K-means flag threshold in standard deviations")
-    knn: int = option(5, "neighbours for knn_cosine")
-    knn_sigma: float = option(1.5, "knn_cosine flag threshold in standard deviations")
-    folds: int = option(5, "cross-validation folds for confident_learning")
-    max_hash_distance: int = option(6, "perceptual-hash bits that may differ in a near-duplicate")
-    min_cosine: float = option(0.97, "feature cosine similarity that makes a near-duplicate")
     seed: int = option(0, "random seed", cli=False)
+
+    k: int = option(1, "K-means clusters per word")                                      # kmeans_2sigma
+    sigma: float = option(2.0, "K-means flag threshold in standard deviations")
+
+    knn: int = option(5, "neighbours for knn_cosine")                                    # knn_cosine
+    knn_sigma: float = option(1.5, "knn_cosine flag threshold in standard deviations")
+
+    folds: int = option(5, "cross-validation folds for confident_learning")              # confident_learning
+
+    max_hash_distance: int = option(6, "perceptual-hash bits that may differ in a near-duplicate")  # duplicates
+    min_cosine: float = option(0.97, "feature cosine similarity that makes a near-duplicate")
 
     def __post_init__(self) -> None:
         self.detectors = tuple(self.detectors)

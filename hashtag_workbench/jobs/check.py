@@ -1,10 +1,9 @@
 """`check`: verify the warehouse against the image store; `--repair` fixes what is safe."""
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
+from hashtag_workbench.jobs.runner import JobResult
 from hashtag_workbench.warehouse import runs
 from hashtag_workbench.warehouse.check import Report, check_warehouse
 
@@ -17,8 +16,8 @@ DESCRIPTION = (
 )
 
 
-def run_check(home: Path, *, repair: bool = False, verify_hashes: bool = True, as_json: bool = False) -> int:
-    """Print each finding (and repair); returns 0 when no problem remains, else 1."""
+def run_check(home: Path, *, repair: bool = False, verify_hashes: bool = True) -> JobResult:
+    """Each finding (and repair) as the report and as data; exit code 0 when no problem remains, else 1."""
     found = check_warehouse(home, repair=repair, verify_hashes=verify_hashes)
     remaining = check_warehouse(home, verify_hashes=verify_hashes) if repair else found
     if repair and found.actions:
@@ -27,34 +26,28 @@ def run_check(home: Path, *, repair: bool = False, verify_hashes: bool = True, a
         runs.update_run(home, rid, log="\n".join(f.line() for f in found.actions) + "\n")
         runs.finish_run(home, rid, "ok", {"found": len(found.problems), "repaired": len(found.actions),
                                           "remaining": len(remaining.problems)})
-    if as_json:
-        print(json.dumps({"found": [f.as_dict() for f in found.findings],
-                          "remaining": [f.as_dict() for f in remaining.problems],
-                          "files_hashed": found.files_hashed}, indent=1))
-    else:
-        _print(found, remaining, repair)
-    return 1 if remaining.problems else 0
+    data = {"found": [f.as_dict() for f in found.findings], "remaining": [f.as_dict() for f in remaining.problems],
+            "files_hashed": found.files_hashed}
+    hint = "" if repair or not found.problems else "check: `hashtags check --repair` fixes what can be fixed safely"
+    return JobResult(text=_report(found, remaining, repair), data=data, summary=hint,
+                     exit_code=1 if remaining.problems else 0)
 
 
-def _print(found: Report, remaining: Report, repair: bool) -> None:
-    for f in found.findings:
-        print(("  " if f.problem else "  note: ") + f.line())
+def _report(found: Report, remaining: Report, repair: bool) -> str:
+    lines = [("  " if f.problem else "  note: ") + f.line() for f in found.findings]
     problems = found.problems
     if not problems:
-        print(f"check: no problems ({found.files_hashed} files hashed)")
-        return
+        return "\n".join(lines + [f"check: no problems ({found.files_hashed} files hashed)"])
     by_kind = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in sorted(found.counts().items()))
-    print(f"check: {len(problems)} problem(s) found: {by_kind}")
+    lines.append(f"check: {len(problems)} problem(s) found: {by_kind}")
     if repair:
-        print(f"check: {len(found.actions)} repair action(s); {len(remaining.problems)} problem(s) remain")
-        for f in remaining.problems:
-            print("  still: " + f.line())
-    else:
-        print("check: run `hashtags check --repair` to fix what can be fixed safely", file=sys.stderr)
+        lines.append(f"check: {len(found.actions)} repair action(s); {len(remaining.problems)} problem(s) remain")
+        lines += ["  still: " + f.line() for f in remaining.problems]
+    return "\n".join(lines)
 
 
-def run_command(args) -> int:
-    return run_check(args.home, repair=args.repair, verify_hashes=not args.quick, as_json=args.json)
+def run_command(args) -> JobResult:
+    return run_check(args.home, repair=args.repair, verify_hashes=not args.quick)
 
 
 def add_options(p) -> None:

@@ -1,8 +1,9 @@
 """`hashtags`: one sub-command per job module, listed once in JOBS.
 
-Each listed module is one command: `HELP` (its line in `--help`), `DESCRIPTION`, `add_options(parser)`
-(usually generated from its config dataclass) and `run_command(args)`, which returns an exit code
-(None means 0). Some modules import
+Each listed module is one command: `HELP` (its line in `--help`), `DESCRIPTION`, `CONFIGS` (the config
+dataclasses its flags are generated from, jobs/options.py), optionally `add_options(parser)` for what
+no config holds (positional arguments, `--json`), and `run_command(args)`, which returns a
+`JobResult` that `show` prints: the one place a command's output is written. Some modules import
 torch, which takes seconds, so a named command loads only its own module; `--help` and
 `schema` load them all.
 
@@ -14,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.infra.runtime import configure_threads
+from hashtag_workbench.jobs.options import add_config_options
+from hashtag_workbench.jobs.runner import JobResult
 from hashtag_workbench.warehouse.db import WarehouseLocked
 from hashtag_workbench.warehouse.store import resolve_home
 
@@ -73,9 +77,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _add_command(sub, name: str) -> None:
-    """A command from its module: HELP (one line), DESCRIPTION, add_options(parser), run_command(args)."""
+    """A command from its module: HELP (one line), DESCRIPTION, CONFIGS, add_options(parser), run_command(args)."""
     module = importlib.import_module(f"hashtag_workbench.jobs.{JOBS[name]}")
     p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP))
+    for config_cls in getattr(module, "CONFIGS", ()):
+        add_config_options(p, config_cls)
     if hasattr(module, "add_options"):
         module.add_options(p)
     p.set_defaults(func=module.run_command)
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     # Only the user's mistakes are caught below: any other exception is a bug, and Python prints its
     # traceback and exits with status 1.
     try:
-        return int(args.func(args) or 0)
+        return show(args.func(args), as_json=getattr(args, "json", False))
     except WarehouseLocked as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
@@ -103,3 +109,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: work done so far is saved; run the same command again to resume.", file=sys.stderr)
         return 130
+
+
+def show(result: JobResult, *, as_json: bool = False) -> int:
+    """Print a command's result (stdout: its report, or with --json its data; stderr: its summary) and
+    return its exit status."""
+    if not isinstance(result, JobResult):
+        raise TypeError(f"run_command returned {type(result).__name__}, not a JobResult")
+    if as_json and result.data is not None:
+        rows = result.data if result.lines else [result.data]
+        for row in rows:
+            print(json.dumps(row, indent=None if result.lines else 1, default=str))
+    elif result.text:
+        print(result.text)
+    if result.summary:
+        print(result.summary, file=sys.stderr)
+    return result.exit_code

@@ -1,9 +1,12 @@
 """Helpers shared by job modules."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from hashtag_workbench.core.config import option
 from hashtag_workbench.core.vocabulary import load_vocabulary
+from hashtag_workbench.infra.onnxrt import DEFAULT_RUNTIME, RUNTIMES
 from hashtag_workbench.warehouse.words import seed_vocabulary
 
 
@@ -19,9 +22,8 @@ def split_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def add_runtime_arg(parser) -> None:
+@dataclass
+class RuntimeConfig:
     """The one runtime switch of every command that runs a CNN backbone."""
-    from hashtag_workbench.infra.onnxrt import DEFAULT_RUNTIME, RUNTIMES
-    parser.add_argument("--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME,
-                        help=f"where the CNN runs (default {DEFAULT_RUNTIME}: ONNX Runtime, exported and checked "
-                             "against torch once per weights file; falls back to torch, saying why)")
+    runtime: str = option(DEFAULT_RUNTIME, "where the CNN runs: onnx (ONNX Runtime, exported and checked against "
+                          "torch once per weights file; falls back to torch, saying why) or torch", choices=RUNTIMES)

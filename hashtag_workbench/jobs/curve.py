@@ -6,11 +6,14 @@ validate -> read (split, stored features, zero-shot models) -> core.curve.comput
 """
 from __future__ import annotations
 
-import json
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hashtag_workbench.core.backbones import DEFAULT_BACKBONE
+from hashtag_workbench.core.config import option
 from hashtag_workbench.core.curve import (
     DEFAULT_PER_WORD,
     MIX,
@@ -31,7 +34,8 @@ from hashtag_workbench.core.metrics import evaluate_scores
 from hashtag_workbench.core.probe import ProbeConfig
 from hashtag_workbench.jobs._modeldata import stored_batch
 from hashtag_workbench.jobs.common import ensure_ready
-from hashtag_workbench.jobs.runner import JobError, job_run
+from hashtag_workbench.jobs.options import config_from
+from hashtag_workbench.jobs.runner import JobError, JobResult, job_run
 from hashtag_workbench.jobs.split import current_split
 from hashtag_workbench.warehouse import curve as wh_curve
 from hashtag_workbench.warehouse import models as wh
@@ -110,20 +114,35 @@ def _points(result: dict, scored: list[dict], best: dict, words: int) -> list[di
     return rows
 
 
-def run_curve(home: Path, *, per_word: str = DEFAULT_PER_WORD, seeds: int = 3, backbone: str | None = None,
-              mix_strength: float | None = PRIOR_STRENGTH, log=None) -> dict:
-    """Compute and store the curve on the latest split; returns the --json object."""
-    sizes = parse_per_word(per_word)
-    if seeds < 1:
-        raise InputError(f"--seeds must be at least 1, got {seeds}")
+@dataclass
+class CurveConfig:
+    """The `curve` job's settings."""
+    per_word: str = option(DEFAULT_PER_WORD, "photos per word to try, comma-separated, 'all' = every train photo")
+    seeds: int = option(3, "draws per size, averaged")
+    backbone: str = option(DEFAULT_BACKBONE, "features for the probe")
+    mix_strength: str = option(f"{PRIOR_STRENGTH:g}", "zero-shot + photos: how many photos per word the zero-shot "
+                               "prior is worth, or 'cv' to choose it by cross-validation on the train photos")
+
+
+CONFIGS = (CurveConfig,)
+
+
+def run_curve(home: Path, config: CurveConfig | None = None, *, log=None, **fields) -> dict:
+    """Compute and store the curve on the latest split; returns the --json object. `fields` override
+    `config`'s."""
+    cfg = dataclasses.replace(config or CurveConfig(), **fields)
+    sizes, mix_strength = parse_per_word(cfg.per_word), _strength(cfg.mix_strength)
+    if cfg.seeds < 1:
+        raise InputError(f"--seeds must be at least 1, got {cfg.seeds}")
     ensure_ready(home)
     if not any(r["stored"] for r in word_counts(home)):
         raise JobError("no labelled photos yet: run `hashtags import-folder PATH` (or `hashtags demo`)")
     split_run = current_split(home)
-    probe_cfg = ProbeConfig(**({"backbone": backbone} if backbone else {}))
-    config = {"split_run_id": split_run, "per_word": per_word, "seeds": seeds, "probe": probe_cfg.to_dict(),
-              "mix_strength": "cv" if mix_strength is None else mix_strength}
-    with job_run(home, "curve", config) as run:
+    probe_cfg = ProbeConfig(backbone=cfg.backbone)
+    seeds = cfg.seeds
+    recorded = {"split_run_id": split_run, "per_word": cfg.per_word, "seeds": seeds, "probe": probe_cfg.to_dict(),
+                "mix_strength": "cv" if mix_strength is None else mix_strength}
+    with job_run(home, "curve", recorded) as run:
         data, scored = _read(home, split_run, probe_cfg.backbone, run)
         best = next(s for s in scored if s.get("best"))
         result = compute_curve(data, per_word=sizes, seeds=seeds, probe_config=probe_cfg,
@@ -171,17 +190,8 @@ def format_curve(out: dict) -> str:
     return "\n".join(lines)
 
 
-def print_curve(home: Path, *, title: str | None = None, **options) -> dict:
-    """Compute, store and print the curve (what `demo` runs after evaluation)."""
-    if title:
-        print(title)
-    out = run_curve(home, **options)
-    print(format_curve(out))
-    return out
-
-
-def _strength(text: str) -> float | None:
-    if str(text).strip().lower() == "cv":
+def _strength(text: str | float | None) -> float | None:
+    if text is None or str(text).strip().lower() == "cv":
         return None
     try:
         value = float(text)
@@ -192,20 +202,11 @@ def _strength(text: str) -> float | None:
     return value
 
 
-def run_command(args) -> int:
+def run_command(args) -> JobResult:
     # The job's own lines go to stderr, so with --json stdout carries the JSON object alone.
-    out = run_curve(args.home, per_word=args.per_word, seeds=args.seeds, backbone=args.backbone,
-                    mix_strength=_strength(args.mix_strength))
-    print(json.dumps(out, indent=1) if args.json else format_curve(out))
-    return 0
+    out = run_curve(args.home, config_from(args, CurveConfig))
+    return JobResult(text=format_curve(out), data=out)
 
 
 def add_options(p) -> None:
-    p.add_argument("--per-word", default=DEFAULT_PER_WORD,
-                   help=f"photos per word to try, comma-separated, 'all' = every train photo ({DEFAULT_PER_WORD})")
-    p.add_argument("--seeds", type=int, default=3, help="draws per size, averaged (default 3)")
-    p.add_argument("--backbone", help="features for the probe (default efficientnet_lite0)")
-    p.add_argument("--mix-strength", default=f"{PRIOR_STRENGTH:g}",
-                   help="zero-shot + photos: how many photos per word the zero-shot prior is worth "
-                        f"(default {PRIOR_STRENGTH:g}), or 'cv' to choose it by cross-validation on the train photos")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")

@@ -68,7 +68,7 @@ def _wait_healthy(proc: subprocess.Popen, base: str, timeout: float, log: Path |
         time.sleep(0.5)
 
 
-def run_command(args) -> int:
+def run_command(args):  # never returns: the process becomes Streamlit
     print(f"Dashboard over {args.home}: open http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr,
           flush=True)
     # This process becomes Streamlit, so Ctrl-C and a plain `kill` reach the server itself and never

@@ -5,14 +5,15 @@ import os
 import time
 from pathlib import Path
 
-from hashtag_workbench.jobs.curve import print_curve
-from hashtag_workbench.jobs.evaluate import evaluate
+from hashtag_workbench.jobs.curve import format_curve, run_curve
+from hashtag_workbench.jobs.evaluate import comparison_table, evaluate
 from hashtag_workbench.jobs.features import compute_features
 from hashtag_workbench.jobs.import_folder import import_folder
 from hashtag_workbench.jobs.outliers import find_outliers
-from hashtag_workbench.jobs.runner import JobError
+from hashtag_workbench.jobs.runner import JobError, JobResult
 from hashtag_workbench.jobs.stats import format_counts
-from hashtag_workbench.jobs.train import train
+from hashtag_workbench.jobs.train import TrainConfig, train
+from hashtag_workbench.warehouse.evaluations import evaluations
 from hashtag_workbench.warehouse.images import word_counts
 
 HELP = "run the whole pipeline on the bundled demo photos"
@@ -44,8 +45,12 @@ def demo_dir(photos: str | Path | None = None) -> Path:
                    f"datasets/demo/photos), pass --photos DIR or set ${DEMO_ENV}")
 
 
-def run_demo(home: Path, *, fast: bool = False, photos: str | Path | None = None) -> int:
-    """Import the bundled photos, then run every later pipeline step on them."""
+FAST_EPOCHS = 2  # --fast: enough to show the curve of a fine-tune, for smoke tests
+
+
+def run_demo(home: Path, *, fast: bool = False, photos: str | Path | None = None) -> JobResult:
+    """Import the bundled photos, then run every later pipeline step on them, telling each step as it goes
+    (stdout: the demo is a walk through the pipeline); the result is its closing lines."""
     t0 = time.monotonic()
     folder = demo_dir(photos)
     print(f"[demo] data directory: {home}")
@@ -56,18 +61,19 @@ def run_demo(home: Path, *, fast: bool = False, photos: str | Path | None = None
     compute_features(home)
     print("[demo] 3. outlier flags and duplicate groups")
     find_outliers(home)
-    print(f"[demo] 4. train BoVW SVM, fine-tuned CNN ({2 if fast else 13} epochs), linear probe, ConSE variants")
-    trained = train(home, epochs=2 if fast else 13, skip_existing=True)
+    epochs = FAST_EPOCHS if fast else TrainConfig().epochs
+    print(f"[demo] 4. train BoVW SVM, fine-tuned CNN ({epochs} epochs), linear probe, ConSE variants")
+    trained = train(home, epochs=epochs, skip_existing=True)
     print("[demo] 5. evaluate and compare with the original study")
-    evaluate(home)
-    print_curve(home, title="[demo] 6. data-efficiency curve: photos per word needed to beat zero-shot")
-    print(f"[demo] done. Open the dashboard: `make dashboard` (or `hashtags --home {home} dashboard`), "
-          "then http://127.0.0.1:8501")
-    print(f"[demo] wall time of the whole demo: {time.monotonic() - t0:.0f} s")
-    return 1 if trained["failed"] else 0
+    print(comparison_table(evaluations(home, evaluate(home))))
+    print("[demo] 6. data-efficiency curve: photos per word needed to beat zero-shot")
+    print(format_curve(run_curve(home)))
+    done = (f"[demo] done. Open the dashboard: `make dashboard` (or `hashtags --home {home} dashboard`), "
+            f"then http://127.0.0.1:8501\n[demo] wall time of the whole demo: {time.monotonic() - t0:.0f} s")
+    return JobResult(text=done, exit_code=1 if trained["failed"] else 0)
 
 
-def run_command(args) -> int:
+def run_command(args) -> JobResult:
     return run_demo(args.home, fast=args.fast, photos=args.photos)
 
 

@@ -17,21 +17,25 @@ from hashtag_workbench.infra.http import FetchError, FetchLimits, fetch, new_ses
 
 @dataclass
 class ScrapeSettings:
-    """The `scrape-images` job's settings (flags are generated from the fields that carry help)."""
+    """The `scrape-images` job's settings, by stage: what to keep, the search, the downloads, the writes
+    (flags are generated from the fields that carry help)."""
     per_class: int = option(200, "stored images wanted per word, counting those already stored")
-    workers: int = option(8, "parallel downloads (with --engine ray, Ray tasks at once)")
-    search_delay: float = option(1.5, "seconds between search requests (token pages and result pages)")
-    block_backoff: float = option(20.0, "first wait in seconds after a rate-limit answer; doubles per retry")
-    timeout: float = option(15.0, "read timeout per image request in seconds")
-    retries: int = option(2, "extra tries for a transient download failure (never for 403/404)")
     min_side: int = option(64, "smallest accepted short side in pixels")
-    block_retries: int = 2         # extra tries after a rate-limit/block answer before giving up the word
+
+    search_delay: float = option(1.5, "seconds between search requests (token pages and result pages)")
     search_timeout: float = 15.0
     max_pages: int = 20            # result pages per word per run (100 results each)
+    block_backoff: float = option(20.0, "first wait in seconds after a rate-limit answer; doubles per retry")
+    block_retries: int = 2         # extra tries after a rate-limit/block answer before giving up the word
+
+    workers: int = option(8, "parallel downloads (with --engine ray, Ray tasks at once)")
+    timeout: float = option(15.0, "read timeout per image request in seconds")
+    retries: int = option(2, "extra tries for a transient download failure (never for 403/404)")
     max_attempts: int = 3          # runs in which a transiently failing URL is tried before it counts as failed
+    limits: FetchLimits | None = None  # the download limits; built from timeout and retries when not given
+
     batch: int = 16                # outcomes written per warehouse transaction ...
     flush_s: float = 2.0           # ... or sooner, so a kill -9 loses at most this much work
-    limits: FetchLimits | None = None  # the download limits; built from timeout and retries when not given
 
     def __post_init__(self) -> None:
         if self.limits is None:

@@ -8,17 +8,21 @@ models (the study's fair comparison); `open`, the same images against every word
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from hashtag_workbench.core.backbones import DEFAULT_BACKBONE
+from hashtag_workbench.core.config import option
+from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.kinds import KINDS, ZERO_SHOT
 from hashtag_workbench.core.metrics import SCOPE_TITLES, STUDY_TOP1, evaluate_scores
 from hashtag_workbench.core.predictor import ModelLoadError, load_model
 from hashtag_workbench.infra.onnxrt import DEFAULT_RUNTIME, use_runtime
 from hashtag_workbench.infra.runtime import configure_threads
 from hashtag_workbench.jobs._modeldata import readable_rows, stored_batch
-from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready, split_list
-from hashtag_workbench.jobs.runner import JobError, job_run
+from hashtag_workbench.jobs.common import RuntimeConfig, ensure_ready
+from hashtag_workbench.jobs.options import config_from
+from hashtag_workbench.jobs.runner import JobError, JobResult, job_run
 from hashtag_workbench.warehouse import evaluations as wh_evaluations
 from hashtag_workbench.warehouse import models as wh
 from hashtag_workbench.warehouse import splits as wh_splits
@@ -81,9 +85,21 @@ def _scopes(home: Path, rec: dict, model, all_scope: bool, split_run: int | None
     return out
 
 
-def evaluate(home: Path, *, model_ids: list[int] | None = None, all_scope: bool = True,
+@dataclass
+class EvaluateConfig:
+    """The `evaluate` job's settings."""
+    models: tuple[str, ...] = option((), "comma-separated model ids (default: the newest model of each name)")
+    all_scope: bool = option(True, "skip the zero-shot models' 'all' scope (every stored image); val and open are "
+                             "kept", flag="--val-only")
+
+
+CONFIGS = (EvaluateConfig, RuntimeConfig)
+
+
+def evaluate(home: Path, *, model_ids: list[int] | None = None, all_scope: bool = EvaluateConfig.all_scope,
              threads: int | None = None, runtime: str = DEFAULT_RUNTIME) -> int:
-    """Evaluate the given models (default: the newest model of each name); returns the evaluate run id."""
+    """Evaluate the given models (default: the newest model of each name); returns the evaluate run id
+    (`comparison_table` shows its results)."""
     ensure_ready(home)
     recs = wh.models(home, ids=model_ids, latest_per_name=not model_ids)
     if not recs:
@@ -126,9 +142,7 @@ def evaluate(home: Path, *, model_ids: list[int] | None = None, all_scope: bool 
                                    n_words=len(words or model.classes))
                 run.count("done")
         run.extra["models"] = len(recs)
-        run_id = run.run_id
-    print(comparison_table(wh_evaluations.evaluations(home, run_id)))
-    return run_id
+        return run.run_id
 
 
 def comparison_table(rows: list[dict]) -> str:
@@ -153,15 +167,17 @@ def comparison_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_command(args) -> int:
+def _model_ids(texts: tuple[str, ...]) -> list[int] | None:
+    bad = [t for t in texts if not t.isdigit()]
+    if bad:
+        raise InputError(f"--models takes model ids (numbers), got {', '.join(bad)}")
+    return [int(t) for t in texts] or None
+
+
+def run_command(args) -> JobResult:
     use_runtime(args.home, args.runtime, args.threads)
-    ids = [int(x) for x in split_list(args.models) or []] or None
-    evaluate(args.home, model_ids=ids, all_scope=not args.val_only, threads=args.threads, runtime=args.runtime)
-    return 0
-
-
-def add_options(p) -> None:
-    p.add_argument("--models", help="comma-separated model ids (default: the newest model of each name)")
-    p.add_argument("--val-only", action="store_true",
-                   help="skip the zero-shot models' 'all' scope (every stored image); val and open are kept")
-    add_runtime_arg(p)
+    cfg = config_from(args, EvaluateConfig)
+    run_id = evaluate(args.home, model_ids=_model_ids(cfg.models), all_scope=cfg.all_scope, threads=args.threads,
+                      runtime=args.runtime)
+    rows = wh_evaluations.evaluations(args.home, run_id)
+    return JobResult(text=comparison_table(rows), data={"run_id": run_id, "evaluations": rows})

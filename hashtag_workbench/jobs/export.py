@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hashtag_workbench.jobs.common import ensure_ready, split_list
-from hashtag_workbench.jobs.runner import job_run
+from hashtag_workbench.jobs.runner import JobResult, job_run
 from hashtag_workbench.warehouse import export as wx
 
 HELP = "export kept images (folder per word), a CSV and features as Parquet"
@@ -46,9 +46,9 @@ def export(home: Path, dest: Path, *, words: list[str] | None = None, include_re
         return run.all_counts()
 
 
-def run_command(args) -> int:
-    export(args.home, Path(args.to), words=split_list(args.words), include_rejected=args.include_rejected)
-    return 0
+def run_command(args) -> JobResult:
+    return JobResult(data=export(args.home, Path(args.to), words=split_list(args.words),
+                                 include_rejected=args.include_rejected))
 
 
 def add_options(p) -> None:

@@ -2,23 +2,27 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hashtag_workbench.core.backbones import DEFAULT_BACKBONE, available_backbones
+from hashtag_workbench.core.config import option
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.features import DEFAULT_PCA_COMPONENTS, extract, fit_pca
 from hashtag_workbench.core.maps import maps_2d
 from hashtag_workbench.infra.onnxrt import DEFAULT_RUNTIME, load_for_runtime
 from hashtag_workbench.infra.runtime import requested_threads
 from hashtag_workbench.infra.runtime import threads as configured_threads
-from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready
+from hashtag_workbench.jobs.common import RuntimeConfig, ensure_ready
 from hashtag_workbench.jobs.engines.ingest import ingest_leftovers
-from hashtag_workbench.jobs.engines.options import add_engine_options, check_engine
-from hashtag_workbench.jobs.runner import job_run
+from hashtag_workbench.jobs.engines.options import EngineConfig, check_engine
+from hashtag_workbench.jobs.options import config_from
+from hashtag_workbench.jobs.runner import JobResult, job_run
 from hashtag_workbench.warehouse import features as wh
 from hashtag_workbench.warehouse.images import labelled_images
 from hashtag_workbench.warehouse.store import image_file
@@ -158,10 +162,30 @@ class SteadyRate:
             self.run.extra["steady_images_per_s"] = round(self.after_first / (time.monotonic() - self.first_at), 2)
 
 
-def compute_features(home: Path, *, backbone: str = DEFAULT_BACKBONE, weights: Path | str | None = None,
-                     batch_size: int = DEFAULT_BATCH, workers: int | None = None, threads: int | None = None,
-                     retry_failed: bool = False, pca_components: int = DEFAULT_PCA_COMPONENTS,
-                     runtime: str = DEFAULT_RUNTIME, engine: str = "local", address: str | None = None) -> dict:
+@dataclass
+class FeaturesConfig:
+    """The `features` job's settings (where it runs: RuntimeConfig and the engine options)."""
+    backbone: str = option(DEFAULT_BACKBONE, "CNN to use (resnet18/alexnet need --weights or torchvision's cache)",
+                           choices=available_backbones)
+    weights: str | None = option(None, "weights file for the backbone (a torchvision state dict)")
+    batch_size: int = option(DEFAULT_BATCH, "images per forward pass (chosen by benchmarks/features.py)")
+    workers: int | None = option(None, f"local: decoding threads beside the forward pass (default {DECODE_THREADS}, "
+                                 "chosen by benchmarks/features.py); ray: model workers, each loading the model once "
+                                 "(default 1). The global --threads (before the command) sets the forward pass's "
+                                 "threads: local default all cores; ray: per worker, default the cluster's cores "
+                                 "split between the workers, never more than Ray has")
+    pca_components: int = option(DEFAULT_PCA_COMPONENTS, "PCA dimensions (capped by the number of images)")
+    retry_failed: bool = option(False, "try again images that failed before")
+
+
+CONFIGS = (FeaturesConfig, RuntimeConfig, EngineConfig)
+
+
+def compute_features(home: Path, *, backbone: str = FeaturesConfig.backbone, weights: Path | str | None = None,
+                     batch_size: int = FeaturesConfig.batch_size, workers: int | None = None,
+                     threads: int | None = None, retry_failed: bool = False,
+                     pca_components: int = FeaturesConfig.pca_components, runtime: str = DEFAULT_RUNTIME,
+                     engine: str = "local", address: str | None = None) -> dict:
     """Features for every stored image not yet done for `backbone`, then PCA if anything changed.
 
     Resumable: rows are written every WRITE_EVERY images, and a re-run only does
@@ -245,33 +269,15 @@ def _refresh_pca(home: Path, run, backbone: str, pca_components: int) -> None:
         run.log(f"PCA up to date (fitted in run {fit['run_id']}, {fit['n_images']} images)")
 
 
-def run_command(args) -> int:
+def run_command(args) -> JobResult:
     # the global --threads (None when not given: local then uses every core, Ray splits the cores)
-    compute_features(args.home, backbone=args.backbone, weights=args.weights, batch_size=args.batch_size,
-                     workers=args.workers, threads=requested_threads(), retry_failed=args.retry_failed,
-                     pca_components=args.pca_components, runtime=args.runtime, engine=args.engine,
-                     address=args.address)
-    return 0
+    cfg = config_from(args, FeaturesConfig)
+    out = compute_features(args.home, **dataclasses.asdict(cfg), threads=requested_threads(), runtime=args.runtime,
+                           engine=args.engine, address=args.address)
+    return JobResult(data=out)
 
 
 def add_options(p) -> None:
-    p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=available_backbones(),
-                   help=f"CNN to use (default {DEFAULT_BACKBONE}; resnet18/alexnet need --weights or "
-                        "torchvision's cache)")
-    p.add_argument("--weights", type=Path, help="weights file for the backbone (a torchvision state dict)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
-                   help=f"images per forward pass (default {DEFAULT_BATCH}, chosen by benchmarks/features.py)")
-    p.add_argument("--workers", type=int, default=None,
-                   help=f"local: decoding threads beside the forward pass (default {DECODE_THREADS}, chosen by "
-                        "benchmarks/features.py); ray: model workers, each loading the model once (default 1). "
-                        "The global --threads (before the command) sets the forward pass's threads: local "
-                        "default all cores; ray: per worker, default the cluster's cores split between the "
-                        "workers, never more than Ray has")
     # --threads after the command too; SUPPRESS: when absent here it leaves the global value alone
     p.add_argument("--threads", type=int, default=argparse.SUPPRESS,
                    help="the same as the global --threads (CPU threads of the forward pass)")
-    add_runtime_arg(p)
-    add_engine_options(p)
-    p.add_argument("--pca-components", type=int, default=DEFAULT_PCA_COMPONENTS,
-                   help="PCA dimensions (default 128; capped by the number of images)")
-    p.add_argument("--retry-failed", action="store_true", help="try again images that failed before")

@@ -6,7 +6,7 @@ from pathlib import Path
 from hashtag_workbench.core.images import MAX_BYTES, ImageRejected, check_image
 from hashtag_workbench.core.vocabulary import check_word
 from hashtag_workbench.jobs.common import ensure_ready
-from hashtag_workbench.jobs.runner import job_run
+from hashtag_workbench.jobs.runner import JobResult, job_run
 from hashtag_workbench.warehouse import images as wh_images
 from hashtag_workbench.warehouse import words as wh_words
 from hashtag_workbench.warehouse.store import image_relpath, put_image
@@ -134,9 +134,8 @@ def _import_files(home: Path, run, todo, seen: set, stored: set, batch: list, fl
             flush()
 
 
-def run_command(args) -> int:
-    import_folder(args.home, Path(args.path), add_words=args.add_words, min_side=args.min_side)
-    return 0
+def run_command(args) -> JobResult:
+    return JobResult(data=import_folder(args.home, Path(args.path), add_words=args.add_words, min_side=args.min_side))
 
 
 def add_options(p) -> None:

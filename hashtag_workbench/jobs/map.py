@@ -13,7 +13,7 @@ import numpy as np
 
 from hashtag_workbench.core.maps import MAP_SAMPLE, maps_2d
 from hashtag_workbench.jobs.common import ensure_ready
-from hashtag_workbench.jobs.runner import JobError, job_run
+from hashtag_workbench.jobs.runner import JobError, JobResult, job_run
 from hashtag_workbench.warehouse import features as wh
 
 HELP = "compute the Embedding map's t-SNE layout once and store it"
@@ -50,9 +50,8 @@ def compute_map(home: Path, *, sample: int = MAP_SAMPLE, force: bool = False) ->
         return {"run_id": run.run_id, **run.all_counts()}
 
 
-def run_command(args) -> int:
-    compute_map(args.home, sample=args.sample, force=args.force)
-    return 0
+def run_command(args) -> JobResult:
+    return JobResult(data=compute_map(args.home, sample=args.sample, force=args.force))
 
 
 def add_options(p) -> None:

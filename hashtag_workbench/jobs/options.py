@@ -39,22 +39,29 @@ def add_config_options(parser: argparse.ArgumentParser, config_cls, *, skip: tup
     """One flag per CLI field of `config_cls` (except `skip`), default and help from the field."""
     hints = typing.get_type_hints(config_cls)
     for f in cli_fields(config_cls):
-        if f.name in skip:
-            continue
-        base, default, meta = _base_type(hints[f.name]), _default(f), f.metadata
-        flag = "--" + f.name.replace("_", "-")
-        if base is bool:  # a switch; one that is on by default is turned off with --no-NAME
+        if f.name not in skip:
+            _add_flag(parser, f, _base_type(hints[f.name]))
+
+
+def _add_flag(parser: argparse.ArgumentParser, f: dataclasses.Field, base) -> None:
+    default, meta = _default(f), f.metadata
+    flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+    if base is bool:
+        if meta.get("flag"):  # a named switch: it sets the field to the opposite of its default
+            action = "store_false" if default else "store_true"
+        else:                 # a switch; one that is on by default is turned off with --no-NAME
             action = argparse.BooleanOptionalAction if default else "store_true"
-            parser.add_argument(flag, action=action, default=default, help=meta["help"])
-            continue
-        choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
-        kwargs = {"default": default, "metavar": meta["metavar"],
-                  "help": f"{meta['help']} (default: {_shown(default)})"}
-        if base in (tuple, list):
-            kwargs["type"] = lambda text, base=base: base(split_list(text) or ())
-        else:
-            kwargs["type"], kwargs["choices"] = base, choices
-        parser.add_argument(flag, **kwargs)
+        parser.add_argument(flag, dest=f.name, action=action, default=default, help=meta["help"])
+        return
+    choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+    # None or empty: the help says what happens then
+    shown = "" if default is None or default in ((), []) else f" (default: {_shown(default)})"
+    kwargs = {"default": default, "metavar": meta["metavar"], "help": meta["help"] + shown}
+    if base in (tuple, list):
+        kwargs["type"] = lambda text, base=base: base(split_list(text) or ())
+    else:
+        kwargs["type"], kwargs["choices"] = base, choices
+    parser.add_argument(flag, dest=f.name, **kwargs)
 
 
 def config_from(args: argparse.Namespace, config_cls, **overrides):

@@ -12,8 +12,8 @@ from hashtag_workbench.core.features import load_photo
 from hashtag_workbench.core.images import ImageRejected
 from hashtag_workbench.core.outliers import OutliersConfig, run_detectors
 from hashtag_workbench.jobs.common import ensure_ready
-from hashtag_workbench.jobs.options import add_config_options, config_from
-from hashtag_workbench.jobs.runner import JobError, job_run
+from hashtag_workbench.jobs.options import config_from
+from hashtag_workbench.jobs.runner import JobError, JobResult, job_run
 from hashtag_workbench.warehouse import features as wh
 from hashtag_workbench.warehouse import outliers as wh_outliers
 from hashtag_workbench.warehouse.images import labelled_images
@@ -27,6 +27,7 @@ DESCRIPTION = (
     "(cross-validated label-issue detection). Also groups exact and near "
     "duplicates by perceptual hash and feature cosine. Needs `features` first."
 )
+CONFIGS = (OutliersConfig,)
 
 
 class NotReady(JobError):
@@ -123,10 +124,5 @@ def _record_duplicates(home: Path, run, images: list[dict], X_rows: np.ndarray, 
     return len(groups)
 
 
-def run_command(args) -> int:
-    find_outliers(args.home, config_from(args, OutliersConfig))
-    return 0
-
-
-def add_options(p) -> None:
-    add_config_options(p, OutliersConfig)
+def run_command(args) -> JobResult:
+    return JobResult(data=find_outliers(args.home, config_from(args, OutliersConfig)))

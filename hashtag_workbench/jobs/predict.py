@@ -7,16 +7,19 @@ threshold says "none of these" (`confident: false`) and gives no hashtags.
 """
 from __future__ import annotations
 
-import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from hashtag_workbench.core.config import option
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.hashtags import DEFAULT_N_TAGS
 from hashtag_workbench.core.images import ImageRejected
 from hashtag_workbench.core.predictor import ModelLoadError, load_model
 from hashtag_workbench.infra.onnxrt import use_runtime
-from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready
+from hashtag_workbench.jobs.common import RuntimeConfig, ensure_ready
+from hashtag_workbench.jobs.options import config_from
+from hashtag_workbench.jobs.runner import JobResult
 from hashtag_workbench.service.predictions import NO_SUPERVISED, Photo, predict_photos, read_photo
 from hashtag_workbench.warehouse import evaluations as wh_evaluations
 from hashtag_workbench.warehouse import models as wh
@@ -66,16 +69,32 @@ def model_line(role_label: str, model) -> str:
     return f"{role_label} [{model.name}, model {model.model_id}] can answer {len(model.classes)} words: {shown}"
 
 
-def predict_files(home: Path, paths: list[Path], *, as_json: bool = False, seed: int | None = None,
-                  supervised_id: int | None = None, zero_shot_id: int | None = None, out=None,
-                  n_tags: int = DEFAULT_N_TAGS, sample_study: bool = False) -> int:
-    """Print predictions per file; returns 0, or 1 when a file failed (the others are still predicted)."""
-    out = out or sys.stdout
-    if n_tags < 0:
-        raise InputError(f"--hashtags must be 0 or more, got {n_tags}")
+@dataclass
+class PredictConfig:
+    """The `predict` command's settings (the photos are its arguments)."""
+    hashtags: int = option(DEFAULT_N_TAGS, "at most N hashtags per model", metavar="N")
+    sample_study: bool = option(False, "sample the hashtags as the original study did (supervised: its top 2 words, "
+                                "zero-shot: its top 5, by probability) instead of ranking them from the confident "
+                                "words")
+    seed: int | None = option(None, "seed for --sample-study's sampling (default: random)")
+    supervised_model: int | None = option(None, "model id to use instead of the best supervised one")
+    zero_shot_model: int | None = option(None, "model id to use instead of the default zero-shot model over the "
+                                         "current vocabulary")
+
+
+CONFIGS = (PredictConfig, RuntimeConfig)
+
+
+def predict_files(home: Path, paths: list[Path], config: PredictConfig | None = None, *,
+                  as_json: bool = False) -> JobResult:
+    """Predictions per file: the text report, and as data one object per file; exit code 1 when a file failed
+    (the others are still predicted). `as_json` says which models answer on stderr (the text shows it)."""
+    cfg = config or PredictConfig()
+    if cfg.hashtags < 0:
+        raise InputError(f"--hashtags must be 0 or more, got {cfg.hashtags}")
     ensure_ready(home)
-    records = {"supervised": _pick(home, supervised_id, "supervised"),
-               "zero_shot": _pick(home, zero_shot_id, "zero_shot")}
+    records = {"supervised": _pick(home, cfg.supervised_model, "supervised"),
+               "zero_shot": _pick(home, cfg.zero_shot_model, "zero_shot")}
     loaded = {role: load_model(rec) if rec else None for role, rec in records.items()}
     if loaded["supervised"] is None:
         print(f"note: {NO_SUPERVISED}; the zero-shot part still comes out", file=sys.stderr)
@@ -90,19 +109,15 @@ def predict_files(home: Path, paths: list[Path], *, as_json: bool = False, seed:
         except ImageRejected as exc:
             photos.append(Photo(str(p), error=str(exc)))
     results, rows = predict_photos(photos, supervised=loaded["supervised"], zero_shot=loaded["zero_shot"],
-                                   hashtags=tags, seed=seed, n_tags=n_tags,
-                                   sample_study=sample_study)
+                                   hashtags=tags, seed=cfg.seed, n_tags=cfg.hashtags,
+                                   sample_study=cfg.sample_study)
     failed = [r for r in results if "error" in r]
     for r in failed:
         print(f"error: {r['image']}: {r['error']}", file=sys.stderr)
     if rows:
         wh_evaluations.add_predictions(home, rows)
-    for r in results:
-        if as_json:
-            print(json.dumps(r), file=out)
-        elif "error" not in r:
-            print(format_result(r, loaded), file=out)
-    return 1 if failed else 0
+    text = "\n".join(format_result(r, loaded) for r in results if "error" not in r)
+    return JobResult(text=text, data=results, lines=True, exit_code=1 if failed else 0)
 
 
 def format_result(r: dict, loaded: dict) -> str:
@@ -132,11 +147,10 @@ def confidence_line(part: dict) -> str:
             f"{part['threshold']:.1%}); no hashtags")
 
 
-def run_command(args) -> int:
+def run_command(args) -> JobResult:
     use_runtime(args.home, args.runtime, args.threads)
-    return predict_files(args.home, [Path(p) for p in args.images], as_json=args.json, seed=args.seed,
-                         supervised_id=args.supervised_model, zero_shot_id=args.zero_shot_model,
-                         n_tags=args.hashtags, sample_study=args.sample_study)
+    return predict_files(args.home, [Path(p) for p in args.images], config_from(args, PredictConfig),
+                         as_json=args.json)
 
 
 def add_options(p) -> None:
@@ -145,13 +159,3 @@ def add_options(p) -> None:
                    help="one JSON object per image: {image, supervised: {top, hashtags, confident, threshold} "
                         "(or null, with supervised_reason), zero_shot: {top, hashtags, confident, threshold}}; "
                         "confident is null for a model without a measured threshold")
-    p.add_argument("--hashtags", type=int, default=DEFAULT_N_TAGS, metavar="N",
-                   help=f"at most N hashtags per model (default {DEFAULT_N_TAGS})")
-    p.add_argument("--sample-study", action="store_true",
-                   help="sample the hashtags as the original study did (supervised: its top 2 words, zero-shot: "
-                        "its top 5, by probability) instead of ranking them from the confident words")
-    p.add_argument("--seed", type=int, help="seed for --sample-study's sampling (default: random)")
-    p.add_argument("--supervised-model", type=int, help="model id to use instead of the best supervised one")
-    p.add_argument("--zero-shot-model", type=int,
-                   help="model id to use instead of the default zero-shot model over the current vocabulary")
-    add_runtime_arg(p)

@@ -9,7 +9,9 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -121,6 +123,19 @@ class JobRun:
         others = [f"{k} {v}" for k, v in self.counts.items() if k not in ("done", "skipped", "failed")]
         return (f"{self.kind}: " + ", ".join(parts + others)
                 + f" in {elapsed:.1f} s ({rate:.1f} items/s) [run {self.run_id}]")
+
+
+@dataclass
+class JobResult:
+    """What every command's `run_command` hands the CLI, which shows it in one place (jobs/cli.show):
+    `text` (the report for a person) on stdout, or with `--json` `data` as JSON on stdout (a list with
+    `lines` set: one object per line); `summary` (one closing line) on stderr; `exit_code` the status
+    (0 done, 1 the job failed or found problems)."""
+    text: str = ""
+    data: Any = None
+    exit_code: int = 0
+    summary: str = ""
+    lines: bool = False
 
 
 class JobError(InputError):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from hashtag_workbench.jobs.runner import JobResult
+
 HELP = "every command's arguments as JSON (for the dashboard's Jobs page)"
 DESCRIPTION = (
     "Print each command's one-line help and its arguments (name, flag, switch, "
@@ -45,7 +47,6 @@ def describe(parser: argparse.ArgumentParser) -> dict:
     return out
 
 
-def run_command(args) -> int:
+def run_command(args) -> JobResult:
     # The CLI hands over its parser factory, so this module need not import the CLI (no cycle).
-    print(json.dumps(describe(args.build_parser()), indent=1, default=str))
-    return 0
+    return JobResult(text=json.dumps(describe(args.build_parser()), indent=1, default=str))

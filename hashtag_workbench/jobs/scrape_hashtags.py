@@ -6,7 +6,6 @@ longer has the expected markup, is reported and keeps the tags it had.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,8 +17,8 @@ from hashtag_workbench.core.ddg import SiteChanged
 from hashtag_workbench.infra.http import TRANSIENT_STATUSES, Spacer, allhashtag_base_url, describe_status, new_session
 from hashtag_workbench.infra.retry import retry_call
 from hashtag_workbench.jobs.common import ensure_ready, split_list
-from hashtag_workbench.jobs.options import add_config_options, config_from
-from hashtag_workbench.jobs.runner import job_run
+from hashtag_workbench.jobs.options import config_from
+from hashtag_workbench.jobs.runner import JobResult, job_run
 from hashtag_workbench.jobs.scrape_images import resolve_words
 from hashtag_workbench.warehouse import words as wh_words
 
@@ -76,6 +75,9 @@ class HashtagScrapeConfig:
     backoff: float = option(2.0, "first wait before a retry, in seconds; doubles per try", cli=False)
 
 
+CONFIGS = (HashtagScrapeConfig,)
+
+
 def scrape_hashtags(home: Path, config: HashtagScrapeConfig | None = None, *, words: list[str] | None = None,
                     **settings) -> dict:
     """Fetch and store the top hashtags of each word (default: every active word)."""
@@ -113,14 +115,13 @@ def scrape_hashtags(home: Path, config: HashtagScrapeConfig | None = None, *, wo
         return {"run_id": run.run_id, **run.all_counts()}
 
 
-def run_command(args) -> int:
+def run_command(args) -> JobResult:
     counts = scrape_hashtags(args.home, config_from(args, HashtagScrapeConfig), words=split_list(args.words))
     if counts.get("failed") and not counts.get("done"):
-        print("no word got hashtags from all-hashtag.com; the hand-made map is still used", file=sys.stderr)
-        return 1
-    return 0
+        return JobResult(data=counts, exit_code=1,
+                         summary="no word got hashtags from all-hashtag.com; the hand-made map is still used")
+    return JobResult(data=counts)
 
 
 def add_options(p) -> None:
     p.add_argument("--words", help="comma-separated words (default: every active word)")
-    add_config_options(p, HashtagScrapeConfig)

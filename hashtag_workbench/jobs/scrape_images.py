@@ -7,7 +7,6 @@ they are serialised, and a Spacer keeps them politely apart.
 """
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -27,9 +26,9 @@ from hashtag_workbench.infra.http import (
 from hashtag_workbench.infra.retry import retry_call
 from hashtag_workbench.jobs.common import ensure_ready, split_list
 from hashtag_workbench.jobs.download import DownloadPool, Fetched, ScrapeSettings
-from hashtag_workbench.jobs.engines.options import add_engine_options, check_engine
-from hashtag_workbench.jobs.options import add_config_options, config_from
-from hashtag_workbench.jobs.runner import job_run
+from hashtag_workbench.jobs.engines.options import EngineConfig, check_engine
+from hashtag_workbench.jobs.options import config_from
+from hashtag_workbench.jobs.runner import JobResult, job_run
 from hashtag_workbench.warehouse import collect
 from hashtag_workbench.warehouse import images as wh_images
 from hashtag_workbench.warehouse import words as wh_words
@@ -243,14 +242,17 @@ class _WordScraper:
         return "enough", f"{got} new images stored"
 
 
+CONFIGS = (ScrapeSettings, EngineConfig)
+
+
 def scrape_images(home: Path, *, words: list[str] | None = None, settings: ScrapeSettings | None = None,
-                  dry_run: bool = False, out=None, engine: str = "local", address: str | None = None) -> dict:
+                  dry_run: bool = False, engine: str = "local", address: str | None = None) -> dict:
     """Collect up to `per_class` stored images for each word (default: every active word).
 
     `engine="ray"` runs the downloads as Ray tasks (jobs/engines/ray_scrape.py); the search
     and every warehouse write stay here.
 
-    Returns the run's counts (with run_id), or for a dry run {'would_fetch': {word: [urls]}}.
+    Returns the run's counts (with run_id), or for a dry run {'would_fetch': {word: [urls]}, 'report': text}.
     """
     s = settings or ScrapeSettings()
     s.check()
@@ -259,7 +261,7 @@ def scrape_images(home: Path, *, words: list[str] | None = None, settings: Scrap
     ensure_ready(home)
     word_list = resolve_words(home, words)
     if dry_run:
-        return _dry_run(home, word_list, s, out or sys.stdout)
+        return _dry_run(home, word_list, s)
     config = {"words": words or "active", "n_words": len(word_list), **asdict(s), "base_url": ddg_base_url(),
               "engine": engine}
     with job_run(home, KIND, config) as run:
@@ -299,11 +301,12 @@ def _ray_pool(home: Path, s: ScrapeSettings, address: str | None, run):
     return RayDownloadPool(home, s, address=address, run=run)
 
 
-def _dry_run(home: Path, word_list: list[str], s: ScrapeSettings, out) -> dict:
+def _dry_run(home: Path, word_list: list[str], s: ScrapeSettings) -> dict:
     """List what a real run would fetch; writes nothing (search pages are read, images are not)."""
     search = DdgSearch(s)
     known = collect.final_urls(home)
     plan: dict[str, list[str]] = {}
+    lines: list[str] = []
     have = collect.stored_counts(home, word_list)
     for word in word_list:
         need = max(0, s.per_class - have[word])
@@ -326,20 +329,16 @@ def _dry_run(home: Path, word_list: list[str], s: ScrapeSettings, out) -> dict:
             offset, exhausted = page.next_offset or 0, page.next_offset is None
         urls = urls[:need]
         plan[word] = urls
-        print(f"{word}: need {need}, would fetch {len(urls)} image URLs{note}", file=out)
-        for u in urls:
-            print(f"  {u}", file=out)
-    return {"would_fetch": plan}
+        lines += [f"{word}: need {need}, would fetch {len(urls)} image URLs{note}", *(f"  {u}" for u in urls)]
+    return {"would_fetch": plan, "report": "\n".join(lines)}
 
 
-def run_command(args) -> int:
-    scrape_images(args.home, words=split_list(args.words), settings=config_from(args, ScrapeSettings),
-                  dry_run=args.dry_run, engine=args.engine, address=args.address)
-    return 0
+def run_command(args) -> JobResult:
+    out = scrape_images(args.home, words=split_list(args.words), settings=config_from(args, ScrapeSettings),
+                        dry_run=args.dry_run, engine=args.engine, address=args.address)
+    return JobResult(text=out.pop("report", ""), data=out)
 
 
 def add_options(p) -> None:
     p.add_argument("--words", help="comma-separated words (default: every active word)")
-    add_config_options(p, ScrapeSettings)
-    add_engine_options(p)
     p.add_argument("--dry-run", action="store_true", help="list the image URLs that would be fetched; store nothing")

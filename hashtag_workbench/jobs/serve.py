@@ -15,9 +15,9 @@ from pathlib import Path
 from hashtag_workbench.api.settings import ENV_SETTINGS, ENV_TOKEN, Settings, check_bind, token_from_env
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.infra.locks import turn
-from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready
-from hashtag_workbench.jobs.runner import job_run
-from hashtag_workbench.warehouse.models import count_predictions
+from hashtag_workbench.jobs.common import RuntimeConfig, ensure_ready
+from hashtag_workbench.jobs.runner import JobResult, job_run
+from hashtag_workbench.warehouse.evaluations import count_predictions
 
 HELP = "serve the prediction API over HTTP (FastAPI + uvicorn) on 127.0.0.1"
 DESCRIPTION = (
@@ -29,6 +29,7 @@ DESCRIPTION = (
 
 BUILD_WAIT_S = 600  # workers wait this long for another worker building the same zero-shot model
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+CONFIGS = (RuntimeConfig,)
 
 
 def rebuild_zero_shot(home: Path) -> dict:
@@ -67,7 +68,7 @@ def _serve(args, settings: Settings, run) -> None:
         pass
 
 
-def run_command(args) -> int:
+def run_command(args) -> JobResult:
     token = args.token or token_from_env()
     check_bind(args.host, token)  # before anything loads: an exposed server without a token never starts
     if args.workers < 1:
@@ -84,7 +85,7 @@ def run_command(args) -> int:
                             run_id=run.run_id, refresh_zero_shot=rebuild_zero_shot)
         _serve(args, settings, run)
         run.extra["predictions_recorded"] = count_predictions(args.home, run.run_id)  # every worker's
-    return 0
+        return JobResult(data={"run_id": run.run_id, **run.all_counts()})
 
 
 def add_options(p) -> None:
@@ -99,4 +100,3 @@ def add_options(p) -> None:
                    help="allow browser pages from this origin (repeatable; default: CORS off)")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info",
                    help="uvicorn's log level (default info; debug also logs every request)")
-    add_runtime_arg(p)

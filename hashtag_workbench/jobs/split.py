@@ -8,8 +8,8 @@ from pathlib import Path
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.split import VAL, SplitConfig, stratified_split
 from hashtag_workbench.jobs.common import ensure_ready
-from hashtag_workbench.jobs.options import add_config_options, config_from
-from hashtag_workbench.jobs.runner import job_run
+from hashtag_workbench.jobs.options import config_from
+from hashtag_workbench.jobs.runner import JobResult, job_run
 from hashtag_workbench.warehouse import runs
 from hashtag_workbench.warehouse import splits as wh_splits
 
@@ -18,6 +18,7 @@ DESCRIPTION = (
     "Split every usable image (rejected ones left out, relabelled ones under "
     "their new word) into train and val per word, seeded, and record it."
 )
+CONFIGS = (SplitConfig,)
 
 
 def make_split(home: Path, config: SplitConfig | None = None, **settings) -> int:
@@ -66,14 +67,5 @@ def current_split(home: Path, config: SplitConfig | None = None, *, new: bool = 
     return make_split(home, cfg)
 
 
-def run_command(args) -> int:
-    make_split(args.home, config_from(args, SplitConfig))
-    return 0
-
-
-def add_split_args(p) -> None:
-    add_config_options(p, SplitConfig)
-
-
-def add_options(p) -> None:
-    add_split_args(p)
+def run_command(args) -> JobResult:
+    return JobResult(data={"run_id": make_split(args.home, config_from(args, SplitConfig))})

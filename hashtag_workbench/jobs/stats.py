@@ -1,10 +1,8 @@
 """`stats`: per-word counts of stored and failed images."""
 from __future__ import annotations
 
-import json
-
 from hashtag_workbench.jobs.common import ensure_ready
-from hashtag_workbench.jobs.runner import job_run
+from hashtag_workbench.jobs.runner import JobResult, job_run
 from hashtag_workbench.warehouse.images import word_counts
 
 HELP = "per-word counts of stored and failed images"
@@ -22,19 +20,16 @@ def format_counts(rows: list[dict], *, only_nonempty: bool = True) -> str:
     return "\n".join(lines)
 
 
-def run_command(args) -> int:
+def run_command(args) -> JobResult:
     ensure_ready(args.home)
     with job_run(args.home, "stats", {"json": args.json, "all": args.all}) as run:  # shown in the run history
         rows = word_counts(args.home)
         run.count("done", sum(1 for r in rows if r["stored"] or r["failed"]))  # words counted
         run.count("stored", sum(r["stored"] for r in rows))
         run.count("failed_images", sum(r["failed"] for r in rows))
-    if args.json:
-        print(json.dumps({r["word"]: {"stored": r["stored"], "failed": r["failed"]} for r in rows
-                          if args.all or r["stored"] or r["failed"]}, indent=1))
-    else:
-        print(format_counts(rows, only_nonempty=not args.all))
-    return 0
+    return JobResult(text=format_counts(rows, only_nonempty=not args.all),
+                     data={r["word"]: {"stored": r["stored"], "failed": r["failed"]} for r in rows
+                           if args.all or r["stored"] or r["failed"]})
 
 
 def add_options(p) -> None:

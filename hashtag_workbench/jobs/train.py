@@ -9,10 +9,14 @@ fingerprint of the vocabulary it covers, so a vocabulary edit makes a new one
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from hashtag_workbench.core.backbones import DEFAULT_BACKBONE, available_backbones
+from hashtag_workbench.core.config import option
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.kinds import (
     DEFAULT_ZERO_SHOT,
@@ -24,14 +28,18 @@ from hashtag_workbench.core.kinds import (
     resolve,
     vocabulary_fingerprint,
 )
+from hashtag_workbench.core.model_defaults import CODEBOOK, EPOCHS, TEMPERATURE, TOP_T, TRAIN_BLOCKS
+from hashtag_workbench.core.split import SplitConfig
+from hashtag_workbench.core.wordvectors import DEFAULT_WORD_VECTORS, WORD_VECTOR_CHOICES
 from hashtag_workbench.infra.hub import hub_snapshot, is_hub_id
 from hashtag_workbench.infra.onnxrt import DEFAULT_RUNTIME, use_runtime
 from hashtag_workbench.infra.runtime import configure_threads
 from hashtag_workbench.infra.runtime import threads as configured_threads
 from hashtag_workbench.jobs._modeldata import LazyPhotos, readable_rows, stored_batch
-from hashtag_workbench.jobs.common import add_runtime_arg, ensure_ready, split_list
-from hashtag_workbench.jobs.runner import job_run
-from hashtag_workbench.jobs.split import add_split_args, current_split
+from hashtag_workbench.jobs.common import RuntimeConfig, ensure_ready
+from hashtag_workbench.jobs.options import config_from
+from hashtag_workbench.jobs.runner import JobResult, job_run
+from hashtag_workbench.jobs.split import current_split
 from hashtag_workbench.service.predictions import stored_zero_shot
 from hashtag_workbench.warehouse import models as wh
 from hashtag_workbench.warehouse import splits as wh_splits
@@ -44,7 +52,36 @@ DESCRIPTION = ("Train the chosen model kinds. Supervised ones use the current tr
                "rebuilds it.")
 
 ALL_MODELS = tuple(name for name, k in KINDS.items() if k.default)
-DEFAULT_BACKBONE = "efficientnet_lite0"  # core.backbones' default, named here so importing train needs no torch
+
+
+@dataclass
+class TrainConfig:
+    """The `train` job's settings (the split's are SplitConfig's); the model kinds' defaults are
+    core.model_defaults', so `train --help` names the ones the models use."""
+    models: tuple[str, ...] = option(
+        ALL_MODELS, f"comma-separated subset of {','.join(ALL_MODELS)} (on request: "
+        f"{', '.join(n for n, k in KINDS.items() if not k.default)}; "
+        f"old names {', '.join(k.alias for k in KINDS.values() if k.alias)} still work)")
+    epochs: int = option(EPOCHS, "fine-tuning epochs")
+    backbone: str = option(DEFAULT_BACKBONE, "CNN for fine-tuning, probe and ConSE (fine-tuning: efficientnet_lite0 "
+                           "or resnet18)", choices=available_backbones)
+    weights: str | None = option(None, "backbone weights file (e.g. a torchvision resnet18 state dict)")
+    train_blocks: int = option(TRAIN_BLOCKS, "trailing CNN blocks to fine-tune")
+    word_vectors: str = option(DEFAULT_WORD_VECTORS, f"ConSE word vectors: {', '.join(WORD_VECTOR_CHOICES)}, or "
+                               "PATH to a word2vec file (binary or text, e.g. GoogleNews-vectors-negative300.bin)")
+    top_t: int = option(TOP_T, "ConSE: top-T ImageNet classes combined")
+    temperature: float = option(TEMPERATURE, "ConSE temperature variant: softmax(logits / this) over all classes")
+    conse_variants: bool = option(True, "build only the default ConSE and fused zero-shot configurations, not the "
+                                  "variants side by side", flag="--plain-conse-only")
+    clip_model: str | None = option(None, "also build the CLIP zero-shot model from this folder (save_pretrained "
+                                    "layout) or Hugging Face hub id ORG/NAME (e.g. openai/clip-vit-base-patch32), "
+                                    "downloaded once into <data dir>/models/hub and used offline afterwards")
+    new_split: bool = option(False, "make a new split even if the latest still fits")
+    codebook: int = option(CODEBOOK, "BoVW: visual words in the codebook", cli=False)
+    skip_existing: bool = option(False, "keep a model already built with the same settings", cli=False)
+
+
+CONFIGS = (TrainConfig, SplitConfig, RuntimeConfig)
 
 
 class _Vocabulary:
@@ -168,43 +205,48 @@ def ensure_zero_shot(home: Path, config=None, kind: str = DEFAULT_ZERO_SHOT) -> 
     return wh.get_model(home, model_id)
 
 
-def _options(**opts) -> dict:
-    if opts["epochs"] < 1:
-        raise InputError(f"--epochs must be at least 1, got {opts['epochs']}")
-    return opts
+def _options(cfg: TrainConfig, seed: int) -> dict:
+    """The options every kind builds its configs from (`ModelKind.configs`)."""
+    if cfg.epochs < 1:
+        raise InputError(f"--epochs must be at least 1, got {cfg.epochs}")
+    return {"epochs": cfg.epochs, "backbone": cfg.backbone, "weights": cfg.weights, "word_vectors": cfg.word_vectors,
+            "top_t": cfg.top_t, "temperature": cfg.temperature, "conse_variants": cfg.conse_variants, "seed": seed,
+            "train_blocks": cfg.train_blocks, "codebook": cfg.codebook, "clip_model": cfg.clip_model}
 
 
-def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DEFAULT_BACKBONE,
-          weights: str | None = None, word_vectors: str | None = None, top_t: int = 10, temperature: float = 2.0,
-          conse_variants: bool = True, seed: int = 0, val_fraction: float = 0.2, exclude_flagged: bool = False,
-          new_split: bool = False, train_blocks: int | None = None, threads: int | None = None, codebook: int = 256,
-          skip_existing: bool = False, clip_model: str | None = None, runtime: str = DEFAULT_RUNTIME) -> dict:
+def train(home: Path, config: TrainConfig | None = None, *, split: SplitConfig | None = None,
+          threads: int | None = None, runtime: str = DEFAULT_RUNTIME, **fields) -> dict:
     """Train the chosen kinds; returns {'split_run_id', 'model_ids', 'failed'}.
 
-    Supervised kinds train on the current split (made if needed); zero-shot kinds need no images.
-    With `skip_existing`, a model with the same settings (and split, or vocabulary) is kept, not rebuilt.
+    `fields` override `config`'s (TrainConfig: its defaults are the CLI's). Supervised kinds train on the
+    current split (made if needed, `split`); zero-shot kinds need no images. With `skip_existing`, a model
+    with the same settings (and split, or vocabulary) is kept, not rebuilt.
     """
-    from hashtag_workbench.core.conse import default_config
-    chosen = [resolve(m) for m in models] + ([KINDS["clip"]] if clip_model and "clip" not in models else [])
-    word_vectors = word_vectors or default_config().word_vectors
-    opts = _options(epochs=epochs, backbone=backbone, weights=weights, word_vectors=word_vectors, top_t=top_t,
-                    temperature=temperature, conse_variants=conse_variants, seed=seed, train_blocks=train_blocks,
-                    codebook=codebook, clip_model=clip_model)
+    cfg = dataclasses.replace(config or TrainConfig(), **fields)
+    split = split or SplitConfig()
+    models = cfg.models or ALL_MODELS
+    chosen = [resolve(m) for m in models] + ([KINDS["clip"]] if cfg.clip_model and "clip" not in models else [])
+    opts = _options(cfg, split.seed)
     ensure_ready(home)
-    if is_hub_id(clip_model):  # first, before any other model loads: downloaded once into <home>/models/hub
-        opts["clip_source"] = str(hub_snapshot(home, clip_model))
+    if is_hub_id(cfg.clip_model):  # first, before any other model loads: downloaded once into <home>/models/hub
+        opts["clip_source"] = str(hub_snapshot(home, cfg.clip_model))
     if any(k.role == SUPERVISED for k in chosen):
         if threads:
             configure_threads(threads)
-        split_run = current_split(home, val_fraction=val_fraction, seed=seed, exclude_flagged=exclude_flagged,
-                                  new=new_split)
+        split_run = current_split(home, split, new=cfg.new_split)
         data = _Data(home, split_run, runtime)
-        data.weights = weights
+        data.weights = cfg.weights
         print(f"[train] split run {split_run}: {len(data.train)} train / {len(data.val)} val images, "
-              f"{len(data.classes)} words")
+              f"{len(data.classes)} words", file=sys.stderr)
     else:
         split_run, data = wh_splits.latest_split_run(home), _Vocabulary(home)
-        print(f"[train] zero-shot over {len(data.vocabulary)} active words (no images needed)")
+        print(f"[train] zero-shot over {len(data.vocabulary)} active words (no images needed)", file=sys.stderr)
+    ids, failed = _train_chosen(home, chosen, opts, data, split_run, cfg.skip_existing)
+    return {"split_run_id": split_run, "model_ids": ids, "failed": sorted(set(failed))}
+
+
+def _train_chosen(home: Path, chosen: list[ModelKind], opts: dict, data, split_run, skip_existing: bool):
+    """Each chosen kind's configs in registry order; (model ids built, kinds that failed)."""
     existing = wh.models(home) if skip_existing else []
     ids, failed = [], []
     for kind in KINDS.values():
@@ -214,54 +256,20 @@ def train(home: Path, *, models=ALL_MODELS, epochs: int = 13, backbone: str = DE
             same = [r for r in existing if kind.matches(r, cfg, split_run, data.fingerprint)]
             if same:
                 print(f"[train] {kind.name}: already built with these settings (model {same[-1]['model_id']}); "
-                      "skipped")
+                      "skipped", file=sys.stderr)
                 continue
             try:
                 ids.append(train_kind(home, kind, cfg, data, split_run))
             except Exception as exc:  # one model failing (e.g. missing weights) must not lose the others
                 failed.append(kind.name)
                 print(f"error: training {kind.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-    return {"split_run_id": split_run, "model_ids": ids, "failed": sorted(set(failed))}
+    return ids, failed
 
 
-def run_command(args) -> int:
+def run_command(args) -> JobResult:
     use_runtime(args.home, args.runtime, args.threads)
-    names = [resolve(m).name for m in split_list(args.models) or ALL_MODELS]
-    out = train(args.home, models=names, epochs=args.epochs, backbone=args.backbone,
-                weights=str(args.weights) if args.weights else None, word_vectors=args.word_vectors,
-                top_t=args.top_t, temperature=args.temperature, conse_variants=not args.plain_conse_only,
-                seed=args.seed, val_fraction=args.val_fraction, exclude_flagged=args.exclude_flagged,
-                new_split=args.new_split, train_blocks=args.train_blocks, threads=args.threads,
-                clip_model=args.clip_model, runtime=args.runtime)
-    print(f"[train] models {', '.join(map(str, out['model_ids'])) or 'none'} stored; "
-          f"next: `hashtags evaluate`")
-    return 1 if out["failed"] else 0
-
-
-def add_options(p) -> None:
-    from hashtag_workbench.core.backbones import available_backbones
-    from hashtag_workbench.core.wordvectors import DEFAULT_WORD_VECTORS, WORD_VECTOR_CHOICES
-    p.add_argument("--models", default=",".join(ALL_MODELS),
-                   help=f"comma-separated subset of {','.join(ALL_MODELS)} (default: all; on request: "
-                        f"{', '.join(n for n, k in KINDS.items() if not k.default)}; "
-                        f"old names {', '.join(k.alias for k in KINDS.values() if k.alias)} still work)")
-    p.add_argument("--epochs", type=int, default=13, help="fine-tuning epochs (default 13)")
-    p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=available_backbones(),
-                   help="CNN for fine-tuning, probe and ConSE (fine-tuning: efficientnet_lite0 or resnet18)")
-    p.add_argument("--weights", type=Path, help="backbone weights file (e.g. a torchvision resnet18 state dict)")
-    p.add_argument("--train-blocks", type=int, help="trailing CNN blocks to fine-tune (default 3)")
-    p.add_argument("--word-vectors", default=DEFAULT_WORD_VECTORS,
-                   help=f"ConSE word vectors: {', '.join(WORD_VECTOR_CHOICES)}, or PATH to a word2vec file (binary "
-                        f"or text, e.g. GoogleNews-vectors-negative300.bin) (default: {DEFAULT_WORD_VECTORS})")
-    p.add_argument("--top-t", type=int, default=10, help="ConSE: top-T ImageNet classes combined (default 10)")
-    p.add_argument("--temperature", type=float, default=2.0,
-                   help="ConSE temperature variant: softmax(logits / this) over all classes (default 2)")
-    p.add_argument("--plain-conse-only", action="store_true",
-                   help="build only the default ConSE and fused zero-shot configurations, not the variants side "
-                        "by side")
-    p.add_argument("--clip-model", help="also build the CLIP zero-shot model from this folder (save_pretrained "
-                                        "layout) or Hugging Face hub id ORG/NAME (e.g. openai/clip-vit-base-patch32),"
-                                        " downloaded once into <data dir>/models/hub and used offline afterwards")
-    p.add_argument("--new-split", action="store_true", help="make a new split even if the latest still fits")
-    add_runtime_arg(p)
-    add_split_args(p)
+    cfg = config_from(args, TrainConfig)
+    cfg.models = tuple(resolve(m).name for m in cfg.models or ALL_MODELS)
+    out = train(args.home, cfg, split=config_from(args, SplitConfig), threads=args.threads, runtime=args.runtime)
+    return JobResult(text=f"[train] models {', '.join(map(str, out['model_ids'])) or 'none'} stored; "
+                          "next: `hashtags evaluate`", data=out, exit_code=1 if out["failed"] else 0)

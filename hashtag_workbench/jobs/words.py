@@ -9,6 +9,7 @@ from __future__ import annotations
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.vocabulary import check_word, parse_hashtags
 from hashtag_workbench.jobs.common import ensure_ready
+from hashtag_workbench.jobs.runner import JobResult
 from hashtag_workbench.warehouse import words as wh
 
 HELP = "list, add, rename, (de)activate words and set their hashtags"
@@ -85,10 +86,9 @@ ACTIONS = {"list": _list, "add": _add, "rename": _rename, "activate": _activate,
            "hashtags": _hashtags}
 
 
-def run_command(args) -> int:
+def run_command(args) -> JobResult:
     ensure_ready(args.home)
-    print(ACTIONS[args.action](args.home, args))
-    return 0
+    return JobResult(text=ACTIONS[args.action](args.home, args))
 
 
 def add_options(p) -> None:

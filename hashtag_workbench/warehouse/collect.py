@@ -115,12 +115,6 @@ def stored_counts(home: Path, words: list[str]) -> dict[str, int]:
     return {w: got.get(w, 0) for w in words}
 
 
-def stored_count(home: Path, word: str) -> int:
-    """Stored (ok) images labelled `word` at collection time, any origin."""
-    with connect(home, read_only=True) as con:
-        return con.execute("SELECT count(*) FROM images WHERE word = ? AND status = 'ok'", [word]).fetchone()[0]
-
-
 def record_downloads(home: Path, outcomes: list[dict]) -> list[str]:
     """Store download outcomes with their image rows, all in one transaction.
 
@@ -159,13 +153,6 @@ def set_word_outcome(home: Path, run_id: int, word: str, outcome: str, message: 
                        ON CONFLICT (run_id, word) DO UPDATE SET outcome = excluded.outcome,
                            message = excluded.message, updated_at = now()""",
                     [run_id, word, outcome, message])
-
-
-def candidate_counts(home: Path, word: str) -> dict[str, int]:
-    """status -> number of the word's candidate URLs."""
-    with connect(home, read_only=True) as con:
-        return dict(con.execute("SELECT status, count(*) FROM scrape_candidates WHERE word = ? GROUP BY status",
-                                [word]).fetchall())
 
 
 def last_scrape_counts(home: Path, kind: str = "scrape-images") -> list[dict]:

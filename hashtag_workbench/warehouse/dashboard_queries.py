@@ -212,20 +212,6 @@ def image_detail(home: Path | str, image_id: int) -> dict | None:
     return out
 
 
-def image_paths(home: Path | str, image_ids: list[int] | None = None, *, limit: int | None = None) -> list[dict]:
-    """sha256 and relative path of stored images (all of them, or the ids given)."""
-    sql = "SELECT image_id, sha256, path FROM images WHERE status = 'ok'"
-    params: list = []
-    if image_ids is not None:
-        sql += " AND image_id IN (SELECT unnest(?))"
-        params.append([int(i) for i in image_ids])
-    sql += " ORDER BY image_id"
-    if limit:
-        sql += f" LIMIT {int(limit)}"
-    with connect(home, read_only=True) as con:
-        return _rows(con, sql, params)
-
-
 # ---------------------------------------------------------------- words
 
 def word_edits(home: Path | str, limit: int = 50) -> list[dict]:
@@ -314,13 +300,6 @@ def model_comparison(home: Path | str) -> list[dict]:
              ORDER BY m.model_id DESC, e.scope"""
     with connect(home, read_only=True) as con:
         return _rows(con, sql)
-
-
-def list_models(home: Path | str) -> list[dict]:
-    with connect(home, read_only=True) as con:
-        rows = _rows(con, "SELECT model_id, kind, name, backbone, split_run_id, config, classes, artifact, "
-                          "created_at FROM models ORDER BY model_id DESC")
-    return rows
 
 
 def learning_curves(home: Path | str, model_ids: list[int] | None = None) -> list[dict]:

@@ -181,8 +181,3 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
             raise
         applied.append(file.name)
     return applied
-
-
-def applied_migrations(home: Path | str) -> list[str]:
-    with connect(home, read_only=True) as con:
-        return [r[0] for r in con.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()]

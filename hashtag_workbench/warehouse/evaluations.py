@@ -49,3 +49,9 @@ def add_predictions(home: Path, rows: list[dict]) -> None:
         con.executemany("INSERT INTO predictions (run_id, model_id, sha256, top, hashtags) VALUES (?, ?, ?, ?, ?)",
                         [[r.get("run_id"), r["model_id"], r["sha256"], json.dumps(r["top"]), json.dumps(r["hashtags"])]
                          for r in rows])
+
+
+def count_predictions(home: Path, run_id: int) -> int:
+    """How many prediction rows name run `run_id` (e.g. everything a `serve` run recorded)."""
+    with connect(home, read_only=True) as con:
+        return con.execute("SELECT count(*) FROM predictions WHERE run_id = ?", [int(run_id)]).fetchone()[0]

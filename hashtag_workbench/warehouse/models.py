@@ -112,15 +112,3 @@ def best_models(home: Path) -> dict[str, dict | None]:
             row = con.execute(sql, [list(kinds)]).fetchone()
         out[role] = get_model(home, row[0]) if row else None
     return out
-
-
-# ---------------------------------------------------------------- evaluations
-
-
-# ---------------------------------------------------------------- ad-hoc predictions
-
-
-def count_predictions(home: Path, run_id: int) -> int:
-    """How many prediction rows name run `run_id` (e.g. everything a `serve` run recorded)."""
-    with connect(home, read_only=True) as con:
-        return con.execute("SELECT count(*) FROM predictions WHERE run_id = ?", [int(run_id)]).fetchone()[0]

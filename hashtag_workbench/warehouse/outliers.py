@@ -57,19 +57,6 @@ def write_duplicate_groups(home: Path, run_id: int, rows: list[dict]) -> None:
             con.unregister("dup_batch")
 
 
-def latest_outlier_run(home: Path) -> dict | None:
-    """The newest finished outliers run that stored scores: run_id, config, counts, started_at,
-    finished_at and detectors (sorted names); None when no outliers run has finished yet."""
-    with connect(home, read_only=True) as con:
-        rows = fetch_dicts(con.execute("""
-            SELECT r.run_id, r.config, r.counts, r.started_at, r.finished_at,
-                   list(DISTINCT s.detector ORDER BY s.detector) AS detectors
-            FROM runs r JOIN outlier_scores s ON s.run_id = r.run_id
-            WHERE r.kind = 'outliers' AND r.status = 'ok'
-            GROUP BY ALL ORDER BY r.run_id DESC LIMIT 1"""))
-    return rows[0] if rows else None
-
-
 def outlier_scores(home: Path, run_id: int, *, word: str | None = None, detector: str | None = None,
                    flagged_only: bool = False) -> list[dict]:
     """Scores of one outliers run, most suspicious first within each detector.
@@ -93,15 +80,6 @@ def outlier_scores(home: Path, run_id: int, *, word: str | None = None, detector
               WHERE {' AND '.join(conds)} ORDER BY s.detector, s.score DESC, s.image_id"""
     with connect(home, read_only=True) as con:
         return fetch_dicts(con.execute(sql, params))
-
-
-def outlier_summary(home: Path, run_id: int) -> list[dict]:
-    """Per word and detector of one outliers run: images scored and images flagged."""
-    with connect(home, read_only=True) as con:
-        return fetch_dicts(con.execute("""SELECT word, detector, count(*) AS images,
-                                           count(*) FILTER (WHERE flagged) AS flagged
-                                    FROM outlier_scores WHERE run_id = ? GROUP BY word, detector
-                                    ORDER BY word, detector""", [run_id]))
 
 
 def duplicate_groups(home: Path, run_id: int) -> list[dict]:

@@ -1,18 +1,20 @@
 """The command-line options every job that can scale out shares."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from hashtag_workbench.core.config import option
 from hashtag_workbench.core.errors import InputError
 
 ENGINES = ("local", "ray")
 
 
-def add_engine_options(p) -> None:
-    """--engine and --address on a job's parser (its --workers says what a worker is there)."""
-    p.add_argument("--engine", choices=ENGINES, default="local",
-                   help="where the work runs: this process (local, default) or a Ray cluster (ray)")
-    p.add_argument("--address", default=None,
-                   help="Ray cluster to join with --engine ray (default $RAY_ADDRESS; with neither, a local "
-                        "Ray is started for the job and stopped after)")
+@dataclass
+class EngineConfig:
+    """--engine and --address of a job that can scale out (its --workers says what a worker is there)."""
+    engine: str = option("local", "where the work runs: this process (local) or a Ray cluster (ray)", choices=ENGINES)
+    address: str | None = option(None, "Ray cluster to join with --engine ray (default $RAY_ADDRESS; with neither, "
+                                 "a local Ray is started for the job and stopped after)")
 
 
 def check_engine(engine: str, workers: int) -> None:
