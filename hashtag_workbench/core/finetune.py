@@ -31,7 +31,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from hashtag_workbench.core.backbones import get_backbone, network_input
+from hashtag_workbench.core.backbones import DEFAULT_BACKBONE, get_backbone, network_input
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.kinds import KindModel, pretty_backbone
 from hashtag_workbench.core.model_defaults import EPOCHS, TRAIN_BLOCKS
@@ -46,7 +46,7 @@ class FinetuneError(InputError):
 
 @dataclass
 class FinetuneConfig:
-    backbone: str = "efficientnet_lite0"
+    backbone: str = DEFAULT_BACKBONE
     weights: str | None = None        # backbone weights file (needed for resnet18; efficientnet is bundled)
     epochs: int = EPOCHS
     train_blocks: int = TRAIN_BLOCKS  # trailing blocks trained (efficientnet-lite0 has 16, resnet18 8)

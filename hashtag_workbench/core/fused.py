@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hashtag_workbench.core.backbones import DEFAULT_BACKBONE
 from hashtag_workbench.core.conse import ConSEConfig, ConSEModel, build_conse, say_dropped
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.fusion import FusionParams, calibrated, fused_scores, hierarchy_evidence
@@ -34,7 +35,7 @@ class FusionFileError(InputError):
 class FusedConfig:
     variant: str = "fused"                 # the fit file's name for this variant
     word_vectors: str = "spacy"
-    backbone: str = "efficientnet_lite0"
+    backbone: str = DEFAULT_BACKBONE
     centre: bool = True                    # ConSE part (see core.conse)
     temperature: float | None = 3.0
     hierse: float | None = None

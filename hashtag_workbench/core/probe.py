@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hashtag_workbench.core.backbones import DEFAULT_BACKBONE
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.kinds import KindModel, pretty_backbone
 from hashtag_workbench.core.linalg import softmax
@@ -14,7 +15,7 @@ from hashtag_workbench.core.linalg import softmax
 
 @dataclass
 class ProbeConfig:
-    backbone: str = "efficientnet_lite0"
+    backbone: str = DEFAULT_BACKBONE
     c: float = 1.0             # inverse L2 strength
     max_iter: int = 3000
     seed: int = 0
