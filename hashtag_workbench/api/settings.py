@@ -15,6 +15,7 @@ ENV_TOKEN = "HASHTAG_API_TOKEN"
 ENV_SETTINGS = "HASHTAG_API_SETTINGS"  # how `serve --workers N` hands the settings to each worker process
 MAX_IMAGES = 12                   # per request, as on the Predict page
 MAX_IMAGE_BYTES = 10 * 1024 * 1024  # per image, uploaded or fetched (the Predict page's URL cap)
+RELOAD_EVERY = 5.0                # seconds between the cheap checks for a newer model or vocabulary
 MAX_TAGS = 30                     # hashtags=N: the most a word map holds per word is about 30
 
 
@@ -48,7 +49,7 @@ class Settings:
     token: str | None = None
     max_images: int = MAX_IMAGES
     max_image_bytes: int = MAX_IMAGE_BYTES
-    reload_every: float = 5.0     # seconds between the cheap checks for a newer model
+    reload_every: float = RELOAD_EVERY
     flush_every: float = 1.0      # seconds between writes of the recorded predictions
     max_batch: int = 32           # images the model runs at once (concurrent requests share a batch)
     allow_private: bool | None = None  # URL fetches: None = $HASHTAG_ALLOW_PRIVATE_URLS, as the Predict page

@@ -25,6 +25,7 @@ MAX_PIXELS = 150_000_000
 WORK_PIXELS = 40_000_000
 # Streamlit's default upload limit is 200 MB; a 120 MP photo saved as PNG can come close to it.
 MAX_BYTES = 200 * 1024 * 1024
+DEFAULT_MIN_SIDE = 32   # the smallest short side (pixels) an imported photo may have
 FORMAT_EXT = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif", "MPO": "jpg"}
 _REDUCIBLE = {"L", "LA", "RGB", "RGBA", "I", "F"}  # modes Image.reduce handles; others are converted first
 _PILLOW_PIXELS = re.compile(r"\((\d+) pixels\)")
@@ -121,7 +122,7 @@ def decode_rgb(data: bytes, *, min_side: int = 32, max_bytes: int = MAX_BYTES,
     return rgb
 
 
-def check_image(data: bytes, *, min_side: int = 32, max_bytes: int = MAX_BYTES) -> CheckedImage:
+def check_image(data: bytes, *, min_side: int = DEFAULT_MIN_SIDE, max_bytes: int = MAX_BYTES) -> CheckedImage:
     """Validate `data` as an image (see decode_rgb) and describe it (its own size, not the decoded one)."""
     img = decode_rgb(data, min_side=min_side, max_bytes=max_bytes)
     fmt = img.info.get("source_format", "unknown")

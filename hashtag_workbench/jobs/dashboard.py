@@ -9,10 +9,21 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+from hashtag_workbench.core.config import option
 
 HELP = "serve the dashboard (Streamlit) on 127.0.0.1"
 DESCRIPTION = "Serve the multipage dashboard over the data directory until Ctrl-C."
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    host: str = option("127.0.0.1", "address to bind")
+    port: int = option(8501, "port")
+
+
+CONFIGS = (DashboardConfig,)
 
 # The app's path, not an import: jobs never import the dashboard layer.
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
@@ -75,8 +86,3 @@ def run_command(args):  # never returns: the process becomes Streamlit
     # leave an orphan serving behind.
     cmd = streamlit_command(host=args.host, port=args.port)
     os.execve(cmd[0], cmd, {**os.environ, "HASHTAG_HOME": str(args.home)})
-
-
-def add_options(p) -> None:
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8501, help="port (default: 8501)")

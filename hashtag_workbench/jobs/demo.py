@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from hashtag_workbench.core.config import option
 from hashtag_workbench.jobs.curve import format_curve, run_curve
 from hashtag_workbench.jobs.evaluate import comparison_table, evaluate
 from hashtag_workbench.jobs.features import compute_features
@@ -28,6 +30,16 @@ DEMO_ENV = "HASHTAG_DEMO_PHOTOS"
 # the package, an installed copy in ./datasets/demo/photos or wherever $HASHTAG_DEMO_PHOTOS points.
 _CANDIDATES = (Path(__file__).resolve().parents[2] / "datasets" / "demo" / "photos",
                Path("datasets") / "demo" / "photos")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    fast: bool = option(False, "fewer training epochs (for smoke tests)")
+    photos: str | None = option(None, f"the demo photos folder (default: ${DEMO_ENV}, else datasets/demo/photos of "
+                                      "the source checkout)", metavar="DIR")
+
+
+CONFIGS = (DemoConfig,)
 
 
 def demo_dir(photos: str | Path | None = None) -> Path:
@@ -75,9 +87,3 @@ def run_demo(home: Path, *, fast: bool = False, photos: str | Path | None = None
 
 def run_command(args) -> JobResult:
     return run_demo(args.home, fast=args.fast, photos=args.photos)
-
-
-def add_options(p) -> None:
-    p.add_argument("--fast", action="store_true", help="fewer training epochs (for smoke tests)")
-    p.add_argument("--photos", metavar="DIR", help=f"the demo photos folder (default: ${DEMO_ENV}, else "
-                                                   "datasets/demo/photos of the source checkout)")

@@ -1,9 +1,11 @@
 """`export`: the curated images, a CSV of labels/decisions/provenance, and features as Parquet, into a folder."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from hashtag_workbench.jobs.common import ensure_ready, split_list
+from hashtag_workbench.core.config import option
+from hashtag_workbench.jobs.common import ensure_ready
 from hashtag_workbench.jobs.runner import JobResult, job_run
 from hashtag_workbench.warehouse import export as wx
 
@@ -14,6 +16,16 @@ DESCRIPTION = (
     "images.csv with labels, decisions and provenance, and features.parquet / "
     "projections.parquet. Re-running into the same folder updates it safely."
 )
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    words: tuple[str, ...] = option((), "only these words (current labels), comma-separated (default: all)",
+                                    metavar="A,B")
+    include_rejected: bool = option(False, "also export rejected images (under rejected/<word>/, and in the CSV)")
+
+
+CONFIGS = (ExportConfig,)
 
 
 def export(home: Path, dest: Path, *, words: list[str] | None = None, include_rejected: bool = False) -> dict:
@@ -47,12 +59,10 @@ def export(home: Path, dest: Path, *, words: list[str] | None = None, include_re
 
 
 def run_command(args) -> JobResult:
-    return JobResult(data=export(args.home, Path(args.to), words=split_list(args.words),
+    return JobResult(data=export(args.home, Path(args.to), words=list(args.words) or None,
                                  include_rejected=args.include_rejected))
 
 
 def add_options(p) -> None:
     p.add_argument("--to", required=True, metavar="DIR", help="folder to write (new, empty, or an earlier export)")
-    p.add_argument("--words", metavar="A,B", help="only these words (current labels), comma-separated")
-    p.add_argument("--include-rejected", action="store_true",
-                   help="also export rejected images (under rejected/<word>/, and in the CSV)")
+

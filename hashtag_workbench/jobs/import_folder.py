@@ -1,9 +1,11 @@
 """`import-folder`: import a folder-per-word tree of photos into the image store."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from hashtag_workbench.core.images import MAX_BYTES, ImageRejected, check_image
+from hashtag_workbench.core.config import option
+from hashtag_workbench.core.images import DEFAULT_MIN_SIDE, MAX_BYTES, ImageRejected, check_image
 from hashtag_workbench.core.vocabulary import check_word
 from hashtag_workbench.jobs.common import ensure_ready
 from hashtag_workbench.jobs.runner import JobResult, job_run
@@ -21,6 +23,15 @@ DESCRIPTION = (
 BATCH = 32
 
 
+@dataclass(frozen=True)
+class ImportConfig:
+    add_words: bool = option(False, "add folder names that are not known words")
+    min_side: int = option(DEFAULT_MIN_SIDE, "smallest accepted short side in pixels")
+
+
+CONFIGS = (ImportConfig,)
+
+
 def scan_folder(root: Path) -> tuple[dict[str, list[Path]], list[Path]]:
     """word folder -> its files (recursively, sorted), and files lying outside any word folder."""
     by_word: dict[str, list[Path]] = {}
@@ -36,7 +47,7 @@ def scan_folder(root: Path) -> tuple[dict[str, list[Path]], list[Path]]:
     return by_word, loose
 
 
-def import_folder(home: Path, root: Path, *, add_words: bool = False, min_side: int = 32,
+def import_folder(home: Path, root: Path, *, add_words: bool = False, min_side: int = DEFAULT_MIN_SIDE,
                   origin: str = "import") -> dict:
     """Import every image under `root`/<word>/; returns the run's counts and notes."""
     root = Path(root).resolve()
@@ -140,5 +151,4 @@ def run_command(args) -> JobResult:
 
 def add_options(p) -> None:
     p.add_argument("path", help="folder holding one sub-folder per word")
-    p.add_argument("--add-words", action="store_true", help="add folder names that are not known words")
-    p.add_argument("--min-side", type=int, default=32, help="smallest accepted short side in pixels (default 32)")
+

@@ -7,10 +7,12 @@ its own: the Embedding page offers to start it, and reads the stored result from
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hashtag_workbench.core.config import option
 from hashtag_workbench.core.maps import MAP_SAMPLE, maps_2d
 from hashtag_workbench.jobs.common import ensure_ready
 from hashtag_workbench.jobs.runner import JobError, JobResult, job_run
@@ -22,6 +24,15 @@ DESCRIPTION = (
     f"of {MAP_SAMPLE} images when there are more) and store it with the PCA map, "
     "so the dashboard's Embedding map opens at once. Needs `features` first."
 )
+
+
+@dataclass(frozen=True)
+class MapConfig:
+    sample: int = option(MAP_SAMPLE, "at most this many images in the t-SNE map")
+    force: bool = option(False, "recompute a map that is stored already")
+
+
+CONFIGS = (MapConfig,)
 
 
 def compute_map(home: Path, *, sample: int = MAP_SAMPLE, force: bool = False) -> dict:
@@ -52,9 +63,3 @@ def compute_map(home: Path, *, sample: int = MAP_SAMPLE, force: bool = False) ->
 
 def run_command(args) -> JobResult:
     return JobResult(data=compute_map(args.home, sample=args.sample, force=args.force))
-
-
-def add_options(p) -> None:
-    p.add_argument("--sample", type=int, default=MAP_SAMPLE,
-                   help=f"at most this many images in the t-SNE map (default {MAP_SAMPLE})")
-    p.add_argument("--force", action="store_true", help="recompute a map that is stored already")

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from hashtag_workbench.api.settings import ENV_SETTINGS, ENV_TOKEN, Settings, check_bind, token_from_env
+from hashtag_workbench.api.settings import ENV_SETTINGS, ENV_TOKEN, RELOAD_EVERY, Settings, check_bind, token_from_env
+from hashtag_workbench.core.config import option
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.infra.locks import turn
 from hashtag_workbench.jobs.common import RuntimeConfig, ensure_ready
@@ -29,7 +31,21 @@ DESCRIPTION = (
 
 BUILD_WAIT_S = 600  # workers wait this long for another worker building the same zero-shot model
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-CONFIGS = (RuntimeConfig,)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = option("127.0.0.1", "address to bind (any but loopback needs a token)")
+    port: int = option(8000, "port")
+    workers: int = option(1, "server processes (each loads the models and gets its share of --threads)")
+    token: str | None = option(None, f"bearer token every request but /healthz must send (default: ${ENV_TOKEN})")
+    reload_every: float = option(RELOAD_EVERY, "seconds between the cheap checks for a newer model or vocabulary")
+    cors_origin: tuple[str, ...] = option((), "allow browser pages from these origins, comma-separated "
+                                              "(default: CORS off)", metavar="ORIGIN,...")
+    log_level: str = option("info", "uvicorn's log level (debug also logs every request)", choices=LOG_LEVELS)
+
+
+CONFIGS = (ServeConfig, RuntimeConfig)
 
 
 def rebuild_zero_shot(home: Path) -> dict:
@@ -86,17 +102,3 @@ def run_command(args) -> JobResult:
         _serve(args, settings, run)
         run.extra["predictions_recorded"] = count_predictions(args.home, run.run_id)  # every worker's
         return JobResult(data={"run_id": run.run_id, **run.all_counts()})
-
-
-def add_options(p) -> None:
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs a token)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="server processes (default 1; each loads the models and gets its share of --threads)")
-    p.add_argument("--token", help=f"bearer token every request but /healthz must send (default: ${ENV_TOKEN})")
-    p.add_argument("--reload-every", type=float, default=5.0,
-                   help="seconds between the cheap checks for a newer model or vocabulary (default 5)")
-    p.add_argument("--cors-origin", action="append", default=[],
-                   help="allow browser pages from this origin (repeatable; default: CORS off)")
-    p.add_argument("--log-level", choices=LOG_LEVELS, default="info",
-                   help="uvicorn's log level (default info; debug also logs every request)")
