@@ -21,6 +21,7 @@ import contextlib
 import copy
 import math
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -225,11 +226,28 @@ class MemoryRows:
 
 
 class MemoryStore:
-    """Where cached activations live by default: in memory (callers at scale pass an on-disk store)."""
+    """Where cached activations live by default: in memory (callers at scale pass an on-disk store, which
+    may already hold some rows from a killed run: `missing` names the rows still to compute)."""
+
+    def missing(self, name: str, n: int) -> np.ndarray:
+        return np.arange(n)
 
     def write(self, name: str, n: int, chunks: Iterable[np.ndarray]) -> MemoryRows:
         parts = list(chunks)
         return MemoryRows(np.concatenate(parts) if parts else np.zeros((0,), np.float32))
+
+
+class _Picked(Sequence):
+    """The items `idx` of a sequence, read (and so decoded, for lazy photos) only when asked for."""
+
+    def __init__(self, items: Sequence, idx: np.ndarray):
+        self.items, self.idx = items, idx
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i):
+        return self.items[int(self.idx[i])]
 
 
 def torch_front(front: nn.Module, backbone) -> Front:
@@ -376,14 +394,32 @@ def _inputs(net: FinetuneNet, backbone, config: FinetuneConfig, train_images, va
         return _Inputs(MemoryRows(xtr), MemoryRows(xva) if xva is not None else None, time.perf_counter() - t0)
     run = front or torch_front(net.front, backbone)
     flip = bool(config.augment)
-    xtr = store.write("train", len(train_images), cached_front(run, backbone, train_images, flip=flip, bar=bar,
-                                                               desc="caching frozen front (train)"))
-    xva = (store.write("val", len(val_images), cached_front(run, backbone, val_images, flip=False, bar=bar,
-                                                           desc="caching frozen front (val)"))
-           if len(val_images) else None)
+    xtr = _cache_part(store, "train", _cache_name(net, backbone, config, flip), train_images, run, backbone, flip,
+                      bar, say)
+    xva = (_cache_part(store, "val", _cache_name(net, backbone, config, False), val_images, run, backbone, False,
+                       bar, say) if len(val_images) else None)
     say(f"cached frozen activations {tuple(xtr.shape[2:])} for {len(train_images)} train "
         f"(x{2 if flip else 1}) / {len(val_images)} val images in {time.perf_counter() - t0:.1f} s")
     return _Inputs(xtr, xva, time.perf_counter() - t0)
+
+
+def _cache_name(net: FinetuneNet, backbone, config: FinetuneConfig, flip: bool) -> str:
+    """What a cached part holds, in its name: the backbone (and weights file), where it is cut, and whether
+    mirror images are in it; a killed run's chunks are reused only under the same name."""
+    weights = f"-w{zlib.crc32(str(config.weights).encode()):08x}" if config.weights else ""
+    return f"{backbone.name}{weights}-front{len(net.front.blocks)}" + ("-mirrored" if flip else "")
+
+
+def _cache_part(store, part: str, name: str, images, run: Front, backbone, flip: bool, bar: Bar, say):
+    """The cached front activations of one part: the rows a killed run left in `store` are kept, the rest
+    computed (a fresh store: all of them)."""
+    todo = store.missing(f"{part}-{name}", len(images))
+    if len(todo) < len(images):
+        say(f"resuming the activation cache: {len(images) - len(todo)} of {len(images)} {part} photos "
+            "already cached by an interrupted run")
+    picked = images if len(todo) == len(images) else _Picked(images, todo)
+    return store.write(f"{part}-{name}", len(images), cached_front(run, backbone, picked, flip=flip, bar=bar,
+                                                                   desc=f"caching frozen front ({part})"))
 
 
 def _optimiser(net: FinetuneNet, config: FinetuneConfig, n_train: int):
