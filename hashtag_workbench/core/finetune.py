@@ -37,6 +37,7 @@ from hashtag_workbench.core.errors import InputError
 
 SUPPORTED = ("efficientnet_lite0", "resnet18")
 EPOCH_THREADS = 1   # torch threads while training on cached activations (see _epochs)
+FRONT_BATCH = 16    # photos per call of the frozen front while caching
 
 
 class FinetuneError(InputError):
@@ -271,11 +272,11 @@ def _pixel_batches(backbone, images: Sequence[ImageSource], batch_size: int, bar
         yield np.stack(batch)
 
 
-def cached_front(front: Front, backbone, images: Sequence[ImageSource], *, flip: bool, batch_size: int = 16,
+def cached_front(front: Front, backbone, images: Sequence[ImageSource], *, flip: bool, batch_size: int | None = None,
                  bar: Bar = _no_bar, desc: str = "caching") -> Iterable[np.ndarray]:
     """Chunks of the frozen front's output, (b, 2 if flip else 1, c, h, w) float32: each photo and,
     with flip, its mirror image (run in the same call: one pass over the photos)."""
-    for x in _pixel_batches(backbone, images, batch_size, bar, desc):
+    for x in _pixel_batches(backbone, images, batch_size or FRONT_BATCH, bar, desc):
         if flip:
             x = np.concatenate([x, x[:, :, ::-1]])
         act = np.asarray(front(x), dtype=np.float32)
