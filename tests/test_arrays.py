@@ -45,6 +45,14 @@ def test_a_new_store_on_the_folder_computes_only_the_missing_or_damaged_chunks(t
     rows = store.write("train", 50, iter([a[todo]]))
     np.testing.assert_array_equal(rows.take(np.arange(50)), a)
     assert not list((tmp_path / "cache").glob(".tmp-*"))
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            raise KeyboardInterrupt   # Ctrl-C while the job uses the cache: the chunks stay for the re-run
+        finally:
+            store.clear()
+    assert len(list((tmp_path / "cache").iterdir())) == 4
+    store.clear()
+    assert not (tmp_path / "cache").exists()
 
 
 def test_a_file_that_does_not_match_its_header_is_refused(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -182,10 +183,13 @@ class NpyStore:
                 tmp.unlink(missing_ok=True)
 
     def clear(self) -> None:
+        """Close the files and remove the folder; while a Ctrl-C or SIGTERM (KeyboardInterrupt) unwinds the
+        job, the chunks stay instead, for the re-run the CLI then suggests (a kill -9 leaves them anyway)."""
         for rows in self.opened:
             rows.close()
         self.opened = []
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class _Rechunk:
