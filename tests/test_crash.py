@@ -18,6 +18,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hashtag_workbench.jobs.import_folder import import_folder
@@ -545,36 +546,78 @@ FINETUNE_CODE = """
 
 
 def _cache_files(home: Path) -> list[str]:
-    return sorted(str(p.relative_to(home)) for p in (home / "models").rglob("*") if p.is_file() and "cache" in p.parts)
+    """Every activation-cache file: under cache/activations/<key>/, or (older layout) a model folder's cache/."""
+    found = [p for root in ("models", "cache") if (home / root).is_dir() for p in (home / root).rglob("*")]
+    return sorted(str(p.relative_to(home)) for p in found
+                  if p.is_file() and ("cache" in p.parts[1:] or p.parts[-3:-2] == ("activations",)))
+
+
+# Chunks of 4 photos and the front run on 4 photos at a time, so a kill lands between finished chunks.
+RESUMABLE_CODE = FINETUNE_CODE.replace("import hashtag_workbench.jobs.train as jt", """\
+import hashtag_workbench.jobs.train as jt
+    import hashtag_workbench.infra.arrays as ia
+    import hashtag_workbench.core.finetune as ft
+    ia.CHUNK_ROWS, ft.FRONT_BATCH = 4, 4""")
+
+
+def _chunks(home: Path, part: str) -> dict[str, int]:
+    """{file name: inode} of the whole (renamed) cache chunks of one part."""
+    return {Path(f).name: (home / f).stat().st_ino for f in _cache_files(home)
+            if Path(f).name.startswith(f"{part}-")}
+
+
+def _trained_state(home: Path) -> dict:
+    import torch
+    model = [m for m in _models(home) if m[1] == "finetune"][-1]
+    state = torch.load(home / model[2] / "model.pt", weights_only=True)
+    return {f"{k}.{n}": t for k, part in state.items() for n, t in part.items()}
 
 
 @pytest.mark.slow
-def test_finetune_killed_while_caching_and_mid_epoch_restarts_cleanly(stored_features_template, tmp_path,
-                                                                     train_zygote):
-    """kill -9 while the frozen front's activations are written to disk, and in the middle of an epoch:
-    the cache file being written exists only under a temp name, the killed runs end 'interrupted', the
-    re-run starts over and completes, and no cache file of any run is left behind."""
-    home = tmp_path / "home"
+def test_finetune_killed_while_caching_resumes_the_cache_and_restarts_epochs(stored_features_template, tmp_path,
+                                                                            train_zygote):
+    """kill -9 while the frozen front's activations are written to disk, and in the middle of an epoch: only
+    whole chunks appear under their names, each re-run keeps the chunks already finished (the same files) and
+    computes the rest, the killed runs end 'interrupted', the last run completes with the very model an
+    uninterrupted run trains, and no cache file is left behind."""
+    home, clean = tmp_path / "home", tmp_path / "clean"
     shutil.copytree(stored_features_template, home)
-    _kill_when_running(FINETUNE_CODE, home, "train-finetune", train_zygote)
+    shutil.copytree(stored_features_template, clean)
+    run_to_end(RESUMABLE_CODE, clean, train_zygote)                  # the reference: never interrupted
+    _kill_when_running(RESUMABLE_CODE, home, "train-finetune", train_zygote)
     killed = [runs.recent_runs(home, 1, kind="train-finetune")[0]["run_id"]]
     split = wh_splits.split_rows(home, wh_splits.latest_split_run(home))
-    n_train = sum(r["part"] == "train" for r in split)
-    # the bar counts train photos cached, then val photos, then one step per epoch (under 32 photos)
-    for crash, last_name in [(4, None), (n_train + 1, "train.npy"), (len(split) + 2, "val.npy")]:
-        err = run_until_killed(FINETUNE_CODE, home, f"train-finetune:item:{crash}", zygote=train_zygote)
-        killed.append(runs.recent_runs(home, 1, kind="train-finetune")[0]["run_id"])
-        mine = [Path(f).name for f in _cache_files(home) if f.startswith(f"models/{killed[-1]}/")]
-        whole = sorted(n for n in mine if not n.startswith(".tmp-"))   # half-written: only under a temp name
-        assert whole == [n for n in ("train.npy", "val.npy") if last_name and n <= last_name], (mine, err[-2000:])
+    n_train, n_val = sum(r["part"] == "train" for r in split), sum(r["part"] == "val" for r in split)
+    assert n_train > 8 and n_val > 4
+    # 1. killed at the 7th train photo: the first chunk (photos 1-4) whole, the second only under a temp name
+    run_until_killed(RESUMABLE_CODE, home, "train-finetune:item:7", zygote=train_zygote)
+    killed.append(runs.recent_runs(home, 1, kind="train-finetune")[0]["run_id"])
+    first = _chunks(home, "train")
+    assert list(first) == ["train-efficientnet_lite0-front13-mirrored-00000.npy"], _cache_files(home)
+    assert any(Path(f).name.startswith(".tmp-") for f in _cache_files(home))
+    # 2. the re-run caches only the other train photos (its bar counts them), then is killed in val
+    err = run_until_killed(RESUMABLE_CODE, home, f"train-finetune:item:{n_train - 4 + 2}", zygote=train_zygote)
+    killed.append(runs.recent_runs(home, 1, kind="train-finetune")[0]["run_id"])
+    assert f"resuming the activation cache: 4 of {n_train} train photos" in err, err[-2000:]
+    train_chunks = _chunks(home, "train")
+    assert len(train_chunks) == -(-n_train // 4) and all(train_chunks[n] == i for n, i in first.items())
+    assert _chunks(home, "val") == {}
+    # 3. every train chunk kept: the re-run caches the val photos, then is killed in epoch 2
+    err = run_until_killed(RESUMABLE_CODE, home, f"train-finetune:item:{n_val + 2}", zygote=train_zygote)
+    killed.append(runs.recent_runs(home, 1, kind="train-finetune")[0]["run_id"])
+    assert f"resuming the activation cache: {n_train} of {n_train} train photos" in err, err[-2000:]
     assert "epoch 1/3" in err and "epoch 2/3" not in err, err[-2000:]
+    assert _chunks(home, "train") == train_chunks and len(_chunks(home, "val")) == -(-n_val // 4)
     KILL_POINTS_TRIED["train-finetune (cache)"] = ["at start", "caching train photos", "caching val photos",
                                                    "mid-epoch"]
-    run_to_end(FINETUNE_CODE, home, train_zygote)
+    run_to_end(RESUMABLE_CODE, home, train_zygote)
     assert {runs.get_run(home, r)["status"] for r in killed} == {"interrupted"}
     last = runs.recent_runs(home, 1, kind="train-finetune")[0]
-    assert last["status"] == "ok" and _cache_files(home) == []
+    assert last["status"] == "ok" and _cache_files(home) == [] and _cache_files(clean) == []
     assert len([m for m in _models(home) if m[1] == "finetune"]) == 1
+    resumed, reference = _trained_state(home), _trained_state(clean)
+    assert resumed.keys() == reference.keys()
+    assert all(np.allclose(resumed[k].numpy(), reference[k].numpy(), atol=1e-6) for k in reference)
     assert_consistent(home)
 
 

@@ -1,22 +1,29 @@
 """Large arrays on disk, written atomically and read a few rows at a time (bounded memory).
 
 The fine-tune caches its frozen front's activations here (about 37 KB per photo and
-mirror image for EfficientNet-Lite0): as .npy files under the run's model folder, each
-streamed chunk by chunk to a temp name and renamed when complete (infra.files.atomic_target),
-so a killed or failed write never leaves a file under the real name. Reads use pread on
-the rows a batch needs instead of a memory map: a map's touched pages count towards the
-process's resident memory, file reads only towards the kernel's page cache.
+mirror image for EfficientNet-Lite0) as .npy chunk files of CHUNK_ROWS rows each
+(`<name>-<k>.npy`), each streamed to a temp name and renamed when complete
+(infra.files.atomic_target), so a killed or failed write never leaves a file under a real
+name. Finished chunks stay on disk until the store is cleared: a job killed while caching
+finds them again and computes only the missing ones (a chunk whose size disagrees with its
+header is refused and recomputed, never read). Reads use pread on the rows a batch needs
+instead of a memory map: a map's touched pages count towards the process's resident
+memory, file reads only towards the kernel's page cache.
 """
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from hashtag_workbench.infra.files import atomic_target
+from hashtag_workbench.infra.files import TMP_PREFIX, atomic_target
+from hashtag_workbench.infra.procs import pid_alive
+
+CHUNK_ROWS = 256   # rows per chunk file: the most a killed caching job recomputes (~9.5 MB with mirrors)
 
 
 class ArrayCacheError(OSError):
@@ -71,34 +78,138 @@ class NpyRows:
         self.close()
 
 
+class ChunkedRows:
+    """Rows spread over chunk files of `chunk_rows` rows each (the last may be shorter), read like NpyRows."""
+
+    def __init__(self, parts: list[NpyRows], chunk_rows: int):
+        self.parts, self.chunk_rows = parts, chunk_rows
+        if len({(p.shape[1:], p.dtype) for p in parts}) > 1:
+            raise ArrayCacheError(f"the chunks of {parts[0].path.parent} disagree on their row shape or dtype")
+        n = sum(len(p) for p in parts)
+        self.shape = (n, *parts[0].shape[1:]) if parts else (0,)
+        self.dtype = parts[0].dtype if parts else np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def take(self, idx) -> np.ndarray:
+        idx = np.asarray(idx, dtype=np.int64)
+        out = np.empty((len(idx), *self.shape[1:]), self.dtype)
+        which = idx // self.chunk_rows
+        for k in np.unique(which):
+            sel = np.flatnonzero(which == k)
+            out[sel] = self.parts[int(k)].take(idx[sel] - int(k) * self.chunk_rows)
+        return out
+
+    def close(self) -> None:
+        for part in self.parts:
+            part.close()
+
+
 class NpyStore:
-    """Named arrays as .npy files in `folder`; `clear()` removes the folder."""
+    """Named arrays as chunk files in `folder` that outlive a killed job; `clear()` removes the folder.
 
-    def __init__(self, folder: Path):
+    `missing(name, n)` says which rows still need computing (all of them in a fresh folder);
+    `write(name, n, chunks)` takes exactly those rows, in order, and returns all n rows.
+    """
+
+    def __init__(self, folder: Path, chunk_rows: int | None = None):
         self.folder = Path(folder)
-        self.opened: list[NpyRows] = []
+        self.chunk_rows = int(chunk_rows or CHUNK_ROWS)
+        self.opened: list[ChunkedRows] = []
 
-    def write(self, name: str, n: int, chunks: Iterable[np.ndarray]) -> NpyRows:
-        """Stream `chunks` ((k, ...) rows each, n in all) into <folder>/<name>.npy: it appears whole or not at all."""
-        path = self.folder / f"{name}.npy"
+    def _path(self, name: str, k: int) -> Path:
+        return self.folder / f"{name}-{k:05d}.npy"
+
+    def _sizes(self, n: int) -> list[int]:
+        return [min(self.chunk_rows, n - start) for start in range(0, n, self.chunk_rows)]
+
+    def _whole(self, name: str, k: int, rows: int) -> bool:
+        """Whether chunk k is on disk, complete and of the right length (a damaged one is deleted)."""
+        path = self._path(name, k)
+        if not path.is_file():
+            return False
+        try:
+            part = NpyRows(path)
+            ok = len(part) == rows
+            part.close()
+        except (ArrayCacheError, ValueError, OSError):
+            ok = False
+        if not ok:
+            path.unlink(missing_ok=True)
+        return ok
+
+    def missing(self, name: str, n: int) -> np.ndarray:
+        """The rows of `name` (n in all) not cached yet; dead writers' temp files are removed first."""
+        self._sweep_temp()
+        todo = [np.arange(k * self.chunk_rows, k * self.chunk_rows + rows)
+                for k, rows in enumerate(self._sizes(n)) if not self._whole(name, k, rows)]
+        return np.concatenate(todo) if todo else np.zeros(0, dtype=np.int64)
+
+    def write(self, name: str, n: int, chunks: Iterable[np.ndarray]) -> ChunkedRows:
+        """Stream `chunks` (the rows `missing(name, n)` names, in order) into chunk files; each appears whole
+        or not at all. Returns all n rows, the ones cached before included."""
+        todo = {int(i) // self.chunk_rows for i in self.missing(name, n)}
+        source = _Rechunk(iter(chunks))
+        for k, rows in enumerate(self._sizes(n)):
+            if k in todo:
+                self._write_chunk(name, k, rows, source, n)
+        if source.rest():
+            raise ArrayCacheError(f"{self.folder / name}: more rows than the {n} expected")
+        rows = ChunkedRows([NpyRows(self._path(name, k)) for k in range(len(self._sizes(n)))], self.chunk_rows)
+        self.opened.append(rows)
+        return rows
+
+    def _write_chunk(self, name: str, k: int, rows: int, source: _Rechunk, n: int) -> None:
+        path = self._path(name, k)
         try:
             with atomic_target(path) as tmp, open(tmp, "wb") as fh:
-                rows = _stream(fh, n, chunks)
-                if rows != n:
-                    raise ArrayCacheError(f"{path}: expected {n} rows, got {rows}")
+                got = _stream(fh, rows, source.take(rows))
+                if got != rows:
+                    raise ArrayCacheError(f"{self.folder / name}: expected {n} rows, got "
+                                          f"{k * self.chunk_rows + got}")
         except ArrayCacheError:
             raise
         except OSError as exc:   # a full disk, a quota: say which file, keep the errno
             raise ArrayCacheError(exc.errno, f"cannot write the cache file {path}: {exc.strerror or exc}") from None
-        rows = NpyRows(path)
-        self.opened.append(rows)
-        return rows
+
+    def _sweep_temp(self) -> None:
+        """Temp files of writers that are gone (a killed job): never read, so just removed."""
+        if not self.folder.is_dir():
+            return
+        for tmp in self.folder.glob(f"{TMP_PREFIX}*"):
+            pid = tmp.name[len(TMP_PREFIX):].split("-", 1)[0]
+            if not (pid.isdigit() and pid_alive(int(pid))):
+                tmp.unlink(missing_ok=True)
 
     def clear(self) -> None:
+        """Close the files and remove the folder; while a Ctrl-C or SIGTERM (KeyboardInterrupt) unwinds the
+        job, the chunks stay instead, for the re-run the CLI then suggests (a kill -9 leaves them anyway)."""
         for rows in self.opened:
             rows.close()
         self.opened = []
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _Rechunk:
+    """A stream of row blocks handed out again in runs of a chosen number of rows."""
+
+    def __init__(self, blocks: Iterator[np.ndarray]):
+        self.blocks, self.left = blocks, None
+
+    def take(self, rows: int) -> Iterator[np.ndarray]:
+        while rows > 0:
+            block = self.left if self.left is not None else next(self.blocks, None)
+            if block is None:
+                return
+            self.left = block[rows:] if len(block) > rows else None
+            yield block[:rows]
+            rows -= min(rows, len(block))
+
+    def rest(self) -> bool:
+        """Whether rows are left over."""
+        return self.left is not None or next(self.blocks, None) is not None
 
 
 def _stream(fh, n: int, chunks: Iterable[np.ndarray]) -> int:

@@ -10,7 +10,9 @@ fingerprint of the vocabulary it covers, so a vocabulary edit makes a new one
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from hashtag_workbench.core.kinds import (
 from hashtag_workbench.core.model_defaults import CODEBOOK, EPOCHS, TEMPERATURE, TOP_T, TRAIN_BLOCKS
 from hashtag_workbench.core.split import SplitConfig
 from hashtag_workbench.core.wordvectors import DEFAULT_WORD_VECTORS, WORD_VECTOR_CHOICES
+from hashtag_workbench.infra.files import write_atomic
 from hashtag_workbench.infra.hub import hub_snapshot, is_hub_id
 from hashtag_workbench.infra.onnxrt import DEFAULT_RUNTIME, use_runtime
 from hashtag_workbench.infra.runtime import configure_threads
@@ -42,6 +45,7 @@ from hashtag_workbench.jobs.runner import JobResult, job_run
 from hashtag_workbench.jobs.split import current_split
 from hashtag_workbench.service.predictions import stored_zero_shot
 from hashtag_workbench.warehouse import models as wh
+from hashtag_workbench.warehouse import runs
 from hashtag_workbench.warehouse import splits as wh_splits
 from hashtag_workbench.warehouse.words import hashtags_for, list_words
 
@@ -82,6 +86,8 @@ class TrainConfig:
 
 
 CONFIGS = (TrainConfig, SplitConfig, RuntimeConfig)
+
+ACTIVATION_CACHE = Path("cache") / "activations"   # under the data dir: the fine-tune's resumable caches
 
 
 class _Vocabulary:
@@ -142,9 +148,18 @@ class _Data(_Vocabulary):
         return load_front(self.home, cfg.backbone, cfg.weights, stop, front, say=self.log)
 
     def activation_store(self):
-        """Where the fine-tune caches activations: .npy files in this run's model folder (removed after)."""
+        """Where the fine-tune caches activations: chunk files under <data dir>/cache/activations/<key>/, the
+        key naming these train and val photos, so a run killed while caching leaves its finished chunks to
+        the re-run (a fresh run on other photos removes caches no running run owns). Removed after use."""
         from hashtag_workbench.infra.arrays import NpyStore
-        return NpyStore(self.run_dir / "cache") if self.run_dir is not None else None
+        if self.run_dir is None:
+            return None
+        photos = json.dumps([[r["image_id"], r["path"], r["part"]] for r in self.rows]).encode()
+        key = hashlib.sha256(photos).hexdigest()[:16]
+        root = self.home / ACTIVATION_CACHE
+        _drop_unowned_caches(self.home, root, keep=key)
+        write_atomic(root / key / "owner", self.run_dir.name.encode())   # this run id
+        return NpyStore(root / key)
 
     def features(self, backbone: str, weights: str | None):
         """Penultimate features of the train part: stored ones when the features job made them all."""
@@ -155,6 +170,17 @@ class _Data(_Vocabulary):
             self.log(f"computing {backbone} features for {len(self.train)} images ({found[backbone]} stored; "
                      "`hashtags features` stores them for next time)")
         return batch.outputs(backbone, need_logits=False, weights=weights)[0]
+
+
+def _drop_unowned_caches(home: Path, root: Path, keep: str) -> None:
+    """Activation caches of other photo sets whose owner run is no longer running: nobody will resume them."""
+    for folder in (root.iterdir() if root.is_dir() else []):
+        try:
+            owner = runs.get_run(home, int((folder / "owner").read_text()))
+        except (OSError, ValueError):
+            owner = None
+        if folder.name != keep and (owner is None or owner["status"] != "running"):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _save(home: Path, run_id: int, kind: ModelKind, config: dict, classes: list[str], model, report) -> str:
