@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hashtag_workbench.warehouse.db import connect, decode_json, fetch_dicts
+from hashtag_workbench.warehouse.db import connect, decode_json, fetch_dicts, insert_rows
 
 _COLS = ("method", "per_word", "photos_per_word", "words", "words_with_k", "seeds", "top1", "top5",
          "top1_std", "top5_std", "weight", "model_id", "name", "best")
@@ -13,10 +13,8 @@ def save_curve(home: Path | str, run_id: int, points: list[dict]) -> None:
     """Store one curve run's points (replacing any it had) in one transaction."""
     with connect(home) as con:
         con.execute("DELETE FROM curve_points WHERE run_id = ?", [int(run_id)])
-        con.executemany(f"INSERT INTO curve_points (run_id, {', '.join(_COLS)}) "
-                        f"VALUES (?{', ?' * len(_COLS)})",
-                        [[int(run_id), *[p.get(c, False if c == "best" else None) for c in _COLS]]
-                         for p in points])
+        insert_rows(con, "curve_points", {c: [p.get(c, False if c == "best" else None) for p in points]
+                                          for c in _COLS}, {"run_id": int(run_id)})
 
 
 def latest_curve(home: Path | str) -> dict | None:

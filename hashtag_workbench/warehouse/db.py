@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from hashtag_workbench.infra.locks import TurnTimeout, turn
 from hashtag_workbench.warehouse.faults import crash_point
@@ -155,6 +156,24 @@ def fetch_dicts(cur: duckdb.DuckDBPyConnection) -> list[dict]:
         for r in rows:
             r[col] = decode_json(r[col], JSON_COLUMNS[col])
     return rows
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: dict, shared: dict | None = None, *,
+                verb: str = "INSERT") -> None:
+    """Insert one row per element of the equally long `columns` (name -> list or array), in one statement
+    through an Arrow table: DuckDB's executemany runs row by row, about 13x slower. `shared` holds values
+    every row gets (bound as parameters); `verb` may be "INSERT OR REPLACE"."""
+    shared = shared or {}
+    batch = pa.table(columns)
+    if not batch.num_rows:
+        return
+    con.register("_rows", batch)
+    try:
+        names = [*shared, *columns]
+        con.execute(f"{verb} INTO {table} ({', '.join(names)}) "
+                    f"SELECT {', '.join(['?'] * len(shared) + list(columns))} FROM _rows", list(shared.values()))
+    finally:
+        con.unregister("_rows")
 
 
 def migration_files() -> list[Path]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hashtag_workbench.warehouse.db import connect, fetch_dicts
+from hashtag_workbench.warehouse.db import connect, fetch_dicts, insert_rows
 
 
 def save_evaluation(home: Path, *, run_id: int, model_id: int, scope: str, top1: float, top5: float,
@@ -17,16 +17,16 @@ def save_evaluation(home: Path, *, run_id: int, model_id: int, scope: str, top1:
                         [run_id, model_id, scope])
         con.execute("INSERT INTO evaluations (run_id, model_id, scope, n_images, top1, top5, n_words) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)", [run_id, model_id, scope, len(predictions), top1, top5, n_words])
-        con.executemany("INSERT INTO per_word_metrics (run_id, model_id, scope, word, precision, recall, support) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [[run_id, model_id, scope, r["word"], r["precision"], r["recall"], r["support"]]
-                         for r in per_word])
-        con.executemany("INSERT INTO confusion (run_id, model_id, scope, true_word, pred_word, n) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", [[run_id, model_id, scope, t, p, n] for t, p, n in confusion])
-        con.executemany("INSERT INTO eval_predictions (run_id, model_id, scope, image_id, true_word, pred_word, "
-                        "prob, top5) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [[run_id, model_id, scope, p["image_id"], p["true_word"], p["pred_word"], p["prob"],
-                          json.dumps(p["top5"])] for p in predictions])
+        key = {"run_id": run_id, "model_id": model_id, "scope": scope}
+        insert_rows(con, "per_word_metrics", _columns(per_word, ("word", "precision", "recall", "support")), key)
+        true, pred, n = (list(c) for c in zip(*confusion)) if confusion else ([], [], [])
+        insert_rows(con, "confusion", {"true_word": true, "pred_word": pred, "n": n}, key)
+        insert_rows(con, "eval_predictions", {**_columns(predictions, ("image_id", "true_word", "pred_word", "prob")),
+                                              "top5": [json.dumps(p["top5"]) for p in predictions]}, key)
+
+
+def _columns(rows: list[dict], names: tuple[str, ...]) -> dict[str, list]:
+    return {n: [r[n] for r in rows] for n in names}
 
 
 def evaluations(home: Path, run_id: int | None = None) -> list[dict]:
@@ -46,9 +46,10 @@ def evaluations(home: Path, run_id: int | None = None) -> list[dict]:
 def add_predictions(home: Path, rows: list[dict]) -> None:
     """rows: run_id, model_id, sha256, top [[word, prob]], hashtags [str]."""
     with connect(home) as con:
-        con.executemany("INSERT INTO predictions (run_id, model_id, sha256, top, hashtags) VALUES (?, ?, ?, ?, ?)",
-                        [[r.get("run_id"), r["model_id"], r["sha256"], json.dumps(r["top"]), json.dumps(r["hashtags"])]
-                         for r in rows])
+        insert_rows(con, "predictions", {**_columns(rows, ("model_id", "sha256")),
+                                         "run_id": [r.get("run_id") for r in rows],
+                                         "top": [json.dumps(r["top"]) for r in rows],
+                                         "hashtags": [json.dumps(r["hashtags"]) for r in rows]})
 
 
 def count_predictions(home: Path, run_id: int) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from hashtag_workbench.core.errors import InputError
-from hashtag_workbench.warehouse.db import connect, fetch_dicts
+from hashtag_workbench.warehouse.db import connect, fetch_dicts, insert_rows
 
 # --------------------------------------------------------------------------- helpers
 
@@ -86,13 +86,10 @@ def write_features(home: Path, run_id: int, backbone: str, image_ids, vectors: n
         raise InputError(f"{len(image_ids)} image ids for {len(vectors)} vectors")
     with connect(home) as con:
         if len(image_ids):
-            batch = pa.table({"image_id": image_ids, "vec": _list_column(vectors),
-                              "logits": _list_column(logits) if logits is not None
-                              else pa.nulls(len(image_ids), pa.list_(pa.float32()))})
-            con.register("feature_batch", batch)
-            con.execute("INSERT OR REPLACE INTO features (image_id, backbone, run_id, vec, logits) "
-                        "SELECT image_id, ?, ?, vec, logits FROM feature_batch", [backbone, run_id])
-            con.unregister("feature_batch")
+            insert_rows(con, "features", {"image_id": image_ids, "vec": _list_column(vectors),
+                                          "logits": _list_column(logits) if logits is not None
+                                          else pa.nulls(len(image_ids), pa.list_(pa.float32()))},
+                        {"backbone": backbone, "run_id": run_id}, verb="INSERT OR REPLACE")
             con.execute("DELETE FROM feature_failures WHERE backbone = ? AND image_id IN (SELECT unnest(?))",
                         [backbone, image_ids.tolist()])
         for image_id, error in failures:
@@ -136,10 +133,7 @@ def write_pca_fit(home: Path, run_id: int, backbone: str, *, n_components: int, 
                     "VALUES (?, ?, ?, ?, ?)", [run_id, backbone, int(n_components), float(explained_variance),
                                                artifact])
         con.execute("DELETE FROM projections WHERE run_id = ?", [run_id])
-        con.register("proj_batch", pa.table({"image_id": image_ids, "vec": _list_column(projections)}))
-        con.execute("INSERT INTO projections (image_id, run_id, vec) SELECT image_id, ?, vec FROM proj_batch",
-                    [run_id])
-        con.unregister("proj_batch")
+        insert_rows(con, "projections", {"image_id": image_ids, "vec": _list_column(projections)}, {"run_id": run_id})
 
 
 def write_embedding_map(home: Path, run_id: int, method: str, image_ids, xy: np.ndarray) -> None:
@@ -148,10 +142,8 @@ def write_embedding_map(home: Path, run_id: int, method: str, image_ids, xy: np.
     xy = np.asarray(xy, dtype=np.float32)
     with connect(home) as con:
         con.execute("DELETE FROM embedding_maps WHERE run_id = ? AND method = ?", [run_id, method])
-        con.register("map_batch", pa.table({"image_id": ids, "x": xy[:, 0], "y": xy[:, 1]}))
-        con.execute("INSERT INTO embedding_maps (run_id, method, image_id, x, y) SELECT ?, ?, image_id, x, y "
-                    "FROM map_batch", [run_id, method])
-        con.unregister("map_batch")
+        insert_rows(con, "embedding_maps", {"image_id": ids, "x": xy[:, 0], "y": xy[:, 1]},
+                    {"run_id": run_id, "method": method})
 
 
 def embedding_map_methods(home: Path, run_id: int) -> list[str]:

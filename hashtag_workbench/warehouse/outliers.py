@@ -4,10 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from hashtag_workbench.core.errors import InputError
-from hashtag_workbench.warehouse.db import connect, fetch_dicts
+from hashtag_workbench.warehouse.db import connect, fetch_dicts, insert_rows
 
 
 def image_hashes(home: Path) -> dict[int, str]:
@@ -20,11 +19,8 @@ def write_image_hashes(home: Path, run_id: int, hashes: dict[int, str]) -> None:
     if not hashes:
         return
     with connect(home) as con:
-        con.register("hash_batch", pa.table({"image_id": np.fromiter(hashes, np.int64, len(hashes)),
-                                             "phash": list(hashes.values())}))
-        con.execute("INSERT OR REPLACE INTO image_hashes (image_id, phash, run_id) "
-                    "SELECT image_id, phash, ? FROM hash_batch", [run_id])
-        con.unregister("hash_batch")
+        insert_rows(con, "image_hashes", {"image_id": np.fromiter(hashes, np.int64, len(hashes)),
+                                          "phash": list(hashes.values())}, {"run_id": run_id}, verb="INSERT OR REPLACE")
 
 
 def write_outlier_scores(home: Path, run_id: int, detector: str, image_ids, words, scores, flagged) -> None:
@@ -32,29 +28,23 @@ def write_outlier_scores(home: Path, run_id: int, detector: str, image_ids, word
     n = len(image_ids)
     if not (len(words) == len(scores) == len(flagged) == n):
         raise InputError("image_ids, words, scores and flagged must have the same length")
-    tbl = pa.table({"image_id": np.asarray(image_ids, np.int64), "word": list(words),
-                    "score": np.asarray(scores, np.float64), "flagged": np.asarray(flagged, bool)})
     with connect(home) as con:
         con.execute("DELETE FROM outlier_scores WHERE run_id = ? AND detector = ?", [run_id, detector])
-        con.register("score_batch", tbl)
-        con.execute("INSERT INTO outlier_scores (image_id, run_id, detector, word, score, flagged) "
-                    "SELECT image_id, ?, ?, word, score, flagged FROM score_batch", [run_id, detector])
-        con.unregister("score_batch")
+        insert_rows(con, "outlier_scores", {"image_id": np.asarray(image_ids, np.int64), "word": list(words),
+                                            "score": np.asarray(scores, np.float64),
+                                            "flagged": np.asarray(flagged, bool)},
+                    {"run_id": run_id, "detector": detector})
 
 
 def write_duplicate_groups(home: Path, run_id: int, rows: list[dict]) -> None:
     """Store duplicate groups: rows of group_id, image_id, kind ('exact' | 'near'), distance."""
     with connect(home) as con:
         con.execute("DELETE FROM duplicate_groups WHERE run_id = ?", [run_id])
-        if rows:
-            con.register("dup_batch", pa.table({
-                "group_id": np.array([r["group_id"] for r in rows], np.int32),
-                "image_id": np.array([r["image_id"] for r in rows], np.int64),
-                "kind": [r["kind"] for r in rows],
-                "distance": np.array([r["distance"] for r in rows], np.float64)}))
-            con.execute("INSERT INTO duplicate_groups (run_id, group_id, image_id, kind, distance) "
-                        "SELECT ?, group_id, image_id, kind, distance FROM dup_batch", [run_id])
-            con.unregister("dup_batch")
+        insert_rows(con, "duplicate_groups", {
+            "group_id": np.array([r["group_id"] for r in rows], np.int32),
+            "image_id": np.array([r["image_id"] for r in rows], np.int64),
+            "kind": [r["kind"] for r in rows],
+            "distance": np.array([r["distance"] for r in rows], np.float64)}, {"run_id": run_id})
 
 
 def outlier_scores(home: Path, run_id: int, *, word: str | None = None, detector: str | None = None,

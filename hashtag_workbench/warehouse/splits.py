@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hashtag_workbench.warehouse.db import connect, fetch_dicts
+from hashtag_workbench.warehouse.db import connect, fetch_dicts, insert_rows
 
 
 def training_images(home: Path, *, exclude_flagged: bool = False) -> list[dict]:
@@ -30,8 +30,8 @@ def save_split(home: Path, run_id: int, rows: list[tuple[int, str, str]]) -> Non
     """rows: (image_id, word, part)."""
     with connect(home) as con:
         con.execute("DELETE FROM splits WHERE run_id = ?", [run_id])
-        con.executemany("INSERT INTO splits (run_id, image_id, word, part) VALUES (?, ?, ?, ?)",
-                        [[run_id, int(i), w, p] for i, w, p in rows])
+        insert_rows(con, "splits", {"image_id": [int(i) for i, _, _ in rows], "word": [w for _, w, _ in rows],
+                                    "part": [p for _, _, p in rows]}, {"run_id": run_id})
 
 
 def latest_split_run(home: Path) -> int | None:
