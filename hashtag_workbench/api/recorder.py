@@ -21,7 +21,7 @@ MAX_PENDING = 100_000  # rows kept while the warehouse is unavailable; beyond th
 class Recorder:
     def __init__(self, home: Path, flush_every: float = 1.0, *, run_id: int | None = None,
                  write: Callable[[Path, list[dict]], None] = add_predictions, max_pending: int = MAX_PENDING):
-        self.home, self.flush_every, self._write, self.max_pending = home, flush_every, write, max_pending
+        self.home, self._write, self.max_pending = home, write, max_pending
         self.run_id = run_id
         self._pending: list[dict] = []
         self._lock = threading.Lock()
