@@ -166,14 +166,6 @@ def flagged_queue(home: Path | str, detector: str | None = None, *, score_detect
         return _rows(con, sql, params)
 
 
-def flagged_count(home: Path | str, detector: str | None = None) -> int:
-    """How many images are flagged and unreviewed (the Overview's number; the Review queue's length)."""
-    sql = f"""SELECT count(*) FROM image_labels l JOIN ({_FLAGS.format(det=_det_cond(detector))}) f
-              ON f.image_id = l.image_id AND f.flagged WHERE l.review = 'unreviewed'"""
-    with connect(home, read_only=True) as con:
-        return int(con.execute(sql, [] if detector is None else [detector]).fetchone()[0])
-
-
 def images_by_id(home: Path | str, image_ids: list[int]) -> list[dict]:
     """Stored images with current label, in the order given."""
     ids = [int(i) for i in image_ids]
@@ -254,7 +246,7 @@ def embedding(home: Path | str, *, source: str = "projections") -> dict | None:
             if fit is None or fit[0] is None:
                 return None
             table, cond, params = "features", "v.backbone = ?", [fit[1]]
-        sql = f"""WITH f AS (SELECT image_id, bool_or(flagged) AS flagged FROM ({_LATEST_SCORES}) GROUP BY image_id)
+        sql = f"""WITH f AS ({_FLAGS.format(det="")})
                   SELECT v.image_id, v.vec, l.word, l.review, coalesce(f.flagged, FALSE)
                   FROM {table} v JOIN image_labels l ON l.image_id = v.image_id
                   LEFT JOIN f ON f.image_id = v.image_id

@@ -97,11 +97,8 @@ def _grid(rows: list[dict], key: str) -> None:
               "caption": f"#{r['image_id']} {r['true_word']} → {r['pred_word']}"
                          + ("" if r["prob"] is None else f" ({r['prob']:.0%})")} for r in rows]
     action = review_grid(cells, relabel=None, cols=GRID, key=key, acts=("review",))
-    if action and action["act"] == "review":
+    if action and action["act"] == "review":   # the grid's only action back (a click opens the lightbox)
         open_in_review(int(action["id"]))
-    elif action and action["act"] == "open":
-        ss["eval_open"] = int(action["id"])
-        st.rerun()
 
 
 def best_model(comp: pd.DataFrame) -> int:

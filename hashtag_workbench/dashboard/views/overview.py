@@ -38,17 +38,12 @@ def _state(h: str) -> dict:
     return q.pipeline_state(h)
 
 
-@st.cache_data(ttl=10, show_spinner=False)
-def _flagged(h: str) -> int:
-    return q.flagged_count(h)   # the one "flagged" query; the Review page's flagged queue has this many
-
-
 def _metrics(c: pd.DataFrame) -> None:
     m = st.columns(6)
     m[0].metric("Stored images", int(c["labelled"].sum()), help="every usable file, whatever its label")
     m[1].metric("Kept (reviewed)", int(c["kept_reviewed"].sum()), help="a person kept or relabelled them")
     m[2].metric("Unreviewed", int(c["unreviewed"].sum()), help="nobody has looked yet; training uses them")
-    m[3].metric("Flagged, to review", _flagged(H), help=f"unreviewed, {q.flag_rule(None)}")
+    m[3].metric("Flagged, to review", int(c["flagged"].sum()), help=f"unreviewed, {q.flag_rule(None)}")
     m[4].metric("Rejected", int(c["rejected"].sum()))
     m[5].metric("Failed items", int(c["failed"].sum()), help="downloads or files that could not be used")
     st.caption(f"Flagged = unreviewed and {q.flag_rule(None)}. Review → \"Flagged queue, all words\" lists "
@@ -75,7 +70,7 @@ def _warnings(counts: pd.DataFrame, min_images: int) -> int:
 def _next_steps(counts: pd.DataFrame, few_words: int) -> None:
     s = _state(H)
     steps = next_steps(images=s["images"], featured=s["featured"], scored=s["scored"],
-                       flagged=_flagged(H) if not counts.empty else 0, models=s["models"],
+                       flagged=int(counts["flagged"].sum()) if not counts.empty else 0, models=s["models"],
                        evaluated=s["evaluated"], few_words=few_words)
     st.subheader("Next steps")
     if not steps:

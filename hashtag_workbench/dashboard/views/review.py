@@ -261,7 +261,6 @@ def _main() -> None:
     ss.setdefault("review_mode", "word")
     st.segmented_control("Queue", list(MODES), format_func=MODES.get, key="review_mode", on_change=_set_page,
                          args=(1,), label_visibility="collapsed")
-    v = _view()
     (_queue_filters if v["mode"] == "queue" else _choose)(v)
     v = _view()
     ss["review_word"] = v["word"] or ss.get("review_word")
