@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from hashtag_workbench.core.errors import InputError
-from hashtag_workbench.core.kinds import KindModel
+from hashtag_workbench.core.kinds import KindModel, no_bar
 from hashtag_workbench.core.linalg import softmax
 from hashtag_workbench.core.model_defaults import CODEBOOK
 
@@ -59,10 +59,6 @@ def image_descriptors(img: Image.Image, cfg: BoVWConfig) -> np.ndarray:
 CHUNK = 32   # photos per task handed to a worker process
 
 
-def _no_bar(iterable, total=None, desc=None, unit=None):
-    return iterable
-
-
 def _histogram(desc: np.ndarray, centers: np.ndarray, c2: np.ndarray) -> np.ndarray:
     """One photo's Hellinger-mapped, L1-normalised visual-word histogram."""
     # nearest centre by squared distance, without building an (n, k, dim) array
@@ -83,7 +79,7 @@ def _one_thread() -> None:
 
 
 def image_histograms(images: Sequence, cfg: BoVWConfig, centers: np.ndarray, *, workers: int = 1,
-                     bar=_no_bar, desc: str = "visual-word histograms") -> np.ndarray:
+                     bar=no_bar, desc: str = "visual-word histograms") -> np.ndarray:
     """(n, k) histograms of `images` (PIL images, or a lazy sequence that decodes on access and pickles),
     CHUNK photos per task, in `workers` processes (1: here)."""
     chunks = [images[i:i + CHUNK] for i in range(0, len(images), CHUNK)]
@@ -171,7 +167,7 @@ class BoVWModel(KindModel):
         self._fit_codebook(descriptors, progress)
         return self._fit_svm(self.histograms(descriptors), labels)
 
-    def fit_images(self, images: Sequence, labels: Sequence[str], *, workers: int = 1, bar=_no_bar,
+    def fit_images(self, images: Sequence, labels: Sequence[str], *, workers: int = 1, bar=no_bar,
                    progress: Callable[[str], None] | None = None) -> BoVWModel:
         """Fit on photos without holding every photo's descriptors: the codebook from a seeded sample of
         photos (all of them when few), then each remaining photo straight to its histogram."""
@@ -207,7 +203,7 @@ class BoVWModel(KindModel):
     def predict_descriptors(self, descriptors: Sequence[np.ndarray]) -> np.ndarray:
         return softmax(self.decision(descriptors) / self.config.score_temperature, axis=1)
 
-    def predict_images(self, images: Sequence[Image.Image], *, workers: int = 1, bar=_no_bar) -> np.ndarray:
+    def predict_images(self, images: Sequence[Image.Image], *, workers: int = 1, bar=no_bar) -> np.ndarray:
         """Scores per photo, each photo straight to its histogram (`images` may be lazy)."""
         hist = image_histograms(images, self.config, self.centers, workers=workers, bar=bar)
         return softmax(self.decision(None, hist) / self.config.score_temperature, axis=1)

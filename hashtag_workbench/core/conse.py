@@ -56,7 +56,7 @@ class ConSEConfig:
     expand_k: int = 5
     temperature: float | None = None        # None: top-T; a value: all names, softmax(logits / temperature)
     word_vectors: str = DEFAULT_WORD_VECTORS  # spacy | glove | minilm | path to a word2vec file
-    backbone: str = "efficientnet_lite0"    # whose ImageNet logits it reads
+    backbone: str = DEFAULT_BACKBONE    # whose ImageNet logits it reads
     score_temperature: float = 0.05         # cosine -> pseudo-probability: softmax(cos / this)
     names: str = "mean"                     # mean | head | both: how multi-word ImageNet names are embedded
     debias: bool = False                    # z-score each target's cosine over the ImageNet names

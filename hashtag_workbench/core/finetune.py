@@ -34,7 +34,7 @@ from torch.nn import functional as F
 
 from hashtag_workbench.core.backbones import DEFAULT_BACKBONE, get_backbone, network_input
 from hashtag_workbench.core.errors import InputError
-from hashtag_workbench.core.kinds import KindModel, pretty_backbone
+from hashtag_workbench.core.kinds import KindModel, no_bar, pretty_backbone
 from hashtag_workbench.core.model_defaults import EPOCHS, TRAIN_BLOCKS
 
 SUPPORTED = ("efficientnet_lite0", "resnet18")
@@ -205,10 +205,6 @@ def _pil(item: ImageSource) -> Image.Image:
     return item() if callable(item) else item
 
 
-def _no_bar(iterable, total=None, desc=None, unit=None):
-    return iterable
-
-
 def preprocess_all(backbone, images: Sequence[ImageSource]) -> torch.Tensor:
     """The network's normalised (n, 3, h, w) input for `images`."""
     return network_input(backbone.preprocess, np.stack([backbone.preprocess(_pil(im)) for im in images]))
@@ -275,7 +271,7 @@ def _pixel_batches(backbone, images: Sequence[ImageSource], batch_size: int, bar
 
 
 def cached_front(front: Front, backbone, images: Sequence[ImageSource], *, flip: bool, batch_size: int | None = None,
-                 bar: Bar = _no_bar, desc: str = "caching") -> Iterable[np.ndarray]:
+                 bar: Bar = no_bar, desc: str = "caching") -> Iterable[np.ndarray]:
     """Chunks of the frozen front's output, (b, 2 if flip else 1, c, h, w) float32: each photo and,
     with flip, its mirror image (run in the same call: one pass over the photos)."""
     for x in _pixel_batches(backbone, images, batch_size or FRONT_BATCH, bar, desc):
@@ -324,7 +320,7 @@ class FinetuneModel(KindModel):
             trained, curve = finetune(data.backbone(cfg.backbone, cfg.weights), cfg, data.classes,
                                       data.train_images(), data.train_words, data.val_images(), data.val_words,
                                       on_epoch=on_epoch, progress=data.log, front=front, store=store,
-                                      bar=getattr(data, "progress", None) or _no_bar)
+                                      bar=getattr(data, "progress", None) or no_bar)
         finally:
             if store is not None:
                 store.clear()
@@ -351,7 +347,7 @@ class FinetuneModel(KindModel):
             probs = [self.predict_tensor(preprocess_all(self.backbone, images[i:i + batch_size]))
                      for i in range(0, len(images), batch_size)]
         else:
-            probs = [self._from_front(x) for x in _pixel_batches(self.backbone, images, batch_size, _no_bar, "")]
+            probs = [self._from_front(x) for x in _pixel_batches(self.backbone, images, batch_size, no_bar, "")]
         return np.concatenate(probs) if probs else np.zeros((0, len(self.classes)), np.float32)
 
     @torch.inference_mode()
@@ -567,7 +563,7 @@ def finetune(backbone, config: FinetuneConfig, classes: list[str],
              val_images: Sequence[ImageSource] = (), val_labels: Sequence[str] = (), *,
              on_epoch: Callable[[EpochStats], None] | None = None,
              progress: Callable[[str], None] | None = None, front: Front | None = None,
-             store=None, bar: Bar = _no_bar) -> tuple[FinetuneModel, list[EpochStats]]:
+             store=None, bar: Bar = no_bar) -> tuple[FinetuneModel, list[EpochStats]]:
     """Train and return the model (val is the test set: never used to choose anything).
 
     `front` runs the frozen front on uint8 pixels (default: torch), `store` keeps the cached activations

@@ -84,7 +84,7 @@ def _open_reduced(data: bytes, reduce_to: int | None) -> tuple[Image.Image, tupl
     return img, (w, h), fmt
 
 
-def decode_rgb(data: bytes, *, min_side: int = 32, max_bytes: int = MAX_BYTES,
+def decode_rgb(data: bytes, *, min_side: int = DEFAULT_MIN_SIDE, max_bytes: int = MAX_BYTES,
                reduce_to: int | None = None) -> Image.Image:
     """Decode `data` into an RGB image (reduced to at most WORK_PIXELS), refusing anything unusable.
 

@@ -36,6 +36,11 @@ def pretty_backbone(name: str) -> str:
     return PRETTY.get(name, name)
 
 
+def no_bar(iterable, total=None, desc=None, unit=None):
+    """The progress-bar callable's shape (the job passes tqdm's), showing nothing: for callers without a bar."""
+    return iterable
+
+
 class KindModel:
     """What every kind's model class implements (each class sets these; the defaults say "none").
 

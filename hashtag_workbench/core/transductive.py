@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hashtag_workbench.core.backbones import DEFAULT_BACKBONE
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.kinds import KINDS, KindModel
 from hashtag_workbench.core.linalg import softmax, unit
@@ -50,7 +51,7 @@ class TransductiveError(InputError):
 
 @dataclass
 class TransductiveConfig:
-    backbone: str = "efficientnet_lite0"   # whose penultimate features the prototypes live in
+    backbone: str = DEFAULT_BACKBONE   # whose penultimate features the prototypes live in
     rounds: int = 1                        # vote -> prototypes -> rescore rounds
     seed_weight: float = 0.6               # the zero-shot model's share of the pooled log-score
     temperature: float = 0.1               # cosine -> log-score scale
@@ -173,7 +174,7 @@ class TransductiveModel(KindModel):
         self.notes = {"seed": {k: seed[k] for k in ("model_id", "kind", "name", "config", "classes")},
                       "photos": rep["photos"], "photos_fingerprint": pool["fingerprint"]}
         self.name, self.report, self.counts = self.config.label(seed["name"]), rep, rep
-        self.sharpness = float(rep.get("sharpness", 1.0))
+        self.sharpness = float(rep["sharpness"])
         return self
 
     def predict_proba(self, batch) -> np.ndarray:

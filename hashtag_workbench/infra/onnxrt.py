@@ -27,10 +27,9 @@ from hashtag_workbench.core.backbones import DEFAULT_BACKBONE, Backbone, Weights
 from hashtag_workbench.core.errors import InputError
 from hashtag_workbench.core.preprocess import Preprocess
 from hashtag_workbench.infra.files import TMP_PREFIX, sha256_file, write_atomic
+from hashtag_workbench.infra.runtime import DEFAULT_RUNTIME, RUNTIMES
 from hashtag_workbench.infra.runtime import threads as configured_threads
 
-RUNTIMES = ("onnx", "torch")
-DEFAULT_RUNTIME = "onnx"
 ONNX_DIR = "onnx"
 OPSET = 17
 TOLERANCE = 1e-3                 # max abs difference allowed between torch and ONNX outputs
@@ -148,9 +147,8 @@ def backbone_graph(bb: Backbone) -> Graph:
                  lambda x: list(bb.features_and_logits(x)), bb.preprocess)
 
 
-def export_and_check(graph: Graph | Backbone, threads: int | None = None) -> tuple[bytes, dict]:
-    """(ONNX bytes, check result) for a graph (or a torch backbone); raises OnnxUnavailable when export fails."""
-    graph = backbone_graph(graph) if isinstance(graph, Backbone) else graph
+def export_and_check(graph: Graph, threads: int | None = None) -> tuple[bytes, dict]:
+    """(ONNX bytes, check result) for a graph; raises OnnxUnavailable when export fails."""
     names = list(graph.outputs)
     try:
         x = check_input(graph.preprocess.crop)
@@ -203,10 +201,8 @@ def _versions() -> dict:
     return {"torch": version("torch"), "onnxruntime": version("onnxruntime")}
 
 
-def build_export(home: Path, graph: Graph | Backbone, weights: Path, weights_sha: str,
-                 threads: int | None = None) -> dict:
+def build_export(home: Path, graph: Graph, weights: Path, weights_sha: str, threads: int | None = None) -> dict:
     """Export, check and store `graph`; returns the sidecar. Raises OnnxUnavailable if it cannot be used."""
-    graph = backbone_graph(graph) if isinstance(graph, Backbone) else graph
     onnx_path, sidecar = cache_paths(home, graph.name, weights_sha)
     t0 = time.perf_counter()
     data, check = export_and_check(graph, threads)
