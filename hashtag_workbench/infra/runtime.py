@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+RUNTIMES = ("onnx", "torch")   # where a CNN runs (infra/onnxrt.py); named here so the CLI imports no numpy
+DEFAULT_RUNTIME = "onnx"
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _threads: int | None = None
 _requested: int | None = None   # what the user asked for with the global --threads (None: not asked)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from hashtag_workbench.core.config import option
 from hashtag_workbench.core.vocabulary import load_vocabulary
-from hashtag_workbench.infra.onnxrt import DEFAULT_RUNTIME, RUNTIMES
+from hashtag_workbench.infra.runtime import DEFAULT_RUNTIME, RUNTIMES
 from hashtag_workbench.warehouse.words import seed_vocabulary
 
 

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
 from hashtag_workbench.infra.locks import TurnTimeout, turn
 from hashtag_workbench.warehouse.faults import crash_point
@@ -163,6 +162,7 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: dict, share
     """Insert one row per element of the equally long `columns` (name -> list or array), in one statement
     through an Arrow table: DuckDB's executemany runs row by row, about 13x slower. `shared` holds values
     every row gets (bound as parameters); `verb` may be "INSERT OR REPLACE"."""
+    import pyarrow as pa  # here, not at the top: every command imports this module, few write in bulk
     shared = shared or {}
     batch = pa.table(columns)
     if not batch.num_rows:
