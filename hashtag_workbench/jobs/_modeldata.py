@@ -54,8 +54,8 @@ class LazyBatch(ImageBatch):
     """An ImageBatch whose photos are decoded when a model reads them and not kept (see LazyPhotos)."""
 
     def __init__(self, home: Path, rows: list[dict]):
-        super().__init__(len(rows), lambda i: read_photo(home, rows[i]["path"]))
         self.photos = LazyPhotos(home, rows)
+        super().__init__(len(rows), self.photos.__getitem__)
 
     def image(self, i: int) -> Image.Image:
         return self.photos[i]

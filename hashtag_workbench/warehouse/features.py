@@ -172,7 +172,13 @@ def stored_features(home: Path, backbone: str, image_ids: list[int]) -> dict[int
     if not image_ids:
         return {}
     with connect(home, read_only=True) as con:
-        rows = con.execute("SELECT image_id, vec, logits FROM features WHERE backbone = ? "
-                           "AND image_id IN (SELECT unnest(?))", [backbone, [int(i) for i in image_ids]]).fetchall()
-    return {r[0]: (np.asarray(r[1], dtype=np.float32), None if r[2] is None else np.asarray(r[2], dtype=np.float32))
-            for r in rows}
+        tbl = con.sql("SELECT image_id, vec, logits FROM features WHERE backbone = ? "
+                      "AND image_id IN (SELECT unnest(?))",
+                      params=[backbone, [int(i) for i in image_ids]]).to_arrow_table()
+    n, logits = tbl.num_rows, tbl.column("logits")
+    vecs = _matrix(tbl.column("vec"), n)
+    if logits.null_count == 0:
+        rows_logits = list(_matrix(logits, n))
+    else:   # some rows stored without logits: each row on its own
+        rows_logits = [None if v is None else np.asarray(v, dtype=np.float32) for v in logits.to_pylist()]
+    return {i: (vecs[k], rows_logits[k]) for k, i in enumerate(tbl.column("image_id").to_pylist())}
