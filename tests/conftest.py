@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
 
 import pytest
+
+from hashtag_workbench.jobs.dashboard import free_port  # noqa: F401 (the tests' free port)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,11 +17,6 @@ DEMO_PHOTOS = ROOT / "datasets" / "demo" / "photos"
 CLI = [sys.executable, "-m", "hashtag_workbench"]  # the `hashtags` command, in this interpreter
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (for a server a test starts)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _private_copy(template: Path, h: Path, monkeypatch) -> Path:

@@ -35,7 +35,8 @@ def streamlit_command(*, host: str, port: int) -> list[str]:
             "--client.toolbarMode", "minimal"]  # no Deploy button or developer menu for users
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that nothing listens on right now."""
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -46,7 +47,7 @@ def serving(home: Path, *, host: str = "127.0.0.1", port: int | None = None, log
             timeout: float = 120) -> Iterator[str]:
     """The dashboard served over `home` in a child process while the block runs; yields its base URL
     once the server answers its health check (benchmarks and browser tests drive it this way)."""
-    port = port or _free_port(host)
+    port = port or free_port(host)
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (the server writes until it stops)
     proc = subprocess.Popen(streamlit_command(host=host, port=port), env={**os.environ, "HASHTAG_HOME": str(home)},
                             stdout=out, stderr=subprocess.STDOUT)
