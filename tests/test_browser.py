@@ -190,12 +190,25 @@ def _fast_keeps(served, page, word: str, n: int, gap_ms: int) -> None:
     page.locator(".st-key-review_word_box").click()
     page.get_by_role("option", name=re.compile(rf"^{word} ")).click()
     _press(page, "k", n, gap_ms)
-    wait_until(lambda: len(_since(home, before)) >= n, what=f"{n} keeps")
+    try:
+        wait_until(lambda: len(_since(home, before)) >= n, what=f"{n} keeps")
+    except AssertionError as exc:   # what the page and the server showed, for a failure seen only on CI
+        raise AssertionError(_diagnosis(page, home, before, f"{word}-{n}-keeps")) from exc
     settle(page)
     page.wait_for_timeout(1500)                 # nothing more arrives late
     got = _since(home, before)
     assert [(r["image_id"], r["decision"]) for r in got] == [(i, "keep") for i in order[:n]]
     assert {v["word"] for v in curation.current_labels(home, order[:n]).values()} == {word}
+
+
+def _diagnosis(page, home: Path, before: set[int], name: str) -> str:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"failed-{name}.png"), full_page=True)
+    bar = page.locator(".actionbar").first.inner_text(timeout=5_000) if page.locator(".actionbar").count() else "-"
+    log = (home.parent / "streamlit.log").read_text(errors="replace").splitlines()[-20:]
+    return (f"decisions since: {[(r['image_id'], r['decision']) for r in _since(home, before)]}; "
+            f"action bar: {bar!r}; word box: {page.locator('.st-key-review_word_box input').input_value()!r}; "
+            "server log tail:\n" + "\n".join(log))
 
 
 def test_review_four_keys_at_120_ms_keep_four_images(served, page):

@@ -9,7 +9,9 @@
 // carries it again, and the server applies each event id at most once (warehouse.curation.apply_events).
 
 const RESEND_MS = 2500;
-const PARK_MAX_MS = 4000;
+const RESEND_BUSY_MS = 10000;   // unacknowledged this long: sent again even while the app looks busy
+const PARK_MAX_MS = 4000;       // keys wait at most this long for a control's result ...
+const PARK_RERUN_MS = 20000;    // ... or this long once the app is seen running it (acting on the old view is worse)
 const TAB = Math.random().toString(36).slice(2, 10);   // this page load; event ids are TAB-counter
 const BOXES = '.st-key-review_word_box, .st-key-review_detector, .st-key-review_show, .st-key-review_per_page';
 const grids = new Map();          // component key -> instance state (kept across redraws)
@@ -19,7 +21,7 @@ let counter = 0;
 function state(key) {
   if (!grids.has(key)) {
     grids.set(key, {queue: [], sentAt: 0, cursor: null, cursorIdx: 0, view: null, scope: null,
-                    selected: new Set(), anchor: null, lb: null, confirm: null, parked: [], changedAt: 0,
+                    selected: new Set(), anchor: null, lb: null, confirm: null, parked: [], changedAt: 0, unmountedAt: 0,
                     renderedAt: 0, mounted: false});
   }
   return grids.get(key);
@@ -107,10 +109,16 @@ function bulk(g, kind) {
 // ---------------------------------------------------------------- keys
 
 function keyTarget(e) {
-  // The instance a key belongs to: the one whose lightbox is open, else the grid that owns the page's keys.
+  // The instance a key belongs to: the one whose lightbox is open, else the grid that owns the page's keys;
+  // between a redraw's unmount and mount that grid still owns them (onKey parks them until it is back).
   for (const g of grids.values()) if (g.mounted && g.lb !== null) return g;
   for (const g of grids.values()) if (g.mounted && g.data && g.data.keys) return g;
+  for (const g of grids.values()) if (g.data && g.data.keys && Date.now() - g.unmountedAt < PARK_MAX_MS) return g;
   return null;
+}
+
+function justChose(g) {
+  return g.changeWasOption && Date.now() - g.changedAt < PARK_MAX_MS;
 }
 
 function onKey(e) {
@@ -127,15 +135,18 @@ function onKey(e) {
   if (k === 'escape' && g.lb === null && !g.selected.size && !g.confirm) return;
   if (tag === 'INPUT' || tag === 'TEXTAREA' || tag === 'SELECT' || (el && el.isContentEditable)) {
     // Right after choosing a word the focus stays in its box: the key is meant for the grid.
-    if (tag !== 'INPUT' || !el.closest || !el.closest(BOXES) || el.getAttribute('aria-expanded') === 'true') return;
+    // (A menu may still say it is open for a moment after its option was clicked.)
+    if (tag !== 'INPUT' || !el.closest || !el.closest(BOXES)) return;
+    if (el.getAttribute('aria-expanded') === 'true' && !justChose(g)) return;
     el.blur();
   }
   e.preventDefault();
   e.stopImmediatePropagation();
   if (e.repeat) return;               // a held key repeats one decision: ignored
-  if (g.lb === null && g.changedAt > g.renderedAt && Date.now() - g.changedAt < PARK_MAX_MS) {
-    g.parked.push(k);                 // another control was just used: act once the grid shows its result
-    watchParked(g);
+  const changing = g.lb === null && g.changedAt > g.renderedAt && Date.now() - g.changedAt < PARK_MAX_MS;
+  if (!g.mounted || changing || g.parked.length) {
+    g.parked.push({k: k, t: Date.now()});   // another control was just used: act once the grid shows its result
+    if (g.mounted) watchParked(g);    // (an unmounted grid flushes them when it is drawn again)
     return;
   }
   (g.lb !== null ? lightboxKey : gridKey)(g, k);
@@ -158,12 +169,15 @@ function gridKey(g, k) {
 function watchParked(g) {
   if (g.parkTimer) return;
   const t0 = Date.now();
+  let sawRun = false;
   g.parkTimer = setInterval(() => {
     const waited = Date.now() - t0;
-    // A chosen option (a word, a filter) always redraws: wait for it. Another control may not: wait
-    // while the app shows it is running.
+    sawRun = sawRun || busy();
+    // A chosen option (a word, a filter) redraws when it changed something: wait for that, however slow
+    // the app is once it shows it is running it. Another control may not redraw: wait while it runs.
     const idle = !g.changeWasOption && waited > 600 && !busy();
-    if (g.renderedAt >= g.changedAt || idle || waited > PARK_MAX_MS) flushParked(g);
+    const limit = sawRun && g.changeWasOption ? PARK_RERUN_MS : PARK_MAX_MS;
+    if (g.renderedAt >= g.changedAt || idle || waited > limit) flushParked(g);
   }, 50);
 }
 
@@ -171,8 +185,8 @@ function flushParked(g) {
   clearInterval(g.parkTimer);
   g.parkTimer = null;
   g.changedAt = 0;
-  const keys = g.parked.splice(0);
-  for (const k of keys) gridKey(g, k);
+  const keys = g.parked.splice(0).filter((p) => Date.now() - p.t < PARK_RERUN_MS);   // not from an old visit
+  for (const p of keys) (g.lb !== null ? lightboxKey : gridKey)(g, p.k);
 }
 
 function installKeys() {
@@ -371,11 +385,13 @@ export default function (component) {
   if (g.queue.length && Date.now() - g.sentAt > RESEND_MS) send(g);
   clearInterval(g.resendTimer);
   g.resendTimer = setInterval(() => {
-    if (g.queue.length && Date.now() - g.sentAt > RESEND_MS && !busy()) send(g);
+    const since = Date.now() - g.sentAt;
+    if (g.queue.length && ((since > RESEND_MS && !busy()) || since > RESEND_BUSY_MS)) send(g);
   }, 500);
   return () => {
     if (g.token !== token) return;        // a newer draw owns the instance
     g.mounted = false;
+    g.unmountedAt = Date.now();
     clearInterval(g.resendTimer);
   };
 }
