@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from hashtag_workbench.core.backbones import DEFAULT_BACKBONE
 from hashtag_workbench.core.config import option
 from hashtag_workbench.core.errors import InputError
@@ -53,10 +55,19 @@ def _with_front(home: Path, model, runtime: str, log) -> None:
                           say=log)
 
 
+# Photos a model that reads stored outputs scores at a time: its float64 temporaries (a few n x 1000 copies
+# of the logits for ConSE) stay bounded however many photos a scope has (--augment 9, ConSE's 'all' scope of
+# 4,824 photos: ~210 MiB above the batch at once, ~110 MiB in parts).
+SCORE_ROWS = 2048
+
+
 def _scored(model, batch, rows, words, run, label: str):
     """The model's probabilities; models that read photos count them on a progress bar as they decode them."""
     if model.model.reads != "images":
-        return model.predict(batch, words)
+        if model.backbone not in batch.known:   # computed once for the whole batch, which later models share
+            return model.predict(batch, words)
+        parts = [model.predict(batch.part(i, i + SCORE_ROWS), words) for i in range(0, batch.n, SCORE_ROWS)]
+        return np.concatenate(parts)
     with run.progress(total=len(rows), desc=f"evaluate {label}", unit="img") as bar:
         batch.photos.on_read = lambda: bar.update(1)
         try:
@@ -83,6 +94,13 @@ def _scopes(home: Path, rec: dict, model, all_scope: bool, split_run: int | None
     if all_scope:
         out.append(("all", wh_splits.all_labelled(home), None))
     return out
+
+
+def _zero_shot_first(rec: dict) -> bool:
+    """Sort key: zero-shot models (whose 'all' scope, every stored photo, is the largest) before supervised ones,
+    so it is scored before a fine-tuned CNN's runtime is loaded (torch and its network stay resident: ~0.7 GB)."""
+    kind = KINDS.get(rec["kind"])
+    return kind is None or kind.role != ZERO_SHOT
 
 
 @dataclass
@@ -117,9 +135,12 @@ def evaluate(home: Path, *, model_ids: list[int] | None = None, all_scope: bool 
                 batches[key] = _readable_batch(home, rows, backbones, run)
             return batches[key]
 
-        for rec in recs:
+        for rec in sorted(recs, key=_zero_shot_first):
             try:
                 model = load_model(rec)
+                if model.role != ZERO_SHOT:   # the 'all' scope is the zero-shot models' alone, all scored by now
+                    for key in [k for k in batches if not k[0]]:
+                        del batches[key]
                 _with_front(home, model, runtime, run.log)
             except ModelLoadError as exc:
                 run.log(f"skipped model {rec['model_id']}: {exc}")
