@@ -76,7 +76,27 @@ def _scored(model, batch, rows, words, run, label: str):
             batch.photos.on_read = None
 
 
-def _scopes(home: Path, rec: dict, model, all_scope: bool, split_run: int | None) -> list[tuple]:
+class _Rows:
+    """A split's rows and every labelled photo, read once for all the models (not once per model)."""
+
+    def __init__(self, home: Path):
+        self.home, self._splits, self._all = home, {}, None
+
+    def split(self, split_run: int) -> list[dict]:
+        if split_run not in self._splits:
+            self._splits[split_run] = wh_splits.split_rows(self.home, split_run)
+        return self._splits[split_run]
+
+    def labelled(self) -> list[dict]:
+        if self._all is None:
+            self._all = wh_splits.all_labelled(self.home)
+        return self._all
+
+    def drop_labelled(self) -> None:
+        self._all = None
+
+
+def _scopes(stored: _Rows, rec: dict, model, all_scope: bool, split_run: int | None) -> list[tuple]:
     """(scope, rows, words or None) per scope of one model; words=None means all the model's words.
 
     Zero-shot models are scored on the latest split's val images twice: restricted to the split's
@@ -85,14 +105,14 @@ def _scopes(home: Path, rec: dict, model, all_scope: bool, split_run: int | None
     if model.role != ZERO_SHOT:
         if rec["split_run_id"] is None:
             return []
-        return [("val", [r for r in wh_splits.split_rows(home, rec["split_run_id"]) if r["part"] == "val"], None)]
+        return [("val", [r for r in stored.split(rec["split_run_id"]) if r["part"] == "val"], None)]
     out = []
     if split_run is not None:
-        rows = wh_splits.split_rows(home, split_run)
+        rows = stored.split(split_run)
         val = [r for r in rows if r["part"] == "val"]
         out += [("val", val, sorted({r["word"] for r in rows})), ("open", val, None)]
     if all_scope:
-        out.append(("all", wh_splits.all_labelled(home), None))
+        out.append(("all", stored.labelled(), None))
     return out
 
 
@@ -129,6 +149,7 @@ def evaluate(home: Path, *, model_ids: list[int] | None = None, all_scope: bool 
     with job_run(home, "evaluate", {"model_ids": [r["model_id"] for r in recs], "all_scope": all_scope,
                                     "split_run_id": split_run}) as run:
         batches: dict = {}
+        stored = _Rows(home)
 
         def batch_for(key, rows, backbones):
             if key not in batches:
@@ -141,12 +162,13 @@ def evaluate(home: Path, *, model_ids: list[int] | None = None, all_scope: bool 
                 if model.role != ZERO_SHOT:   # the 'all' scope is the zero-shot models' alone, all scored by now
                     for key in [k for k in batches if not k[0]]:
                         del batches[key]
+                    stored.drop_labelled()
                 _with_front(home, model, runtime, run.log)
             except ModelLoadError as exc:
                 run.log(f"skipped model {rec['model_id']}: {exc}")
                 run.count("failed")
                 continue
-            for scope, rows, words in _scopes(home, rec, model, all_scope, split_run):
+            for scope, rows, words in _scopes(stored, rec, model, all_scope, split_run):
                 if not rows:
                     run.log(f"model {rec['model_id']}: no images for the {scope} scope")
                     continue
