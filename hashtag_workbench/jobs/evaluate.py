@@ -66,7 +66,9 @@ def _scored(model, batch, rows, words, run, label: str):
     if model.model.reads != "images":
         if model.backbone not in batch.known:   # computed once for the whole batch, which later models share
             return model.predict(batch, words)
-        parts = [model.predict(batch.part(i, i + SCORE_ROWS), words) for i in range(0, batch.n, SCORE_ROWS)]
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(1):   # products of 2,048 rows: a second BLAS thread mostly spins
+            parts = [model.predict(batch.part(i, i + SCORE_ROWS), words) for i in range(0, batch.n, SCORE_ROWS)]
         return np.concatenate(parts)
     with run.progress(total=len(rows), desc=f"evaluate {label}", unit="img") as bar:
         batch.photos.on_read = lambda: bar.update(1)
