@@ -52,6 +52,12 @@ class ImageBatch:
     def images(self) -> list[Image.Image]:
         return [self.image(i) for i in range(self.n)]
 
+    def part(self, start: int, stop: int) -> ImageBatch:
+        """Photos start..stop-1 as a batch of their own, with the outputs known so far (views, not copies)."""
+        stop = min(stop, self.n)
+        known = {bb: (f[start:stop], None if lg is None else lg[start:stop]) for bb, (f, lg) in self.known.items()}
+        return ImageBatch(max(stop - start, 0), lambda i: self.image(start + i), known)
+
     def outputs(self, backbone_name: str, *, need_logits: bool = True,
                 weights: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         have = self.known.get(backbone_name)

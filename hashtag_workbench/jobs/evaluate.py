@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from hashtag_workbench.core.backbones import DEFAULT_BACKBONE
 from hashtag_workbench.core.config import option
 from hashtag_workbench.core.errors import InputError
@@ -53,10 +55,21 @@ def _with_front(home: Path, model, runtime: str, log) -> None:
                           say=log)
 
 
+# Photos a model that reads stored outputs scores at a time: its float64 temporaries (a few n x 1000 copies
+# of the logits for ConSE) stay bounded however many photos a scope has (--augment 9, ConSE's 'all' scope of
+# 4,824 photos: ~210 MiB above the batch at once, ~110 MiB in parts).
+SCORE_ROWS = 2048
+
+
 def _scored(model, batch, rows, words, run, label: str):
     """The model's probabilities; models that read photos count them on a progress bar as they decode them."""
     if model.model.reads != "images":
-        return model.predict(batch, words)
+        if model.backbone not in batch.known:   # computed once for the whole batch, which later models share
+            return model.predict(batch, words)
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(1):   # products of 2,048 rows: a second BLAS thread mostly spins
+            parts = [model.predict(batch.part(i, i + SCORE_ROWS), words) for i in range(0, batch.n, SCORE_ROWS)]
+        return np.concatenate(parts)
     with run.progress(total=len(rows), desc=f"evaluate {label}", unit="img") as bar:
         batch.photos.on_read = lambda: bar.update(1)
         try:
@@ -65,7 +78,27 @@ def _scored(model, batch, rows, words, run, label: str):
             batch.photos.on_read = None
 
 
-def _scopes(home: Path, rec: dict, model, all_scope: bool, split_run: int | None) -> list[tuple]:
+class _Rows:
+    """A split's rows and every labelled photo, read once for all the models (not once per model)."""
+
+    def __init__(self, home: Path):
+        self.home, self._splits, self._all = home, {}, None
+
+    def split(self, split_run: int) -> list[dict]:
+        if split_run not in self._splits:
+            self._splits[split_run] = wh_splits.split_rows(self.home, split_run)
+        return self._splits[split_run]
+
+    def labelled(self) -> list[dict]:
+        if self._all is None:
+            self._all = wh_splits.all_labelled(self.home)
+        return self._all
+
+    def drop_labelled(self) -> None:
+        self._all = None
+
+
+def _scopes(stored: _Rows, rec: dict, model, all_scope: bool, split_run: int | None) -> list[tuple]:
     """(scope, rows, words or None) per scope of one model; words=None means all the model's words.
 
     Zero-shot models are scored on the latest split's val images twice: restricted to the split's
@@ -74,15 +107,22 @@ def _scopes(home: Path, rec: dict, model, all_scope: bool, split_run: int | None
     if model.role != ZERO_SHOT:
         if rec["split_run_id"] is None:
             return []
-        return [("val", [r for r in wh_splits.split_rows(home, rec["split_run_id"]) if r["part"] == "val"], None)]
+        return [("val", [r for r in stored.split(rec["split_run_id"]) if r["part"] == "val"], None)]
     out = []
     if split_run is not None:
-        rows = wh_splits.split_rows(home, split_run)
+        rows = stored.split(split_run)
         val = [r for r in rows if r["part"] == "val"]
         out += [("val", val, sorted({r["word"] for r in rows})), ("open", val, None)]
     if all_scope:
-        out.append(("all", wh_splits.all_labelled(home), None))
+        out.append(("all", stored.labelled(), None))
     return out
+
+
+def _zero_shot_first(rec: dict) -> bool:
+    """Sort key: zero-shot models (whose 'all' scope, every stored photo, is the largest) before supervised ones,
+    so it is scored before a fine-tuned CNN's runtime is loaded (torch and its network stay resident: ~0.7 GB)."""
+    kind = KINDS.get(rec["kind"])
+    return kind is None or kind.role != ZERO_SHOT
 
 
 @dataclass
@@ -111,21 +151,26 @@ def evaluate(home: Path, *, model_ids: list[int] | None = None, all_scope: bool 
     with job_run(home, "evaluate", {"model_ids": [r["model_id"] for r in recs], "all_scope": all_scope,
                                     "split_run_id": split_run}) as run:
         batches: dict = {}
+        stored = _Rows(home)
 
         def batch_for(key, rows, backbones):
             if key not in batches:
                 batches[key] = _readable_batch(home, rows, backbones, run)
             return batches[key]
 
-        for rec in recs:
+        for rec in sorted(recs, key=_zero_shot_first):
             try:
                 model = load_model(rec)
+                if model.role != ZERO_SHOT:   # the 'all' scope is the zero-shot models' alone, all scored by now
+                    for key in [k for k in batches if not k[0]]:
+                        del batches[key]
+                    stored.drop_labelled()
                 _with_front(home, model, runtime, run.log)
             except ModelLoadError as exc:
                 run.log(f"skipped model {rec['model_id']}: {exc}")
                 run.count("failed")
                 continue
-            for scope, rows, words in _scopes(home, rec, model, all_scope, split_run):
+            for scope, rows, words in _scopes(stored, rec, model, all_scope, split_run):
                 if not rows:
                     run.log(f"model {rec['model_id']}: no images for the {scope} scope")
                     continue
