@@ -62,7 +62,7 @@ class FinetuneConfig:
     dropout: float = 0.2
     augment: bool = True              # horizontal flips
     seed: int = 0
-    patience: int = 2                 # early stop: epochs without a better stop-set loss (0: never stop early)
+    patience: int = 1                 # early stop: epochs without a better stop-set loss (0: never stop early)
     stop_fraction: float = 0.1        # of the train part held out to decide when to stop ...
     stop_min_train: int = 2000        # ... only when the train part has at least this many images
     stop_min_delta: float = 0.01      # a plateau: the stop-set loss fell by less than this fraction
