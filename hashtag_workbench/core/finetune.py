@@ -311,7 +311,7 @@ class FinetuneModel(KindModel):
             data.log(f"epoch {s.epoch}/{cfg.epochs}: train loss {s.train_loss:.3f} acc {s.train_acc:.1%}{val}"
                      f"{stop} ({s.seconds:.1f} s)")
         store = data.activation_store() if hasattr(data, "activation_store") else None
-        try:   # the front goes straight to finetune, which drops it (and its buffers) once the cache is made
+        try:   # the front goes straight to finetune, which drops it once the cache is made
             trained, curve = finetune(data.backbone(cfg.backbone, cfg.weights), cfg, data.classes,
                                       data.train_images(), data.train_words, data.val_images(), data.val_words,
                                       on_epoch=on_epoch, progress=data.log, store=store,
@@ -577,7 +577,7 @@ def finetune(backbone, config: FinetuneConfig, classes: list[str],
             f"(patience {config.patience}, at most {config.epochs} epochs)")
     inputs = _inputs(net, backbone, config, train_images, val_images, say, front=front,
                      store=store or MemoryStore(), bar=bar)
-    front = None   # no longer needed: an ONNX session's memory arena is freed here, not after the epochs
+    front = None   # no longer needed: an ONNX session (and its memory arena) is freed here, not after the epochs
     curve, kept = _epochs(net, config, inputs, fit_idx, stop_idx, ytr, yva, gen, on_epoch, bar)
     net.eval()
     model = FinetuneModel(config, classes, backbone, net)

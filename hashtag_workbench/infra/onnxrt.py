@@ -315,10 +315,11 @@ def load_front(home: Path, name: str, weights: Path | str | None, stop: int, fro
 
     Without `arena` each run's buffers go back to the system: the front's early maps (112x112) are large
     and a long job has other work to do between batches (measured on the demo set with mirror images, 32
-    photos a run: the arena kept ~0.5 GB). With it, runs reuse the buffers, which the caller frees by
-    dropping the function: measured on 2 shared cores, 160 photos 16 a run (EfficientNet-Lite0, cut at
-    block 13), 8.4-9.4 ms CPU a photo against 14.7-16.4 ms without (4.1-4.4 ms of it system time, the
-    fresh pages of every run), ~180 MB more resident while the session lives."""
+    photos a run: the arena kept ~0.5 GB). With it, runs reuse the buffers: measured on 2 shared cores,
+    160 photos 16 a run (EfficientNet-Lite0, cut at block 13), 8.4-9.4 ms CPU a photo against 14.7-16.4 ms
+    without (4.1-4.4 ms of it system time, the fresh pages of every run), and ~150 MB more resident
+    after them. Dropping the function frees the session, but the process keeps most of those pages (its
+    heap; malloc_trim returned ~20 MB): they are reused by what the process allocates next."""
     spec = backbone_spec(name)
     path = spec.find_weights(Path(weights) if weights else None)
     graph_name = f"{name}_front{stop}"   # no dot: cache_paths puts a suffix after it

@@ -138,7 +138,8 @@ class _Data(_Vocabulary):
 
     def frozen_front(self, cfg):
         """The fine-tune's frozen front through ONNX Runtime (uint8 pixels -> activations), or None: torch. With
-        a memory arena (faster; its buffers are freed when the fine-tune drops the front after caching)."""
+        a memory arena: faster (see load_front), and the fine-tune drops the front once its cache is made, so
+        the epochs reuse that memory."""
         if self.runtime != "onnx" or cfg.mode != "cached":
             return None
         from hashtag_workbench.core.finetune import split_backbone
