@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/finetune.py [--epochs 13] [--threads 2] [--per-word N]
 
 Naive: every layer trained, the whole network run forward and backward from the raw
-(preprocessed) image every epoch. Cached: the frozen front runs once per image (and
-mirror image); each epoch trains only the last blocks and the head. Both use the same
+(preprocessed) image every epoch. Cached: the frozen front runs once per image (its
+mirror images are the cached maps flipped); each epoch trains only the last blocks and the head. Both use the same
 optimiser, schedule, augmentation and seed. Reports wall time and final val accuracy
 for each, and the speed-up; both measured here, now.
 """

@@ -593,7 +593,7 @@ def test_finetune_killed_while_caching_resumes_the_cache_and_restarts_epochs(sto
     run_until_killed(RESUMABLE_CODE, home, "train-finetune:item:7", zygote=train_zygote)
     killed.append(runs.recent_runs(home, 1, kind="train-finetune")[0]["run_id"])
     first = _chunks(home, "train")
-    assert list(first) == ["train-efficientnet_lite0-front13-mirrored-00000.npy"], _cache_files(home)
+    assert list(first) == ["train-efficientnet_lite0-front13-nchw-00000.npy"], _cache_files(home)
     assert any(Path(f).name.startswith(".tmp-") for f in _cache_files(home))
     # 2. the re-run caches only the other train photos (its bar counts them), then is killed in val
     err = run_until_killed(RESUMABLE_CODE, home, f"train-finetune:item:{n_train - 4 + 2}", zygote=train_zygote)
@@ -636,10 +636,9 @@ def test_finetune_cache_on_a_full_disk_fails_in_one_line_keeping_earlier_models(
     before it in the same call are kept, and no part of the cache is left."""
     home = tmp_path / "home"
     shutil.copytree(stored_features_template, home)
-    # Fine-tuning all but the first block caches the first block's output (16 x 112 x 112 floats, 0.8 MB a
-    # photo, 1.6 MB with its mirror image): a cache bigger than any other file the run writes, so a limit on
-    # the size of a file stops the cache and nothing else.
-    code = FINETUNE_CODE.replace('models=("finetune",)', 'models=("probe", "finetune"), train_blocks=15')
+    # Fine-tuning every block caches the stem's output (32 x 112 x 112 floats, 1.6 MB a photo): a cache bigger
+    # than any other file the run writes, so a limit on the size of a file stops the cache and nothing else.
+    code = FINETUNE_CODE.replace('models=("finetune",)', 'models=("probe", "finetune"), train_blocks=16')
     limit = 24 << 20
     assert (home / "warehouse.duckdb").stat().st_size < limit / 2
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True,

@@ -187,7 +187,7 @@ def test_finetune_cached_on_disk_trains_like_in_memory_and_stops_early(tmp_path)
     assert [round(c.train_loss, 5) for c in c1] == [round(c.train_loss, 5) for c in c2]
     np.testing.assert_allclose(m1.predict_images(images), m2.predict_images(images), atol=1e-5)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [
-        "train-efficientnet_lite0-front13-mirrored-00000.npy", "val-efficientnet_lite0-front13-00000.npy"]
+        "train-efficientnet_lite0-front13-nchw-00000.npy", "val-efficientnet_lite0-front13-nchw-00000.npy"]
     store.clear()
 
     stop_cfg = FinetuneConfig(epochs=13, batch_size=4, patience=1, stop_fraction=0.34, stop_min_train=10, lr=3e-2)

@@ -3,8 +3,9 @@
 Fine-tuning here trains the backbone's last `train_blocks` blocks plus a new linear
 head; everything before them stays frozen (and BatchNorm statistics stay fixed, which
 small datasets need). Since the frozen part's output never changes, "cached" mode runs
-it once per image (and once per horizontally flipped copy, the augmentation) and
-trains on the stored activations: each epoch then costs only the last blocks. "full"
+it once per image and trains on the stored activations: each epoch then costs only the
+last blocks. Its augmentation mirrors the cached activation maps (flipped along their
+width), not the photo: the mirror image's own front pass is not run. "full"
 mode is the naive reference that trains every layer from the raw image each epoch;
 benchmarks/finetune.py measures the two side by side.
 
@@ -61,7 +62,7 @@ class FinetuneConfig:
     dropout: float = 0.2
     augment: bool = True              # horizontal flips
     seed: int = 0
-    patience: int = 2                 # early stop: epochs without a better stop-set loss (0: never stop early)
+    patience: int = 1                 # early stop: epochs without a better stop-set loss (0: never stop early)
     stop_fraction: float = 0.1        # of the train part held out to decide when to stop ...
     stop_min_train: int = 2000        # ... only when the train part has at least this many images
     stop_min_delta: float = 0.01      # a plateau: the stop-set loss fell by less than this fraction
@@ -270,16 +271,11 @@ def _pixel_batches(backbone, images: Sequence[ImageSource], batch_size: int, bar
         yield np.stack(batch)
 
 
-def cached_front(front: Front, backbone, images: Sequence[ImageSource], *, flip: bool, batch_size: int | None = None,
+def cached_front(front: Front, backbone, images: Sequence[ImageSource], *, batch_size: int | None = None,
                  bar: Bar = no_bar, desc: str = "caching") -> Iterable[np.ndarray]:
-    """Chunks of the frozen front's output, (b, 2 if flip else 1, c, h, w) float32: each photo and,
-    with flip, its mirror image (run in the same call: one pass over the photos)."""
+    """Chunks of the frozen front's output, (b, c, h, w) float32, one row per photo."""
     for x in _pixel_batches(backbone, images, batch_size or FRONT_BATCH, bar, desc):
-        if flip:
-            x = np.concatenate([x, x[:, :, ::-1]])
-        act = np.asarray(front(x), dtype=np.float32)
-        b = len(act) // (2 if flip else 1)
-        yield np.ascontiguousarray(act.reshape(2, b, *act.shape[1:]).swapaxes(0, 1) if flip else act[:, None])
+        yield np.ascontiguousarray(front(x), dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- training
@@ -314,12 +310,12 @@ class FinetuneModel(KindModel):
             stop = f", stop-set loss {s.stop_loss:.3f}" if s.stop_loss is not None else ""
             data.log(f"epoch {s.epoch}/{cfg.epochs}: train loss {s.train_loss:.3f} acc {s.train_acc:.1%}{val}"
                      f"{stop} ({s.seconds:.1f} s)")
-        front = data.frozen_front(cfg) if hasattr(data, "frozen_front") else None
         store = data.activation_store() if hasattr(data, "activation_store") else None
-        try:
+        try:   # the front goes straight to finetune, which drops it once the cache is made
             trained, curve = finetune(data.backbone(cfg.backbone, cfg.weights), cfg, data.classes,
                                       data.train_images(), data.train_words, data.val_images(), data.val_words,
-                                      on_epoch=on_epoch, progress=data.log, front=front, store=store,
+                                      on_epoch=on_epoch, progress=data.log, store=store,
+                                      front=data.frozen_front(cfg) if hasattr(data, "frozen_front") else None,
                                       bar=getattr(data, "progress", None) or no_bar)
         finally:
             if store is not None:
@@ -411,8 +407,8 @@ def _build_net(backbone, config: FinetuneConfig, n_classes: int) -> tuple[object
 
 @dataclass
 class _Inputs:
-    """What each epoch trains on: rows of (2 if mirrored copies are cached else 1, ...) per photo, either
-    the frozen front's cached activations or (full mode) the normalised pixels."""
+    """What each epoch trains on, a row per photo: the frozen front's cached activations or (full mode) the
+    normalised pixels."""
     train: MemoryRows
     val: MemoryRows | None
     seconds: float
@@ -422,29 +418,28 @@ def _inputs(net: FinetuneNet, backbone, config: FinetuneConfig, train_images, va
             front: Front | None, store, bar: Bar) -> _Inputs:
     t0 = time.perf_counter()
     if config.mode == "full":
-        xtr = preprocess_all(backbone, train_images).numpy()[:, None]
-        xva = preprocess_all(backbone, val_images).numpy()[:, None] if len(val_images) else None
+        xtr = preprocess_all(backbone, train_images).numpy()
+        xva = preprocess_all(backbone, val_images).numpy() if len(val_images) else None
         say(f"preprocessed {len(xtr)} train / {len(val_images)} val images in {time.perf_counter() - t0:.1f} s")
         return _Inputs(MemoryRows(xtr), MemoryRows(xva) if xva is not None else None, time.perf_counter() - t0)
     run = front or torch_front(net.front, backbone)
-    flip = bool(config.augment)
-    xtr = _cache_part(store, "train", _cache_name(net, backbone, config, flip), train_images, run, backbone, flip,
-                      bar, say)
-    xva = (_cache_part(store, "val", _cache_name(net, backbone, config, False), val_images, run, backbone, False,
-                       bar, say) if len(val_images) else None)
-    say(f"cached frozen activations {tuple(xtr.shape[2:])} for {len(train_images)} train "
-        f"(x{2 if flip else 1}) / {len(val_images)} val images in {time.perf_counter() - t0:.1f} s")
+    name = _cache_name(net, backbone, config)
+    xtr = _cache_part(store, "train", name, train_images, run, backbone, bar, say)
+    xva = _cache_part(store, "val", name, val_images, run, backbone, bar, say) if len(val_images) else None
+    say(f"cached frozen activations {tuple(xtr.shape[1:])} for {len(train_images)} train / {len(val_images)} val "
+        f"images in {time.perf_counter() - t0:.1f} s")
     return _Inputs(xtr, xva, time.perf_counter() - t0)
 
 
-def _cache_name(net: FinetuneNet, backbone, config: FinetuneConfig, flip: bool) -> str:
-    """What a cached part holds, in its name: the backbone (and weights file), where it is cut, and whether
-    mirror images are in it; a killed run's chunks are reused only under the same name."""
+def _cache_name(net: FinetuneNet, backbone, config: FinetuneConfig) -> str:
+    """What a cached part holds, in its name: the backbone (and weights file), where it is cut, and the row
+    layout (one (c, h, w) map per photo; older versions cached (2 or 1, c, h, w) rows under names without
+    '-nchw'); a killed run's chunks are reused only under the same name."""
     weights = f"-w{zlib.crc32(str(config.weights).encode()):08x}" if config.weights else ""
-    return f"{backbone.name}{weights}-front{len(net.front.blocks)}" + ("-mirrored" if flip else "")
+    return f"{backbone.name}{weights}-front{len(net.front.blocks)}-nchw"
 
 
-def _cache_part(store, part: str, name: str, images, run: Front, backbone, flip: bool, bar: Bar, say):
+def _cache_part(store, part: str, name: str, images, run: Front, backbone, bar: Bar, say):
     """The cached front activations of one part: the rows a killed run left in `store` are kept, the rest
     computed (a fresh store: all of them)."""
     todo = store.missing(f"{part}-{name}", len(images))
@@ -452,7 +447,7 @@ def _cache_part(store, part: str, name: str, images, run: Front, backbone, flip:
         say(f"resuming the activation cache: {len(images) - len(todo)} of {len(images)} {part} photos "
             "already cached by an interrupted run")
     picked = images if len(todo) == len(images) else _Picked(images, todo)
-    return store.write(f"{part}-{name}", len(images), cached_front(run, backbone, picked, flip=flip, bar=bar,
+    return store.write(f"{part}-{name}", len(images), cached_front(run, backbone, picked, bar=bar,
                                                                    desc=f"caching frozen front ({part})"))
 
 
@@ -470,15 +465,13 @@ def _optimiser(net: FinetuneNet, config: FinetuneConfig, n_train: int):
 
 
 def _batch(rows: MemoryRows, idx: np.ndarray, config: FinetuneConfig, gen: torch.Generator) -> torch.Tensor:
-    """The batch's inputs; with augmentation, half of them (at random) mirrored: the mirror image's cached
-    activations, or (full mode, one copy per photo) the flipped pixels."""
+    """The batch's inputs; with augmentation, half of them (at random) flipped along their width: the cached
+    activation maps, or (full mode) the pixels."""
     x = torch.from_numpy(np.ascontiguousarray(rows.take(idx)))
     if not config.augment:
-        return x[:, 0]
+        return x
     flip = torch.rand(len(idx), generator=gen) < 0.5
-    if x.shape[1] == 2:
-        return x[torch.arange(len(idx)), flip.long()]
-    return torch.where(flip[:, None, None, None], torch.flip(x[:, 0], dims=[3]), x[:, 0])
+    return torch.where(flip[:, None, None, None], torch.flip(x, dims=[3]), x)
 
 
 def _train_epoch(run, inputs: _Inputs, idx: np.ndarray, y: torch.Tensor, opt, sched, config: FinetuneConfig,
@@ -501,7 +494,7 @@ def _train_epoch(run, inputs: _Inputs, idx: np.ndarray, y: torch.Tensor, opt, sc
 
 def _validate(net: FinetuneNet, run, rows: MemoryRows | None, idx: np.ndarray | None,
               y: torch.Tensor) -> tuple[float | None, float | None]:
-    """(loss, accuracy) on the rows `idx` (default: all) of `rows`, unmirrored, in chunks."""
+    """(loss, accuracy) on the rows `idx` (default: all) of `rows`, unflipped, in chunks."""
     if rows is None:
         return None, None
     idx = np.arange(len(rows)) if idx is None else idx
@@ -509,7 +502,7 @@ def _validate(net: FinetuneNet, run, rows: MemoryRows | None, idx: np.ndarray | 
         return None, None
     net.eval()
     with torch.inference_mode():
-        logits = torch.cat([run(torch.from_numpy(np.ascontiguousarray(rows.take(idx[i:i + 256])[:, 0])))
+        logits = torch.cat([run(torch.from_numpy(np.ascontiguousarray(rows.take(idx[i:i + 256]))))
                             for i in range(0, len(idx), 256)])
     yy = y[torch.from_numpy(idx)]
     return float(F.cross_entropy(logits, yy)), float((logits.argmax(1) == yy).float().mean())
@@ -584,6 +577,7 @@ def finetune(backbone, config: FinetuneConfig, classes: list[str],
             f"(patience {config.patience}, at most {config.epochs} epochs)")
     inputs = _inputs(net, backbone, config, train_images, val_images, say, front=front,
                      store=store or MemoryStore(), bar=bar)
+    front = None   # no longer needed: an ONNX session (and its memory arena) is freed here, not after the epochs
     curve, kept = _epochs(net, config, inputs, fit_idx, stop_idx, ytr, yva, gen, on_epoch, bar)
     net.eval()
     model = FinetuneModel(config, classes, backbone, net)

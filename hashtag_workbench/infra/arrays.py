@@ -1,7 +1,7 @@
 """Large arrays on disk, written atomically and read a few rows at a time (bounded memory).
 
-The fine-tune caches its frozen front's activations here (about 37 KB per photo and
-mirror image for EfficientNet-Lite0) as .npy chunk files of CHUNK_ROWS rows each
+The fine-tune caches its frozen front's activations here (about 37 KB per photo for
+EfficientNet-Lite0) as .npy chunk files of CHUNK_ROWS rows each
 (`<name>-<k>.npy`), each streamed to a temp name and renamed when complete
 (infra.files.atomic_target), so a killed or failed write never leaves a file under a real
 name. Finished chunks stay on disk until the store is cleared: a job killed while caching
@@ -23,7 +23,7 @@ import numpy as np
 from hashtag_workbench.infra.files import TMP_PREFIX, atomic_target
 from hashtag_workbench.infra.procs import pid_alive
 
-CHUNK_ROWS = 256   # rows per chunk file: the most a killed caching job recomputes (~9.5 MB with mirrors)
+CHUNK_ROWS = 256   # rows per chunk file: the most a killed caching job recomputes (~9.5 MB at 37 KB a row)
 
 
 class ArrayCacheError(OSError):

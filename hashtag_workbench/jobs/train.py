@@ -137,7 +137,9 @@ class _Data(_Vocabulary):
         return get_backbone(name, weights, "torch")
 
     def frozen_front(self, cfg):
-        """The fine-tune's frozen front through ONNX Runtime (uint8 pixels -> activations), or None: torch."""
+        """The fine-tune's frozen front through ONNX Runtime (uint8 pixels -> activations), or None: torch. With
+        a memory arena: faster (see load_front), and the fine-tune drops the front once its cache is made, so
+        the epochs reuse that memory."""
         if self.runtime != "onnx" or cfg.mode != "cached":
             return None
         from hashtag_workbench.core.finetune import split_backbone
@@ -145,7 +147,7 @@ class _Data(_Vocabulary):
         bb = self.backbone(cfg.backbone, cfg.weights)
         front, _, _ = split_backbone(bb, int(cfg.train_blocks))
         stop = len(front.blocks)
-        return load_front(self.home, cfg.backbone, cfg.weights, stop, front, say=self.log)
+        return load_front(self.home, cfg.backbone, cfg.weights, stop, front, arena=True, say=self.log)
 
     def activation_store(self):
         """Where the fine-tune caches activations: chunk files under <data dir>/cache/activations/<key>/, the
