@@ -48,21 +48,22 @@ def load_photo(path: Path | str, *, reduce_to: int | None = None) -> Image.Image
     return decode_rgb(data, min_side=1, reduce_to=reduce_to)
 
 
-def _prepare(path, preprocess: Preprocess) -> np.ndarray | str:
+def _prepare(item, preprocess: Preprocess, load: Callable | None = None) -> np.ndarray | str:
     try:
-        return preprocess(load_photo(path, reduce_to=preprocess.resize))
+        return preprocess(load(item) if load else load_photo(item, reduce_to=preprocess.resize))
     except ImageRejected as exc:
         return str(exc)
     except Exception as exc:  # a preprocessing bug on one odd image must not kill the job
         return f"{type(exc).__name__}: {exc}"
 
 
-def prepare_batch(paths: Sequence[Path | str], positions: Iterable[int], preprocess: Preprocess,
-                  pool: ThreadPoolExecutor | None = None) -> Batch:
-    """Decode and prepare `paths[p]` for each position (in `pool` when given), failures kept apart."""
+def prepare_batch(paths: Sequence, positions: Iterable[int], preprocess: Preprocess,
+                  pool: ThreadPoolExecutor | None = None, load: Callable | None = None) -> Batch:
+    """Decode and prepare `paths[p]` for each position (in `pool` when given), failures kept apart.
+    `load` turns an item into a PIL image (default: the item is a stored photo's path)."""
     positions = list(positions)
     mapper = pool.map if pool is not None else map
-    results = list(mapper(lambda i: _prepare(paths[i], preprocess), positions))
+    results = list(mapper(lambda i: _prepare(paths[i], preprocess, load), positions))
     ok = [(i, r) for i, r in zip(positions, results) if isinstance(r, np.ndarray)]
     bad = [(i, r) for i, r in zip(positions, results) if not isinstance(r, np.ndarray)]
     return Batch([i for i, _ in ok], np.stack([r for _, r in ok]) if ok else None, bad)
@@ -75,8 +76,8 @@ def run_batch(backbone, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
     return backbone.features_and_logits(batch.array)
 
 
-def iter_batches(paths: Sequence[Path | str], preprocess: Preprocess, *,
-                 batch_size: int = 16, workers: int = 2, prefetch: int = 2) -> Iterator[Batch]:
+def iter_batches(paths: Sequence, preprocess: Preprocess, *, batch_size: int = 16, workers: int = 2,
+                 prefetch: int = 2, load: Callable | None = None) -> Iterator[Batch]:
     """Yield prepared batches in order, decoding up to `prefetch` batches ahead in `workers` threads.
 
     Pillow and numpy release the GIL while decoding and resizing, so threads give
@@ -99,7 +100,7 @@ def iter_batches(paths: Sequence[Path | str], preprocess: Preprocess, *,
                 for chunk in chunks:
                     if stop.is_set():
                         break
-                    item = prepare_batch(paths, chunk, preprocess, pool)
+                    item = prepare_batch(paths, chunk, preprocess, pool, load)
                     while not stop.is_set():
                         try:
                             out.put(item, timeout=0.1)
