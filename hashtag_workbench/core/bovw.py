@@ -217,9 +217,6 @@ class BoVWModel(KindModel):
     def predict_proba(self, batch) -> np.ndarray:
         return self.predict_images(batch.images())
 
-    def predict_descriptors(self, descriptors: Sequence[np.ndarray]) -> np.ndarray:
-        return softmax(self.decision(descriptors) / self.config.score_temperature, axis=1)
-
     def predict_images(self, images: Sequence[Image.Image], *, workers: int = 1, bar=no_bar) -> np.ndarray:
         """Scores per photo, each photo straight to its histogram (`images` may be lazy)."""
         hist = image_histograms(images, self.config, self.centers, workers=workers, bar=bar)

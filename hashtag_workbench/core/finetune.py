@@ -618,16 +618,16 @@ def _channels_last_input(run):
 
 def _epochs(net, config, inputs, fit_idx, stop_idx, ytr, yva, gen, on_epoch, bar) -> tuple[list[EpochStats], int]:
     """Train up to config.epochs epochs; returns the curve and the epoch whose weights the net holds."""
+    threads = torch.get_num_threads()   # the process's: the val and stop-set scoring's (see below)
     if config.mode == "cached":
         # The trained blocks work on 7x7 maps: a step is too small to split across threads. Measured on
         # 2 cores (EfficientNet-Lite0, 3 blocks, batch 32): 1 thread 11-14 ms and 7-8 ms CPU per photo;
         # 2 threads 12-85 ms and 14-54 ms CPU (idle to busy machine). So one thread. Scoring the val and stop
         # sets 256 maps at a time does split: measured on 2 quiet cores, 5.4 ms a photo with one thread,
         # 3.1 ms wall (6.0 ms CPU) with two; so those passes get the threads the process had.
-        threads = torch.get_num_threads()
         with _torch_threads(EPOCH_THREADS), _channels_last(net):
             return _run_epochs(net, config, inputs, fit_idx, stop_idx, ytr, yva, gen, on_epoch, bar, threads)
-    return _run_epochs(net, config, inputs, fit_idx, stop_idx, ytr, yva, gen, on_epoch, bar, torch.get_num_threads())
+    return _run_epochs(net, config, inputs, fit_idx, stop_idx, ytr, yva, gen, on_epoch, bar, threads)
 
 
 def _run_epochs(net, config, inputs, fit_idx, stop_idx, ytr, yva, gen, on_epoch, bar,

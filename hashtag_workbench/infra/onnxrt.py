@@ -50,13 +50,11 @@ def _stderr(message: str) -> None:
 
 # --------------------------------------------------------------------------- running
 
-def make_session(model: Path | bytes, threads: int | None = None, *, arena: bool = True):
+def make_session(model: Path | bytes, threads: int | None = None):
     """An ONNX Runtime CPU session: intra-op threads = cores (or `threads`), one inter-op thread, which
-    sleep when idle instead of spinning. arena=False returns each run's buffers to the system instead of
-    keeping the largest run's."""
+    sleep when idle instead of spinning; runs reuse their buffers (the memory arena, see load_front)."""
     import onnxruntime as ort
     so = ort.SessionOptions()
-    so.enable_cpu_mem_arena = arena
     # Spinning workers burn a core waiting for the next op, and the next batch (photos are decoded between
     # runs). Measured on 2 shared cores, 240 photos decoded and run 16 at a time: spinning 4.1-4.2 s CPU,
     # 5.9-20 s wall; sleeping 2.5-2.7 s CPU, 4.4-8.3 s wall (session.run alone: 3.1-3.2 -> 1.9-2.1 s CPU).
@@ -307,26 +305,24 @@ def front_graph(name: str, front, prep: Preprocess) -> Graph:
 
 
 def load_front(home: Path, name: str, weights: Path | str | None, stop: int, front, *,
-               threads: int | None = None, arena: bool = False,
-               say: Callable[[str], None] = _stderr) -> Callable | None:
+               threads: int | None = None, say: Callable[[str], None] = _stderr) -> Callable | None:
     """uint8 pixels -> the frozen front's activations through ONNX Runtime (the front is the backbone's
     layers before block `stop`, with its pretrained weights: exported once per weights file, checked
     against torch and cached like the backbones), or None (said in one line) when that route fails.
 
-    Without `arena` each run's buffers go back to the system: the front's early maps (112x112) are large
-    and a long job has other work to do between batches (measured on the demo set with mirror images, 32
-    photos a run: the arena kept ~0.5 GB). With it, runs reuse the buffers: measured on 2 shared cores,
-    160 photos 16 a run (EfficientNet-Lite0, cut at block 13), 8.4-9.4 ms CPU a photo against 14.7-16.4 ms
-    without (4.1-4.4 ms of it system time, the fresh pages of every run), and ~150 MB more resident
-    after them. Dropping the function frees the session, but the process keeps most of those pages (its
-    heap; malloc_trim returned ~20 MB): they are reused by what the process allocates next."""
+    Its session keeps ONNX Runtime's memory arena, as every session here does: the front's early maps
+    (112x112) are large, and without the arena each run's fresh pages cost system time. Measured on 2
+    shared cores, 160 photos 16 a run (EfficientNet-Lite0, cut at block 13): 8.4-9.4 ms CPU a photo
+    against 14.7-16.4 ms without (4.1-4.4 ms of it system time), and ~150 MB more resident after them.
+    Dropping the function frees the session, but the process keeps most of those pages (its heap;
+    malloc_trim returned ~20 MB): they are reused by what the process allocates next."""
     spec = backbone_spec(name)
     path = spec.find_weights(Path(weights) if weights else None)
     graph_name = f"{name}_front{stop}"   # no dot: cache_paths puts a suffix after it
     try:
         onnx_path = _ready_export(home, spec, path, sha256_file(path), threads,
                                   graph=lambda: front_graph(graph_name, front, spec.preprocess), name=graph_name)
-        session = make_session(onnx_path, threads, arena=arena)
+        session = make_session(onnx_path, threads)
     except (OnnxUnavailable, ImportError) as exc:
         say(f"note: ONNX Runtime not used for the frozen front of {name}: {exc}; running it in torch")
         return None

@@ -46,14 +46,13 @@ def _readable_batch(home: Path, rows: list[dict], backbones: tuple[str, ...], ru
 
 
 def _with_front(home: Path, model, runtime: str, log) -> None:
-    """A fine-tuned CNN's frozen front through ONNX Runtime (the same cached export training made), with its
-    memory arena: the val photos run 16 at a time, each run's fresh pages cost ~40 % more CPU (load_front)."""
+    """A fine-tuned CNN's frozen front through ONNX Runtime (the same cached export training made)."""
     ft = model.model
     if runtime != "onnx" or model.kind != "finetune" or getattr(ft, "front", "n/a") is not None:
         return
     from hashtag_workbench.infra.onnxrt import load_front
     ft.front = load_front(home, ft.config.backbone, ft.config.weights, len(ft.net.front.blocks), ft.net.front,
-                          arena=True, say=log)
+                          say=log)
 
 
 # Photos a model that reads stored outputs scores at a time: its float64 temporaries (a few n x 1000 copies

@@ -137,9 +137,8 @@ class _Data(_Vocabulary):
         return get_backbone(name, weights, "torch")
 
     def frozen_front(self, cfg):
-        """The fine-tune's frozen front through ONNX Runtime (uint8 pixels -> activations), or None: torch. With
-        a memory arena: faster (see load_front), and the fine-tune drops the front once its cache is made, so
-        the epochs reuse that memory."""
+        """The fine-tune's frozen front through ONNX Runtime (uint8 pixels -> activations), or None: torch. The
+        fine-tune drops it once its cache is made, so the epochs reuse its arena's memory (see load_front)."""
         if self.runtime != "onnx" or cfg.mode != "cached":
             return None
         from hashtag_workbench.core.finetune import split_backbone
@@ -147,7 +146,7 @@ class _Data(_Vocabulary):
         bb = self.backbone(cfg.backbone, cfg.weights)
         front, _, _ = split_backbone(bb, int(cfg.train_blocks))
         stop = len(front.blocks)
-        return load_front(self.home, cfg.backbone, cfg.weights, stop, front, arena=True, say=self.log)
+        return load_front(self.home, cfg.backbone, cfg.weights, stop, front, say=self.log)
 
     def activation_store(self):
         """Where the fine-tune caches activations: chunk files under <data dir>/cache/activations/<key>/, the
@@ -237,9 +236,7 @@ def _options(cfg: TrainConfig, seed: int) -> dict:
     """The options every kind builds its configs from (`ModelKind.configs`)."""
     if cfg.epochs < 1:
         raise InputError(f"--epochs must be at least 1, got {cfg.epochs}")
-    return {"epochs": cfg.epochs, "backbone": cfg.backbone, "weights": cfg.weights, "word_vectors": cfg.word_vectors,
-            "top_t": cfg.top_t, "temperature": cfg.temperature, "conse_variants": cfg.conse_variants, "seed": seed,
-            "train_blocks": cfg.train_blocks, "codebook": cfg.codebook, "clip_model": cfg.clip_model}
+    return {**dataclasses.asdict(cfg), "seed": seed}
 
 
 def train(home: Path, config: TrainConfig | None = None, *, split: SplitConfig | None = None,
